@@ -1,0 +1,1 @@
+"""ssl_jax: self-supervised learning in JAX/Flax."""
