@@ -1,0 +1,179 @@
+"""Deterministic, resumable per-process batches for training and evaluation (host side, NumPy).
+
+Training batches are a pure function of `(seed, step)`: epoch `e = step // steps_per_epoch` uses
+the permutation `np.random.default_rng([seed, e]).permutation(len(source))`, step `s` of the epoch
+takes its slice `[s * B, (s + 1) * B)` (B = global batch size, the remainder of an epoch is
+dropped), and process `p` of `P` takes the contiguous block `[p * B/P, (p + 1) * B/P)` of it. The
+global batch is therefore the same for any number of processes, any call order and any resume
+point; the iterator state is only the next step (plus checks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ssl_jax.data.base import Source
+from ssl_jax.data.errors import DataError
+from ssl_jax.data.prefetch import prefetch
+
+
+def _check_processes(batch_size: int, process_index: int, process_count: int) -> int:
+    """Returns the per-process batch size after validating the arguments."""
+    if process_count < 1 or not 0 <= process_index < process_count:
+        raise DataError(
+            f"process_index={process_index}, process_count={process_count}: expected "
+            "process_count >= 1 and 0 <= process_index < process_count (jax.process_index())."
+        )
+    if batch_size < 1 or batch_size % process_count:
+        raise DataError(
+            f"global batch size {batch_size} is not a positive multiple of the process count "
+            f"{process_count}; set the batch size to a multiple of {process_count}."
+        )
+    return batch_size // process_count
+
+
+class BatchIterator:
+    """Training batches of `source` for one process; see the module docstring for the order.
+
+    Args:
+      source: any `Source`.
+      global_batch_size: examples per step over all processes; a multiple of `process_count`.
+      seed: shuffling seed.
+      process_index, process_count: this process and the number of processes
+        (`jax.process_index()`, `jax.process_count()`).
+      shuffle: False keeps the source order in every epoch.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        global_batch_size: int,
+        seed: int,
+        process_index: int = 0,
+        process_count: int = 1,
+        shuffle: bool = True,
+    ):
+        self.local_batch_size = _check_processes(global_batch_size, process_index, process_count)
+        self.num_examples = len(source)
+        if self.num_examples < global_batch_size:
+            raise DataError(
+                f"{source.name}: {self.num_examples} examples, fewer than one global batch of "
+                f"{global_batch_size}; lower the batch size to at most {self.num_examples}."
+            )
+        self.source = source
+        self.global_batch_size = global_batch_size
+        self.seed = int(seed)
+        self.process_index = process_index
+        self.process_count = process_count
+        self.shuffle = shuffle
+        self.steps_per_epoch = self.num_examples // global_batch_size
+        self._order: tuple[int, np.ndarray] | None = None
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        cached = self._order  # One read: safe against the prefetch thread replacing it.
+        if cached is not None and cached[0] == epoch:
+            return cached[1]
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
+        else:
+            order = np.arange(self.num_examples)
+        self._order = (epoch, order)
+        return order
+
+    def global_indices(self, step: int) -> np.ndarray:
+        """Source indices of the global batch of `step`, shape `(global_batch_size,)`."""
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}.")
+        epoch, within = divmod(int(step), self.steps_per_epoch)
+        start = within * self.global_batch_size
+        return self._epoch_order(epoch)[start : start + self.global_batch_size]
+
+    def local_indices(self, step: int) -> np.ndarray:
+        """Source indices of this process's block of the global batch of `step`."""
+        start = self.process_index * self.local_batch_size
+        return self.global_indices(step)[start : start + self.local_batch_size]
+
+    def batch_at(self, step: int) -> dict[str, np.ndarray]:
+        """`{"images": uint8 (local_bs, H, W, 3), "labels": int32 (local_bs,)}` for `step`."""
+        images, labels = self.source.get(self.local_indices(step))
+        return {"images": images, "labels": labels}
+
+    def get_state(self, step: int) -> dict[str, Any]:
+        """A JSON-able state after `step` steps: resuming runs `batch_at(step)` next."""
+        epoch, within = divmod(int(step), self.steps_per_epoch)
+        return {
+            "step": int(step),
+            "epoch": epoch,
+            "step_in_epoch": within,
+            "steps_per_epoch": self.steps_per_epoch,
+            "seed": self.seed,
+            "global_batch_size": self.global_batch_size,
+            "num_examples": self.num_examples,
+            "shuffle": self.shuffle,
+        }
+
+    def step_from_state(self, state: dict[str, Any]) -> int:
+        """The step to resume at from `get_state`'s dict; `DataError` if the order would differ.
+
+        The process count may change between runs: the global batches do not depend on it.
+        """
+        for key in ("seed", "global_batch_size", "num_examples", "shuffle"):
+            if state.get(key) != getattr(self, key):
+                raise DataError(
+                    f"cannot resume the data iterator: saved {key}={state.get(key)!r} but this run "
+                    f"has {key}={getattr(self, key)!r}, so batches would not continue the saved "
+                    "order. Use the saved value, or start from step 0 without the data state."
+                )
+        return int(state["step"])
+
+    def iterate(
+        self, start_step: int = 0, *, prefetch_size: int = 2
+    ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """Yields `(step, batch_at(step))` for `step = start_step, start_step + 1, ...` forever,
+        preparing `prefetch_size` batches ahead in a background thread."""
+
+        def batches():
+            step = start_step
+            while True:
+                yield step, self.batch_at(step)
+                step += 1
+
+        return prefetch(batches(), prefetch_size)
+
+
+def iterate_eval(
+    source: Source,
+    *,
+    batch_size: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    prefetch_size: int = 2,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Every example of `source` once, in order, in global batches of `batch_size`.
+
+    Yields `{"images", "labels", "mask"}` for this process: its contiguous block of
+    `batch_size // process_count` of each global batch. The last global batch is padded to full
+    size with zero images, label 0 and `mask` False, so every process yields the same number of
+    batches, `ceil(len(source) / batch_size)`, of the same shape.
+    """
+    local = _check_processes(batch_size, process_index, process_count)
+    num_examples = len(source)
+    height, width, channels = source.image_shape
+
+    def batches():
+        for global_start in range(0, num_examples, batch_size):
+            start = global_start + process_index * local
+            indices = np.arange(start, min(start + local, num_examples))
+            images = np.zeros((local, height, width, channels), np.uint8)
+            labels = np.zeros(local, np.int32)
+            mask = np.zeros(local, bool)
+            if len(indices):
+                images[: len(indices)], labels[: len(indices)] = source.get(indices)
+                mask[: len(indices)] = True
+            yield {"images": images, "labels": labels, "mask": mask}
+
+    return prefetch(batches(), prefetch_size)
