@@ -1,0 +1,125 @@
+"""Functional bridge between Flax NNX modules and the pure-pytree train step.
+
+A module is split once into ``(graphdef, params, batch_stats)``: ``graphdef`` is static (close
+over it, or pass it as a static argument), ``params`` holds the ``nnx.Param`` variables and
+``batch_stats`` the ``nnx.BatchStat`` ones (BatchNorm running mean/var), both ``nnx.State``.
+An ``nnx.State`` is a registered pytree whose leaves are plain arrays (each wrapped in a pytree
+``nnx.Variable`` node), so ``jax.tree.map``, ``jax.jit``, ``jax.grad``, optax,
+``jax.device_put`` with shardings and Orbax ``StandardSave``/``StandardRestore`` (given the
+abstract target) work on it unchanged. For layouts that must be read without the model
+definition (the encoder export), use ``to_pure_dict`` / ``from_pure_dict``: nested plain dicts
+of arrays, without the Variable wrappers.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+from flax import nnx
+
+from ssl_jax.models.resnet import get_backbone
+
+
+def split_module(module: nnx.Module) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
+    """Splits ``module`` into ``(graphdef, params, batch_stats)``.
+
+    ``batch_stats`` is an empty ``nnx.State`` for modules without BatchNorm. Raises
+    ``ValueError`` if the module holds other state (e.g. RNG streams kept by ``nnx.Dropout``),
+    which the functional train step would silently drop.
+    """
+    graphdef, params, batch_stats, rest = nnx.split(module, nnx.Param, nnx.BatchStat, ...)
+    if jax.tree.leaves(rest):
+        raise ValueError(
+            f"{type(module).__name__} holds state that is neither nnx.Param nor nnx.BatchStat: "
+            f"{rest}. The functional API carries only these two; pass RNG keys as arguments "
+            "instead of storing nnx.Rngs in the module."
+        )
+    return graphdef, params, batch_stats
+
+
+def apply_module(
+    graphdef: nnx.GraphDef,
+    params: nnx.State,
+    batch_stats: nnx.State,
+    x: Any,
+    *,
+    train: bool,
+    **kwargs: Any,
+) -> tuple[Any, nnx.State]:
+    """Runs the module on ``x``; returns ``(output, new_batch_stats)``.
+
+    ``train=True``: BatchNorm normalises with the batch statistics and updates its running
+    averages, returned as ``new_batch_stats``. ``train=False``: BatchNorm uses the running
+    averages and ``batch_stats`` is returned unchanged. The mode is set on the merged copy with
+    ``Module.train()`` / ``Module.eval()`` (Flax's ``use_running_average``/``deterministic``
+    attributes), so it never leaks into ``graphdef``. ``kwargs`` go to the module's ``__call__``.
+
+    Works inside ``jax.jit`` and under ``jax.grad`` w.r.t. ``params``: the merge uses
+    ``copy=True``, otherwise updating BatchNorm statistics under ``grad`` inside ``jit`` fails
+    with ``TraceContextError`` (the merged module would reuse Variables of an outer trace).
+    """
+    module = nnx.merge(graphdef, params, batch_stats, copy=True)
+    if train:
+        module.train()
+    else:
+        module.eval()
+    out = module(x, **kwargs)
+    if not train:
+        return out, batch_stats
+    return out, nnx.state(module, nnx.BatchStat)
+
+
+def make_model(
+    factory: Callable[..., nnx.Module] | str, *, seed: int, **kwargs: Any
+) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
+    """Builds ``factory(rngs=nnx.Rngs(seed), **kwargs)`` and returns ``split_module`` of it.
+
+    ``factory`` is a module class or function taking ``rngs=``, or a backbone name registered in
+    ``ssl_jax.models.BACKBONES`` (e.g. ``make_model("resnet18", seed=0, stem="cifar")``).
+    """
+    if isinstance(factory, str):
+        module = get_backbone(factory, rngs=nnx.Rngs(seed), **kwargs)
+    else:
+        module = factory(rngs=nnx.Rngs(seed), **kwargs)
+    return split_module(module)
+
+
+def to_pure_dict(state: nnx.State) -> dict[str, Any]:
+    """Nested plain dict of arrays (no ``nnx.Variable`` wrappers); list indices stay int keys."""
+    return nnx.to_pure_dict(state)
+
+
+def from_pure_dict(template: nnx.State, pure: dict[str, Any]) -> nnx.State:
+    """New ``nnx.State`` shaped like ``template`` holding the arrays of ``pure``.
+
+    ``pure`` may come back from Orbax with string keys where ``template`` has int list indices;
+    both are accepted. ``template`` is not modified (its arrays may be abstract, e.g. from
+    ``jax.eval_shape``). Raises ``ValueError`` on keys that ``template`` does not have.
+    """
+    expected = nnx.to_flat_state(template)
+    if len(jax.tree.leaves(pure)) != len(expected):
+        raise ValueError(
+            f"pure dict has {len(jax.tree.leaves(pure))} arrays, the template "
+            f"{len(expected)}: it was saved from a different model or configuration."
+        )
+    state = jax.tree.map(lambda x: x, template)
+    nnx.replace_by_pure_dict(state, pure)
+    for (path, old), (_, new) in zip(expected, nnx.to_flat_state(state), strict=True):
+        if old.shape != new.shape:
+            raise ValueError(f"Shape mismatch at {path}: template {old.shape}, got {new.shape}.")
+    return state
+
+
+def num_params(tree: Any) -> int:
+    """Total number of array elements in a pytree (e.g. ``params``)."""
+    return sum(x.size for x in jax.tree.leaves(tree))
+
+
+__all__ = [
+    "apply_module",
+    "from_pure_dict",
+    "make_model",
+    "num_params",
+    "split_module",
+    "to_pure_dict",
+]
