@@ -1,0 +1,18 @@
+"""Weighted kNN (k=20 and 200, T=0.07, cosine) on the frozen encoder of a pretraining run.
+
+  python launch/knn.py --config configs/knn.py --config.pretrained=runs/simclr_cifar10 \
+    --workdir runs/simclr_cifar10/knn
+"""
+
+import ml_collections
+
+from ssl_jax.config import probe_defaults
+
+
+def get_config(arg=None):
+    c = probe_defaults()
+    c.knn = ml_collections.ConfigDict(dict(k=(20, 200), temperature=0.07))
+    if arg not in (None, "runlocal"):
+        raise ValueError(f"Unknown config variant {arg!r}; valid: runlocal.")
+    c.lock()
+    return c

@@ -1,0 +1,137 @@
+"""Default config sections shared by every experiment, and derived values.
+
+Experiment files in ``configs/`` start from :func:`pretrain_defaults` (or
+:func:`probe_defaults`), set their fields and return the config locked, so a
+misspelled ``--config.key=value`` is an error rather than a silent no-op.
+"""
+
+import math
+
+import ml_collections
+from ml_collections.config_dict import placeholder
+
+
+def data_defaults(**overrides) -> ml_collections.ConfigDict:
+    """The ``data`` section: which source, where, and the global batch size."""
+    data = ml_collections.ConfigDict(
+        dict(
+            name="digits",  # digits | npz | folder | tfds
+            path="",  # npz / folder sources
+            image_size=placeholder(int),  # resize on the host; None keeps the native size
+            tfds_name="cifar10",
+            tfds_data_dir=placeholder(str),
+            train_split="train",
+            test_split="test",
+            batch_size=256,  # global, over all devices and processes
+        )
+    )
+    data.update(overrides)
+    return data
+
+
+def pretrain_defaults() -> ml_collections.ConfigDict:
+    """Every field a pretraining config has, with neutral defaults."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.epochs = 100
+    c.total_steps = placeholder(int)  # derived from epochs when unset
+    c.data = data_defaults()
+    c.augment = ml_collections.ConfigDict(
+        dict(
+            recipe="simclr",  # a key of ssl_jax.augment.RECIPES
+            crop_size=32,
+            # Optional overrides of the recipe's ViewSpec fields (None = recipe default).
+            crop_scale=placeholder(tuple),
+            flip_prob=placeholder(float),
+            blur_prob=placeholder(float),
+            solarize_prob=placeholder(float),
+            gray_prob=placeholder(float),
+            jitter_prob=placeholder(float),
+            brightness=placeholder(float),
+            contrast=placeholder(float),
+            saturation=placeholder(float),
+            hue=placeholder(float),
+            mean=placeholder(tuple),
+            std=placeholder(tuple),
+        )
+    )
+    c.model = ml_collections.ConfigDict(
+        dict(backbone="resnet18", width=64, stem="cifar", zero_init_residual=True)
+    )
+    c.method = ml_collections.ConfigDict(
+        dict(name="simclr", temperature=0.2, proj_hidden_dim=2048, proj_dim=256)
+    )
+    c.optim = ml_collections.ConfigDict(
+        dict(
+            name="lars",  # lars | sgd | adamw
+            base_learning_rate=0.3,
+            lr_scaling="linear",  # linear: lr = base * batch / 256; sqrt; none
+            weight_decay=1e-6,
+            momentum=0.9,
+            b1=0.9,
+            b2=0.999,
+            trust_coefficient=0.001,
+            exclude_bias_and_norm=True,
+            grad_clip_norm=placeholder(float),
+        )
+    )
+    c.schedule = ml_collections.ConfigDict(
+        dict(name="warmup_cosine", warmup_epochs=10.0, end_lr_factor=0.0)
+    )
+    c.ckpt = ml_collections.ConfigDict(
+        dict(
+            every_steps=1000,
+            keep=3,  # the newest N checkpoints are kept
+            resume_from="",  # explicit run directory to resume from when the workdir is empty
+            init_from="",  # run directory whose params initialise a fresh run
+            async_save=True,
+        )
+    )
+    c.log = ml_collections.ConfigDict(dict(every_steps=50, tensorboard=False, progress=True))
+    c.evals = ml_collections.ConfigDict(
+        dict(
+            knn=ml_collections.ConfigDict(
+                dict(every_steps=0, k=(20, 200), temperature=0.07, batch_size=512)
+            )
+        )
+    )
+    c.export = ml_collections.ConfigDict(dict(network="online"))
+    c.mesh = ml_collections.ConfigDict(dict(num_devices=-1))  # -1: every device
+    return c
+
+
+def probe_defaults() -> ml_collections.ConfigDict:
+    """Fields shared by the downstream programs (linear probe, kNN)."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.pretrained = ""  # a pretraining workdir (its newest checkpoint's encoder export)
+    c.step = placeholder(int)  # which checkpoint step; None = newest
+    c.random_init = False  # probe a randomly initialised encoder of the same architecture
+    # Empty data.name: use the pretraining run's data section.
+    c.data = data_defaults(name="", batch_size=512)
+    c.mesh = ml_collections.ConfigDict(dict(num_devices=-1))
+    c.log = ml_collections.ConfigDict(dict(progress=True))
+    return c
+
+
+def scaled_learning_rate(optim: ml_collections.ConfigDict, batch_size: int) -> float:
+    """The peak learning rate after scaling with the global batch size (SimCLR, BYOL)."""
+    scaling = optim.lr_scaling
+    if scaling == "linear":
+        return optim.base_learning_rate * batch_size / 256
+    if scaling == "sqrt":
+        return optim.base_learning_rate * math.sqrt(batch_size)
+    if scaling == "none":
+        return optim.base_learning_rate
+    raise ValueError(f"optim.lr_scaling={scaling!r} is not one of 'linear', 'sqrt', 'none'.")
+
+
+def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+    """``config.total_steps`` if set, else ``epochs * steps_per_epoch``."""
+    if config.total_steps is not None:
+        if config.total_steps <= 0:
+            raise ValueError(f"total_steps must be positive, got {config.total_steps}.")
+        return int(config.total_steps)
+    if config.epochs <= 0:
+        raise ValueError(f"epochs must be positive, got {config.epochs}.")
+    return max(1, round(config.epochs * steps_per_epoch))

@@ -1,0 +1,72 @@
+"""Weighted k-nearest-neighbour classification on frozen features.
+
+The InstDisc/DINO protocol (Wu et al. 2018, Caron et al. 2021): features are
+L2-normalised, similarity is the cosine, and each of the k nearest training examples
+votes for its class with weight ``exp(similarity / T)``.
+"""
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+
+def _normalize(x: jax.Array) -> jax.Array:
+    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-24))
+
+
+@partial(jax.jit, static_argnames=("k", "num_classes"))
+def knn_scores(
+    train_features: ArrayLike,
+    train_labels: ArrayLike,
+    test_features: ArrayLike,
+    *,
+    k: int,
+    temperature: float,
+    num_classes: int,
+) -> jax.Array:
+    """Class scores ``(M, num_classes)``: ``sum over the k nearest of exp(cos/T) * onehot``."""
+    train = _normalize(jnp.asarray(train_features, jnp.float32))
+    test = _normalize(jnp.asarray(test_features, jnp.float32))
+    sims, idx = jax.lax.top_k(test @ train.T, k)
+    weights = jnp.exp(sims / temperature)
+    votes = jax.nn.one_hot(jnp.asarray(train_labels)[idx], num_classes) * weights[..., None]
+    return votes.sum(axis=1)
+
+
+def knn_accuracy(
+    train_features,
+    train_labels,
+    test_features,
+    test_labels,
+    *,
+    k: int,
+    temperature: float = 0.07,
+    num_classes: int | None = None,
+    chunk: int = 1024,
+) -> dict:
+    """Top-1 and top-5 accuracy (in %) of the weighted kNN classifier, in test chunks."""
+    if len(train_features) < k:
+        raise ValueError(f"k={k} exceeds the {len(train_features)} training examples.")
+    train_labels = np.asarray(train_labels)
+    test_labels = np.asarray(test_labels)
+    if num_classes is None:
+        num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    top1 = top5 = 0
+    for start in range(0, len(test_features), chunk):
+        scores = knn_scores(
+            train_features,
+            train_labels,
+            test_features[start : start + chunk],
+            k=k,
+            temperature=temperature,
+            num_classes=num_classes,
+        )
+        ranked = np.argsort(-np.asarray(scores), axis=1, kind="stable")
+        y = test_labels[start : start + chunk, None]
+        top1 += int(np.sum(ranked[:, :1] == y))
+        top5 += int(np.sum(np.any(ranked[:, :5] == y, axis=1)))
+    n = len(test_features)
+    return {"top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n}

@@ -1,0 +1,41 @@
+"""Flags and start-up shared by the thin ``launch/`` entry points."""
+
+import json
+import logging
+
+import jax
+from absl import flags
+
+from ssl_jax.parallel import initialize_distributed
+
+_MULTIHOST = flags.DEFINE_bool(
+    "multihost", False, "Call jax.distributed.initialize() (TPU pods, SLURM, multi-node GPU)."
+)
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0, for a manual multi-process run."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a manual run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in a manual run.")
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices", None, "Fake this many CPU devices (testing sharding on one machine)."
+)
+
+
+def start() -> None:
+    """Apply the device and multi-process flags before JAX's backend starts."""
+    logging.getLogger("ssl_jax").setLevel(logging.INFO)
+    logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every write at INFO.
+    if _CPU_DEVICES.value:
+        jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
+    if _COORDINATOR.value:
+        initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    elif _MULTIHOST.value:
+        initialize_distributed()
+
+
+def main(run, config, workdir: str) -> None:
+    """``run(config, workdir)`` after :func:`start`; prints the results as JSON."""
+    start()
+    results = run(config, workdir)
+    if jax.process_index() == 0:
+        print(json.dumps(results, indent=2, default=str))

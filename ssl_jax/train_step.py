@@ -1,0 +1,89 @@
+"""Training state and the sharded, jitted train step shared by every method."""
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from ssl_jax.methods import Method
+from ssl_jax.parallel import batch_sharded, replicated
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a run needs to continue exactly: a plain pytree for jit and Orbax.
+
+    ``rng`` holds raw key data (``jax.random.key_data``) so checkpoints store plain
+    uint32 arrays; the step key is ``fold_in(wrap_key_data(rng), step)``.
+    """
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    method_state: Any
+    rng: jax.Array
+
+
+def make_init_fn(method: Method, tx: optax.GradientTransformation, mesh: Mesh):
+    """``init(seed) -> TrainState`` created directly with replicated sharding."""
+
+    def init(seed: int) -> TrainState:
+        root = jax.random.key(seed)
+        init_key, step_key = jax.random.split(root)
+        params, method_state = method.init(init_key, None)
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=tx.init(params),
+            method_state=method_state,
+            rng=jax.random.key_data(step_key),
+        )
+
+    return jax.jit(init, static_argnums=0, out_shardings=replicated(mesh))
+
+
+def all_finite(tree) -> jax.Array:
+    """True when every leaf of ``tree`` is free of NaN and inf."""
+    leaves = jax.tree.leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def make_train_step(
+    method: Method, tx: optax.GradientTransformation, schedule: optax.Schedule, mesh: Mesh
+):
+    """``train_step(state, batch) -> (state, metrics)``, jitted over ``mesh``.
+
+    State is replicated and donated, the batch is split over the ``data`` axis. Gradients
+    of the loss (a mean over the global batch) are already global: no ``pmean``.
+    """
+
+    def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        grad_fn = jax.value_and_grad(method.loss, has_aux=True)
+        (loss, (method_state, metrics)), grads = grad_fn(
+            state.params, state.method_state, batch, key
+        )
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        method_state = method.update_state(params, method_state, state.step)
+        metrics = {
+            **metrics,
+            "loss": loss,
+            "grad_norm": optax.global_norm(grads),
+            "learning_rate": schedule(state.step),
+            "params_finite": all_finite(params),
+        }
+        new_state = state.replace(
+            step=state.step + 1, params=params, opt_state=opt_state, method_state=method_state
+        )
+        return new_state, metrics
+
+    return jax.jit(
+        train_step,
+        in_shardings=(replicated(mesh), batch_sharded(mesh)),
+        out_shardings=(replicated(mesh), replicated(mesh)),
+        donate_argnums=0,
+    )

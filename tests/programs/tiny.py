@@ -1,0 +1,51 @@
+"""A pretraining config small enough for tests: 8x8 digits, width-4 ResNet-18."""
+
+import ml_collections
+
+from ssl_jax.config import pretrain_defaults
+
+
+def tiny_pretrain_config(**overrides) -> ml_collections.ConfigDict:
+    c = pretrain_defaults()
+    c.total_steps = 4
+    c.data.name = "digits"
+    c.data.image_size = 8
+    c.data.batch_size = 16
+    c.augment.crop_size = 8
+    c.augment.crop_scale = (0.5, 1.0)
+    c.augment.blur_prob = 0.5
+    c.model.width = 4
+    c.method.proj_hidden_dim = 16
+    c.method.proj_dim = 8
+    c.optim.name = "adamw"
+    c.optim.base_learning_rate = 1e-3
+    c.optim.lr_scaling = "none"
+    c.schedule.warmup_epochs = 0.0
+    c.ckpt.every_steps = 2
+    c.ckpt.async_save = False
+    c.log.every_steps = 1
+    c.log.progress = False
+    for key, value in overrides.items():
+        section, _, field = key.rpartition(".")
+        target = c
+        for part in filter(None, section.split(".")):
+            target = target[part]
+        target[field] = value
+    c.lock()
+    return c
+
+
+def tiny_probe_config(pretrained: str, **fields) -> ml_collections.ConfigDict:
+    from ssl_jax.config import probe_defaults
+
+    c = probe_defaults()
+    c.pretrained = pretrained
+    c.data.batch_size = 64
+    c.log.progress = False
+    c.probe = ml_collections.ConfigDict(
+        dict(epochs=5, batch_size=64, learning_rate=1e-2, weight_decay=0.0)
+    )
+    c.knn = ml_collections.ConfigDict(dict(k=(5, 20), temperature=0.07))
+    c.update(fields)
+    c.lock()
+    return c
