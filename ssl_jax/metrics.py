@@ -8,14 +8,17 @@ import jax
 import numpy as np
 
 
+def _scalar(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/inf
+    return value
+
+
 def _to_python(value):
     value = np.asarray(jax.device_get(value))
     if value.ndim == 0:
-        value = value.item()
-        if isinstance(value, float) and not math.isfinite(value):
-            return str(value)  # JSON has no NaN/inf
-        return value
-    return value.tolist()
+        return _scalar(value.item())
+    return jax.tree.map(_scalar, value.tolist())
 
 
 class MetricsWriter:

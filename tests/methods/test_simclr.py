@@ -1,0 +1,81 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ssl_jax.data import make_digits_source
+from ssl_jax.losses import nt_xent
+from ssl_jax.methods import get_method
+from tests.programs.tiny import tiny_pretrain_config
+
+
+@pytest.fixture(scope="module")
+def setup():
+    method = get_method(tiny_pretrain_config())
+    images, _ = make_digits_source("train", image_size=8).get(np.arange(16))
+    params, state = jax.jit(method.init)(jax.random.key(0), None)
+    return method, {"images": jnp.asarray(images)}, params, state
+
+
+def test_structure_and_export(setup):
+    method, _, params, state = setup
+    assert set(params) == {"backbone", "projector"}
+    assert set(state["batch_stats"]) == {"backbone", "projector"}
+    export = method.export(params, state)
+    assert export["params"] is params["backbone"]
+    assert export["batch_stats"] is state["batch_stats"]["backbone"]
+    assert method.update_state(params, state, 0) is state
+
+
+def test_loss_is_deterministic_in_the_key_and_updates_bn(setup):
+    method, batch, params, state = setup
+    key = jax.random.key(1)
+    loss, (new_state, metrics) = jax.jit(method.loss)(params, state, batch, key)
+    assert np.isfinite(loss) and 0.0 < metrics["embedding_std"]
+    again, _ = jax.jit(method.loss)(params, state, batch, key)
+    other, _ = jax.jit(method.loss)(params, state, batch, jax.random.key(9))
+    assert float(again) == float(loss)  # same key, same views
+    assert float(other) != float(loss)  # the key drives the augmentations
+    # BatchNorm statistics moved (train mode), the input state was not modified.
+    changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), new_state, state)
+    assert any(jax.tree.leaves(changed))
+
+
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch(setup):
+    method, batch, params, state = setup
+    tx = optax.adam(1e-2)
+    key = jax.random.key(2)
+
+    @jax.jit
+    def step(params, opt, state):
+        (loss, (state, _)), g = jax.value_and_grad(method.loss, has_aux=True)(
+            params, state, batch, key
+        )
+        updates, opt = tx.update(g, opt, params)
+        return optax.apply_updates(params, updates), opt, state, loss
+
+    opt = tx.init(params)
+    losses = []
+    for _ in range(8):
+        params, opt, state, loss = step(params, opt, state)
+        losses.append(float(loss))
+    assert losses[-1] < losses[0] - 0.2, losses
+
+
+def test_temperature_is_used():
+    a = get_method(tiny_pretrain_config(**{"method.temperature": 0.1}))
+    b = get_method(tiny_pretrain_config(**{"method.temperature": 1.0}))
+    images, _ = make_digits_source("train", image_size=8).get(np.arange(16))
+    params, state = a.init(jax.random.key(0))
+    batch, key = {"images": jnp.asarray(images)}, jax.random.key(1)
+    la, _ = a.loss(params, state, batch, key)
+    lb, _ = b.loss(params, state, batch, key)
+    assert not np.isclose(float(la), float(lb))
+    z = jnp.eye(4)
+    assert float(nt_xent(z, z, temperature=0.1)) < float(nt_xent(z, z, temperature=1.0))
+
+
+def test_needs_two_views():
+    with pytest.raises(ValueError, match="unknown augmentation recipe"):
+        get_method(tiny_pretrain_config(**{"augment.recipe": "nope"}))

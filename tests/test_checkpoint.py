@@ -1,0 +1,240 @@
+import glob
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from ssl_jax.checkpoint import (
+    Checkpointer,
+    CheckpointError,
+    read_config,
+    resolve_step,
+    restore_encoder,
+)
+from ssl_jax.parallel import make_mesh
+
+# Orbax leaves un-awaited read coroutines behind when a restore fails.
+quiet_orbax_errors = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+CONFIG = {"model": {"backbone": "resnet18", "width": 8}, "optim": {"name": "lars"}}
+
+
+def make_params(scale=1.0):
+    rng = np.random.default_rng(0)
+    return {
+        "dense": {
+            "kernel": jnp.asarray(scale * rng.normal(size=(8, 4)), jnp.float32),
+            "bias": jnp.asarray(scale * rng.normal(size=(4,)), jnp.float32),
+        },
+        "bn": {"scale": jnp.asarray(scale * rng.normal(size=(4,)), jnp.bfloat16)},
+    }
+
+
+def make_state(scale=1.0):
+    """A TrainState-like tree: params, a non-trivial optax state, a step and an int buffer."""
+    params = make_params(scale)
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-2))
+    opt_state = tx.init(params)
+    grads = jax.tree.map(jnp.ones_like, params)
+    _, opt_state = tx.update(grads, opt_state, params)  # non-zero moments, count=1
+    return {
+        "params": params,
+        "opt_state": opt_state,
+        "step": jnp.asarray(7 * scale, jnp.int32),
+        "queue_ptr": jnp.arange(3, dtype=jnp.int32),
+    }
+
+
+def make_encoder(scale=1.0):
+    return {"params": make_params(scale), "batch_stats": {"mean": jnp.full((4,), float(scale))}}
+
+
+def abstract(tree, sharding=None):
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+
+def assert_trees_equal(got, expected):
+    assert jax.tree.structure(got) == jax.tree.structure(expected)
+    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+        assert g.dtype == e.dtype
+        np.testing.assert_array_equal(np.asarray(g), np.asarray(e))
+
+
+@pytest.fixture
+def checkpointers():
+    opened = []
+
+    def make(run_dir, **kw):
+        kw = {"every_steps": 1, "keep": 5, "async_save": False, **kw}
+        ckpt = Checkpointer(str(run_dir), **kw)
+        opened.append(ckpt)
+        return ckpt
+
+    yield make
+    for ckpt in opened:
+        ckpt.close()
+
+
+def save_steps(ckpt, steps):
+    for step in steps:
+        assert ckpt.save(
+            step,
+            state=make_state(step),
+            encoder=make_encoder(step),
+            config={**CONFIG, "step": step},
+            data={"epoch": step},
+        )
+
+
+@pytest.mark.parametrize("kw", [{"every_steps": 0}, {"keep": 0}])
+def test_bad_arguments(tmp_path, kw):
+    with pytest.raises(ValueError, match="must be positive"):
+        Checkpointer(str(tmp_path), **{"every_steps": 1, "keep": 1, **kw})
+
+
+def test_round_trip_keeps_values_dtypes_and_structure(tmp_path, checkpointers):
+    ckpt = checkpointers(tmp_path)
+    save_steps(ckpt, [3])
+    assert ckpt.latest_step() == 3
+    state, data = checkpointers(tmp_path).restore(3, abstract(make_state()))
+    assert_trees_equal(state, make_state(3))
+    assert state["params"]["bn"]["scale"].dtype == jnp.bfloat16
+    assert isinstance(state["opt_state"][1][0], optax.ScaleByAdamState)
+    assert data == {"epoch": 3}
+
+
+def test_restore_onto_shardings(tmp_path, checkpointers):
+    save_steps(checkpointers(tmp_path), [1])
+    mesh = make_mesh(-1)
+    target = abstract(make_state(), NamedSharding(mesh, P()))
+    batch_spec = NamedSharding(mesh, P("data"))
+    kernel = target["params"]["dense"]["kernel"]
+    target["params"]["dense"]["kernel"] = jax.ShapeDtypeStruct(
+        kernel.shape, kernel.dtype, sharding=batch_spec
+    )
+    state, _ = checkpointers(tmp_path).restore(1, target)
+    assert_trees_equal(state, make_state(1))
+    for got, want in zip(jax.tree.leaves(state), jax.tree.leaves(target), strict=True):
+        assert got.sharding == want.sharding
+    assert len(state["step"].sharding.device_set) == 8
+
+    encoder, step = restore_encoder(
+        str(tmp_path), abstract(make_encoder(), NamedSharding(mesh, P()))
+    )
+    assert step == 1
+    assert all(x.sharding == NamedSharding(mesh, P()) for x in jax.tree.leaves(encoder))
+
+
+def test_read_config_restore_encoder_and_resolve_step(tmp_path, checkpointers):
+    save_steps(checkpointers(tmp_path), [2, 4])
+    run = str(tmp_path)
+    assert resolve_step(run) == 4
+    assert resolve_step(run, 2) == 2
+    assert read_config(run) == {**CONFIG, "step": 4}
+    assert read_config(run, 2) == {**CONFIG, "step": 2}
+    encoder, step = restore_encoder(run, abstract(make_encoder()))
+    assert step == 4
+    assert_trees_equal(encoder, make_encoder(4))
+    encoder, step = restore_encoder(run, abstract(make_encoder()), step=2)
+    assert step == 2
+    assert_trees_equal(encoder, make_encoder(2))
+
+
+def test_missing_step_lists_found_steps(tmp_path, checkpointers):
+    save_steps(checkpointers(tmp_path), [2, 4])
+    with pytest.raises(CheckpointError, match=r"Step 3 is not in .*found \[2, 4\]"):
+        resolve_step(str(tmp_path), 3)
+    with pytest.raises(CheckpointError, match=r"found \[2, 4\]"):
+        restore_encoder(str(tmp_path), abstract(make_encoder()), step=3)
+
+
+def test_empty_dir_has_no_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="No checkpoint"):
+        resolve_step(str(tmp_path))
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(CheckpointError, match="No checkpoint"):
+        read_config(str(tmp_path))
+    with pytest.raises(CheckpointError, match="No checkpoint"):
+        restore_encoder(str(tmp_path), abstract(make_encoder()))
+
+
+def test_keeps_newest_n(tmp_path, checkpointers):
+    save_steps(checkpointers(tmp_path, keep=2), [1, 2, 3, 4])
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3", "4"]
+    assert resolve_step(str(tmp_path), 3) == 3
+
+
+def test_should_save_follows_every_steps(tmp_path, checkpointers):
+    ckpt = checkpointers(tmp_path, every_steps=3)
+    assert [s for s in range(1, 8) if ckpt.should_save(s)] == [3, 6]
+    state, enc = make_state(), make_encoder()
+    assert not ckpt.save(2, state=state, encoder=enc, config=CONFIG, data={})
+    assert ckpt.latest_step() is None
+    assert ckpt.save(3, state=state, encoder=enc, config=CONFIG, data={})
+    assert not ckpt.should_save(3)
+    assert ckpt.save(5, state=state, encoder=enc, config=CONFIG, data={}, force=True)
+    assert ckpt.latest_step() == 5
+
+
+@quiet_orbax_errors
+def test_mismatched_tree_raises_helpful_error(tmp_path, checkpointers):
+    save_steps(checkpointers(tmp_path), [1])
+    ckpt = checkpointers(tmp_path)
+    wrong_shape = abstract(make_state())
+    wrong_shape["params"]["dense"]["kernel"] = jax.ShapeDtypeStruct((5, 4), jnp.float32)
+    with pytest.raises(CheckpointError, match=r"step 1.*\(5, 4\).*ckpt.init_from") as info:
+        ckpt.restore(1, wrong_shape)
+    assert str(tmp_path) in str(info.value)
+    missing = abstract(make_state())
+    missing["params"]["extra"] = jax.ShapeDtypeStruct((2,), jnp.float32)
+    with pytest.raises(CheckpointError, match="start a new workdir"):
+        ckpt.restore(1, missing)
+    bad_encoder = abstract(make_encoder())
+    bad_encoder["batch_stats"]["mean"] = jax.ShapeDtypeStruct((9,), jnp.float32)
+    with pytest.raises(CheckpointError, match="same model config"):
+        restore_encoder(str(tmp_path), bad_encoder)
+
+
+@quiet_orbax_errors
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_corrupted_step_raises_and_others_restore(tmp_path, checkpointers, damage):
+    save_steps(checkpointers(tmp_path), [1, 2])
+    files = glob.glob(
+        str(tmp_path / "checkpoints" / "1" / "state" / "**" / "d" / "*"), recursive=True
+    )
+    assert files
+    for path in files:
+        if damage == "truncate":
+            with open(path, "r+b") as f:
+                f.truncate(5)
+        else:
+            os.remove(path)
+    ckpt = checkpointers(tmp_path)
+    with pytest.raises(CheckpointError, match="step 1"):
+        ckpt.restore(1, abstract(make_state()))
+    state, data = ckpt.restore(2, abstract(make_state()))
+    assert_trees_equal(state, make_state(2))
+    assert data == {"epoch": 2}
+
+
+def test_unreadable_config_raises(tmp_path, checkpointers):
+    save_steps(checkpointers(tmp_path), [1])
+    os.remove(tmp_path / "checkpoints" / "1" / "config" / "metadata")
+    with pytest.raises(CheckpointError, match="Cannot read the run config"):
+        read_config(str(tmp_path))
+
+
+def test_async_save_then_wait(tmp_path, checkpointers):
+    ckpt = checkpointers(tmp_path, async_save=True)
+    assert ckpt.save(1, state=make_state(1), encoder=make_encoder(1), config=CONFIG, data={"i": 1})
+    ckpt.wait()
+    assert resolve_step(str(tmp_path)) == 1
+    state, data = ckpt.restore(1, abstract(make_state()))
+    assert_trees_equal(state, make_state(1))
+    assert data == {"i": 1}

@@ -1,0 +1,246 @@
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ssl_jax.config import pretrain_defaults, scaled_learning_rate
+from ssl_jax.optim import decay_mask, make_optimizer, make_schedule
+
+
+def schedule_config(**schedule):
+    c = pretrain_defaults()
+    c.data.batch_size = 512
+    c.optim.base_learning_rate = 0.3
+    c.optim.lr_scaling = "linear"
+    c.schedule.update(schedule)
+    return c
+
+
+def optim_config(name, **fields):
+    c = pretrain_defaults().optim
+    c.name = name
+    c.update(fields)
+    return c
+
+
+def toy_params():
+    rng = np.random.default_rng(0)
+    return {
+        "dense": {
+            "kernel": rng.normal(size=(3, 4)).astype(np.float32),
+            "bias": rng.normal(size=(4,)).astype(np.float32),
+        },
+        "bn": {"scale": rng.normal(size=(4,)).astype(np.float32)},
+    }
+
+
+def toy_grads(seed):
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda p: rng.normal(size=p.shape).astype(np.float32), toy_params())
+
+
+def run_steps(tx, params, grads_seq):
+    """Apply ``tx`` for each grads tree; returns the list of updates (NumPy) and final params."""
+    params = jax.tree.map(jnp.asarray, params)
+    state = tx.init(params)
+    updates_seq = []
+    for grads in grads_seq:
+        updates, state = tx.update(jax.tree.map(jnp.asarray, grads), state, params)
+        params = optax.apply_updates(params, updates)
+        updates_seq.append(jax.tree.map(np.asarray, updates))
+    return updates_seq, params
+
+
+def lr_at(step):
+    """A schedule whose value changes every step, to tell momentum-before-lr from after."""
+    return 0.1 * (step + 1)
+
+
+# ---------------------------------------------------------------------------- decay_mask
+
+
+def test_decay_mask_excludes_rank_below_two():
+    params = {
+        "conv": {"kernel": jnp.zeros((3, 3, 2, 4))},
+        "dense": {"kernel": jnp.zeros((4, 5)), "bias": jnp.zeros((5,))},
+        "bn": {"scale": jnp.zeros((4,)), "bias": jnp.zeros((4,))},
+        "temperature": jnp.zeros(()),
+    }
+    assert decay_mask(params) == {
+        "conv": {"kernel": True},
+        "dense": {"kernel": True, "bias": False},
+        "bn": {"scale": False, "bias": False},
+        "temperature": False,
+    }
+
+
+# ------------------------------------------------------------------------------ schedules
+
+
+def test_warmup_cosine_matches_closed_form():
+    c = schedule_config(name="warmup_cosine", warmup_epochs=2.0, end_lr_factor=0.1)
+    sched = make_schedule(c, steps_per_epoch=10, total_steps=100)
+    peak, end, warmup, total = 0.6, 0.06, 20, 100
+
+    def cosine(t):
+        # optax's decay_steps includes the warmup: the cosine runs over total - warmup steps.
+        return end + (peak - end) * 0.5 * (1 + math.cos(math.pi * (t - warmup) / (total - warmup)))
+
+    expected = {
+        0: 0.0,
+        5: peak * 5 / 20,
+        10: peak / 2,
+        20: peak,
+        40: cosine(40),
+        60: cosine(60),
+        85: cosine(85),
+        100: end,
+        150: end,
+    }
+    for step, value in expected.items():
+        np.testing.assert_allclose(float(sched(step)), value, rtol=1e-5, atol=1e-7, err_msg=step)
+    np.testing.assert_allclose(float(sched(60)), (peak + end) / 2, rtol=1e-5)
+
+
+def test_warmup_longer_than_run_is_clamped():
+    c = schedule_config(name="warmup_cosine", warmup_epochs=100.0, end_lr_factor=0.0)
+    sched = make_schedule(c, steps_per_epoch=10, total_steps=10)
+    np.testing.assert_allclose(float(sched(0)), 0.0, atol=1e-8)
+    np.testing.assert_allclose(float(sched(9)), 0.6, rtol=1e-6)
+    np.testing.assert_allclose(float(sched(10)), 0.0, atol=1e-7)
+
+
+def test_constant_schedule():
+    sched = make_schedule(schedule_config(name="constant"), steps_per_epoch=10, total_steps=100)
+    for step in (0, 17, 99, 1000):
+        np.testing.assert_allclose(float(sched(step)), 0.6, rtol=1e-6)
+
+
+def test_unknown_schedule_raises():
+    with pytest.raises(ValueError, match="'warmup_cosine', 'constant'"):
+        make_schedule(schedule_config(name="step"), steps_per_epoch=10, total_steps=100)
+
+
+@pytest.mark.parametrize(
+    "scaling, expected",
+    [("linear", 0.3 * 512 / 256), ("sqrt", 0.3 * math.sqrt(512)), ("none", 0.3)],
+)
+def test_scaled_learning_rate(scaling, expected):
+    c = optim_config("sgd", base_learning_rate=0.3, lr_scaling=scaling)
+    assert scaled_learning_rate(c, 512) == pytest.approx(expected)
+
+
+def test_scaled_learning_rate_unknown_raises():
+    with pytest.raises(ValueError, match="lr_scaling='cubic'.*'linear', 'sqrt', 'none'"):
+        scaled_learning_rate(optim_config("sgd", lr_scaling="cubic"), 512)
+
+
+# ----------------------------------------------------------------------------- optimizers
+
+
+def test_sgd_two_steps_match_numpy():
+    wd, mu = 0.05, 0.9
+    tx = make_optimizer(optim_config("sgd", weight_decay=wd, momentum=mu), lr_at)
+    params, g1, g2 = toy_params(), toy_grads(1), toy_grads(2)
+    (u1, u2), _ = run_steps(tx, params, [g1, g2])
+
+    mask = {"dense": {"kernel": True, "bias": False}, "bn": {"scale": False}}
+    for path in [("dense", "kernel"), ("dense", "bias"), ("bn", "scale")]:
+        decay = wd if mask[path[0]][path[1]] else 0.0
+        w0 = params[path[0]][path[1]].astype(np.float64)
+        d1 = g1[path[0]][path[1]] + decay * w0
+        m1 = d1
+        exp_u1 = -lr_at(0) * m1
+        w1 = w0 + exp_u1
+        m2 = g2[path[0]][path[1]] + decay * w1 + mu * m1
+        exp_u2 = -lr_at(1) * m2
+        np.testing.assert_allclose(u1[path[0]][path[1]], exp_u1, rtol=1e-5, err_msg=path)
+        np.testing.assert_allclose(u2[path[0]][path[1]], exp_u2, rtol=1e-5, err_msg=path)
+
+
+def test_sgd_decays_biases_when_not_excluded():
+    tx = make_optimizer(
+        optim_config("sgd", weight_decay=0.1, momentum=0.0, exclude_bias_and_norm=False),
+        optax.constant_schedule(1.0),
+    )
+    params = toy_params()
+    zeros = jax.tree.map(np.zeros_like, params)
+    (u,), _ = run_steps(tx, params, [zeros])
+    for leaf_u, leaf_p in zip(jax.tree.leaves(u), jax.tree.leaves(params), strict=True):
+        np.testing.assert_allclose(leaf_u, -0.1 * leaf_p, rtol=1e-6)
+
+
+def test_lars_two_steps_match_numpy():
+    """LARS (You et al. 2017) as optax orders it: decay, trust ratio, lr, then momentum."""
+    wd, mu, eta = 0.05, 0.9, 0.001
+    tx = make_optimizer(
+        optim_config("lars", weight_decay=wd, momentum=mu, trust_coefficient=eta), lr_at
+    )
+    params, g1, g2 = toy_params(), toy_grads(1), toy_grads(2)
+    (u1, u2), _ = run_steps(tx, params, [g1, g2])
+
+    # Rank-2 kernel: decay and trust ratio eta * ||w|| / ||g + wd w||.
+    w0 = params["dense"]["kernel"].astype(np.float64)
+    d1 = g1["dense"]["kernel"] + wd * w0
+    v1 = lr_at(0) * eta * np.linalg.norm(w0) / np.linalg.norm(d1) * d1
+    np.testing.assert_allclose(u1["dense"]["kernel"], -v1, rtol=1e-5)
+    np.testing.assert_allclose(
+        np.linalg.norm(u1["dense"]["kernel"]), lr_at(0) * eta * np.linalg.norm(w0), rtol=1e-5
+    )
+    w1 = w0 - v1
+    d2 = g2["dense"]["kernel"] + wd * w1
+    v2 = lr_at(1) * eta * np.linalg.norm(w1) / np.linalg.norm(d2) * d2 + mu * v1
+    np.testing.assert_allclose(u2["dense"]["kernel"], -v2, rtol=1e-5)
+
+    # Bias and BN scale: plain SGD with momentum applied after the learning rate.
+    for path in [("dense", "bias"), ("bn", "scale")]:
+        a1 = g1[path[0]][path[1]].astype(np.float64)
+        a2 = g2[path[0]][path[1]].astype(np.float64)
+        np.testing.assert_allclose(u1[path[0]][path[1]], -lr_at(0) * a1, rtol=1e-5)
+        np.testing.assert_allclose(
+            u2[path[0]][path[1]], -(lr_at(1) * a2 + mu * lr_at(0) * a1), rtol=1e-5
+        )
+
+
+def test_adamw_two_steps_match_numpy():
+    wd, b1, b2, eps = 0.05, 0.5, 0.9, 1e-8
+    tx = make_optimizer(optim_config("adamw", weight_decay=wd, b1=b1, b2=b2), lr_at)
+    params, g1, g2 = toy_params(), toy_grads(1), toy_grads(2)
+    (u1, u2), _ = run_steps(tx, params, [g1, g2])
+
+    for path, decay in [
+        (("dense", "kernel"), wd),
+        (("dense", "bias"), 0.0),
+        (("bn", "scale"), 0.0),
+    ]:
+        w = params[path[0]][path[1]].astype(np.float64)
+        m = v = 0.0
+        for t, (g, u) in enumerate([(g1, u1), (g2, u2)], start=1):
+            gt = g[path[0]][path[1]].astype(np.float64)
+            m = b1 * m + (1 - b1) * gt
+            v = b2 * v + (1 - b2) * gt**2
+            mhat, vhat = m / (1 - b1**t), v / (1 - b2**t)
+            expected = -lr_at(t - 1) * (mhat / (np.sqrt(vhat) + eps) + decay * w)
+            np.testing.assert_allclose(u[path[0]][path[1]], expected, rtol=1e-4, err_msg=path)
+            w = w + expected
+
+
+def test_grad_clip_norm_clips_global_norm():
+    grads = {"w": np.full((2, 2), 5.0, np.float32), "b": np.zeros((2,), np.float32)}  # norm 10
+    params = {"w": np.ones((2, 2), np.float32), "b": np.ones((2,), np.float32)}
+    sched = optax.constant_schedule(1.0)
+    base = dict(weight_decay=0.0, momentum=0.0)
+    (clipped,), _ = run_steps(
+        make_optimizer(optim_config("sgd", grad_clip_norm=1.0, **base), sched), params, [grads]
+    )
+    (unclipped,), _ = run_steps(make_optimizer(optim_config("sgd", **base), sched), params, [grads])
+    np.testing.assert_allclose(clipped["w"], -grads["w"] / 10, rtol=1e-6)
+    np.testing.assert_allclose(unclipped["w"], -grads["w"], rtol=1e-6)
+
+
+def test_unknown_optimizer_raises():
+    with pytest.raises(ValueError, match="'lars', 'sgd', 'adamw'"):
+        make_optimizer(optim_config("rmsprop"), optax.constant_schedule(0.1))
