@@ -1,24 +1,10 @@
-"""kNN evaluation of a frozen pretrained encoder: a thin entry point.
+"""kNN evaluation of a frozen pretrained encoder.
 
-  python launch/knn.py --config configs/CONFIG.py[:runlocal] --workdir DIR \
+  python launch/knn.py --config configs/CONFIG.py[:runlocal] --workdir DIR \\
     [--config.key=value ...]
 """
 
-from absl import app, flags
-from ml_collections import config_flags
-
 from ssl_jax.programs import cli, knn
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py[:variant]).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (checkpoints, metrics, results).")
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    cli.main(knn.run, _CONFIG.value, _WORKDIR.value)
-
-
 if __name__ == "__main__":
-    app.run(main)
+    cli.launch(knn.run)

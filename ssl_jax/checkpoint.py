@@ -33,9 +33,21 @@ def checkpoint_dir(run_dir: str) -> str:
 
 
 class Checkpointer:
-    """Saves every ``every_steps`` steps (and when forced), keeps the newest ``keep``."""
+    """Saves every ``every_steps`` steps (and when forced), keeps the newest ``keep``.
 
-    def __init__(self, run_dir: str, *, every_steps: int, keep: int, async_save: bool = True):
+    ``read_only=True`` opens another run's checkpoints for restoring and guarantees that
+    nothing in that directory is written or deleted.
+    """
+
+    def __init__(
+        self,
+        run_dir: str,
+        *,
+        every_steps: int = 1,
+        keep: int = 1,
+        async_save: bool = True,
+        read_only: bool = False,
+    ):
         if every_steps <= 0:
             raise ValueError(f"ckpt.every_steps must be positive, got {every_steps}.")
         if keep <= 0:
@@ -49,7 +61,8 @@ class Checkpointer:
             ),
             preservation_policy=policies.LatestN(keep),
             enable_async_checkpointing=async_save,
-            create=True,
+            create=not read_only,
+            read_only=read_only,
         )
         self._manager = ocp.CheckpointManager(
             checkpoint_dir(run_dir), item_names=ITEMS, options=options

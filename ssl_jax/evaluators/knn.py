@@ -70,3 +70,21 @@ def knn_accuracy(
         top5 += int(np.sum(np.any(ranked[:, :5] == y, axis=1)))
     n = len(test_features)
     return {"top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n}
+
+
+def knn_accuracies(train: tuple, test: tuple, *, ks, temperature: float, num_classes: int) -> dict:
+    """``{"top1_k{k}", "top5_k{k}"}`` for each k; ``train``/``test`` are (features, labels).
+
+    A k larger than the training set is clipped to its size.
+    """
+    out = {}
+    for k in ks:
+        acc = knn_accuracy(
+            *train,
+            *test,
+            k=min(k, len(train[0])),
+            temperature=temperature,
+            num_classes=num_classes,
+        )
+        out[f"top1_k{k}"], out[f"top5_k{k}"] = acc["top1"], acc["top5"]
+    return out

@@ -6,7 +6,7 @@ from jax.sharding import Mesh
 from ssl_jax.data import get_source
 from ssl_jax.encoder import Backbone, make_encode_fn
 from ssl_jax.evaluators.features import extract_features, make_sharded_encode
-from ssl_jax.evaluators.knn import knn_accuracy
+from ssl_jax.evaluators.knn import knn_accuracies
 
 
 class KnnMonitor:
@@ -28,19 +28,13 @@ class KnnMonitor:
 
     def __call__(self, export) -> dict:
         kw = dict(batch_size=self.cfg.batch_size, mesh=self.mesh, progress=False)
-        train_x, train_y = extract_features(self.encode, export, self.train, **kw)
-        test_x, test_y = extract_features(self.encode, export, self.test, **kw)
-        num_classes = max(self.train.num_classes, self.test.num_classes)
-        out = {}
-        for k in self.cfg.k:
-            acc = knn_accuracy(
-                train_x,
-                train_y,
-                test_x,
-                test_y,
-                k=min(k, len(train_x)),
-                temperature=self.cfg.temperature,
-                num_classes=num_classes,
-            )
-            out[f"knn_top1_k{k}"] = acc["top1"]
-        return out
+        train = extract_features(self.encode, export, self.train, **kw)
+        test = extract_features(self.encode, export, self.test, **kw)
+        acc = knn_accuracies(
+            train,
+            test,
+            ks=self.cfg.k,
+            temperature=self.cfg.temperature,
+            num_classes=max(self.train.num_classes, self.test.num_classes),
+        )
+        return {f"knn_{name}": value for name, value in acc.items() if name.startswith("top1")}

@@ -4,7 +4,8 @@ import json
 import logging
 
 import jax
-from absl import flags
+from absl import app, flags
+from ml_collections import config_flags
 
 from ssl_jax.parallel import initialize_distributed
 
@@ -39,3 +40,17 @@ def main(run, config, workdir: str) -> None:
     results = run(config, workdir)
     if jax.process_index() == 0:
         print(json.dumps(results, indent=2, default=str))
+
+
+def launch(run) -> None:
+    """The whole of a ``launch/`` entry point: ``--config``, ``--workdir``, then ``run``."""
+    config = config_flags.DEFINE_config_file("config", None, "configs/*.py[:variant]")
+    workdir = flags.DEFINE_string("workdir", None, "Output directory.")
+    flags.mark_flags_as_required(["config", "workdir"])
+
+    def _main(argv):
+        if len(argv) > 1:
+            raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        main(run, config.value, workdir.value)
+
+    app.run(_main)

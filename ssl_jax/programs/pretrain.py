@@ -66,32 +66,32 @@ class _StopFlag:
             signal.signal(signal.SIGTERM, self._previous)
 
 
+def _restore_other(run_dir: str, field: str, abstract_state):
+    """The newest state of another run directory, named by config field ``field``."""
+    other = Checkpointer(run_dir, read_only=True)
+    step = other.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"{field}={run_dir!r} holds no checkpoint under checkpoints/.")
+    try:
+        return (*other.restore(step, abstract_state), step)
+    finally:
+        other.close()
+
+
 def _initial_state(config, workdir, ckpt, init_fn, abstract_state):
-    """(state, start_step, origin) following the resume order."""
+    """(state, data_state, origin) following the resume order."""
     if ckpt.latest_step() is not None:
         step = ckpt.latest_step()
         state, data_state = ckpt.restore(step, abstract_state)
         return state, data_state, f"resumed from {workdir} at step {step}"
     if config.ckpt.resume_from:
-        other = Checkpointer(config.ckpt.resume_from, every_steps=1, keep=10**9, async_save=False)
-        step = other.latest_step()
-        if step is None:
-            raise FileNotFoundError(
-                f"ckpt.resume_from={config.ckpt.resume_from!r} holds no checkpoint."
-            )
-        state, data_state = other.restore(step, abstract_state)
-        other.close()
+        state, data_state, step = _restore_other(
+            config.ckpt.resume_from, "ckpt.resume_from", abstract_state
+        )
         return state, data_state, f"resumed from {config.ckpt.resume_from} at step {step}"
     state = init_fn(config.seed)
     if config.ckpt.init_from:
-        other = Checkpointer(config.ckpt.init_from, every_steps=1, keep=10**9, async_save=False)
-        step = other.latest_step()
-        if step is None:
-            raise FileNotFoundError(
-                f"ckpt.init_from={config.ckpt.init_from!r} holds no checkpoint."
-            )
-        loaded, _ = other.restore(step, abstract_state)
-        other.close()
+        loaded, _, step = _restore_other(config.ckpt.init_from, "ckpt.init_from", abstract_state)
         state = state.replace(params=loaded.params, method_state=loaded.method_state)
         return state, {"step": 0}, f"initialised from {config.ckpt.init_from} (step {step})"
     return state, {"step": 0}, "started from scratch"

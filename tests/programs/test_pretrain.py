@@ -19,7 +19,10 @@ def losses(workdir):
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("run"))
-    results = pretrain.run(tiny_pretrain_config(**{"total_steps": 6}), workdir)
+    config = tiny_pretrain_config(
+        **{"total_steps": 6, "evals.knn.every_steps": 3, "evals.knn.k": (5, 20)}
+    )
+    results = pretrain.run(config, workdir)
     return workdir, results
 
 
@@ -30,6 +33,9 @@ def test_pretrain_writes_metrics_checkpoints_and_results(pretrained):
     for row in rows:
         assert {"step", "loss", "learning_rate", "images_per_sec"} <= row.keys()
         assert np.isfinite(row["loss"]) and row["images_per_sec"] > 0
+    knn_rows = {r["step"]: r["knn_top1_k20"] for r in rows if "knn_top1_k20" in r}
+    assert sorted(knn_rows) == [3, 6] and all(10 < v <= 100 for v in knn_rows.values())
+    assert all("knn_top1_k5" in r for r in rows if r["step"] in (3, 6))
     assert checkpoint.resolve_step(workdir) == 6
     assert results["final_step"] == 6
     with open(os.path.join(workdir, "results.json")) as f:
@@ -66,6 +72,30 @@ def test_resume_continues_the_same_trajectory(pretrained, tmp_path):
     got, want = losses(workdir), losses(reference)
     assert sorted(got) == [1, 2, 3, 4, 5, 6]
     np.testing.assert_allclose([got[s] for s in got], [want[s] for s in got], rtol=1e-6)
+
+
+def test_resume_from_and_init_from_another_run(pretrained, tmp_path):
+    reference, _ = pretrained
+    interrupted = str(tmp_path / "interrupted")
+    config = tiny_pretrain_config(**{"total_steps": 6})
+    pretrain.run(config, interrupted, should_stop=lambda step: step == 3)
+    fresh = str(tmp_path / "fresh")
+    resumed = pretrain.run(
+        tiny_pretrain_config(**{"total_steps": 6, "ckpt.resume_from": interrupted}), fresh
+    )
+    assert resumed["start_step"] == 3
+    got, want = losses(fresh), losses(reference)
+    assert sorted(got) == [4, 5, 6]
+    np.testing.assert_allclose([got[s] for s in got], [want[s] for s in got], rtol=1e-6)
+    assert checkpoint.resolve_step(interrupted) == 3  # the source run is left as it was
+
+    init = pretrain.run(
+        tiny_pretrain_config(**{"total_steps": 6, "ckpt.init_from": reference}),
+        str(tmp_path / "init"),
+    )
+    assert init["start_step"] == 0
+    # Same seed and data as the reference run, but starting from its trained params.
+    assert losses(str(tmp_path / "init"))[1] < want[1] - 0.05
 
 
 def test_one_and_eight_devices_give_the_same_trajectory(tmp_path):

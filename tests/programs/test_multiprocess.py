@@ -1,0 +1,76 @@
+"""Two local processes x 4 CPU devices give the losses of one process x 8 devices."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.programs.test_launch import REPO
+
+FLAGS = [
+    "--config=configs/simclr_digits.py:runlocal",
+    "--config.total_steps=3",
+    "--config.data.image_size=8",
+    "--config.augment.crop_size=8",
+    "--config.data.batch_size=16",
+    "--config.model.width=4",
+    "--config.log.every_steps=1",
+    "--config.ckpt.every_steps=3",
+    "--config.log.progress=False",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def losses(workdir) -> dict:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return {r["step"]: r["loss"] for r in map(json.loads, f)}
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process(tmp_path):
+    env = {**os.environ, "XLA_FLAGS": ""}
+    cmd = [sys.executable, "launch/pretrain.py", *FLAGS]
+    single = subprocess.run(
+        [*cmd, "--cpu_devices=8", f"--workdir={tmp_path / 'single'}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    port = free_port()
+    procs = [
+        subprocess.Popen(
+            [
+                *cmd,
+                "--cpu_devices=4",
+                f"--coordinator_address=localhost:{port}",
+                "--num_processes=2",
+                f"--process_id={i}",
+                f"--workdir={tmp_path / 'multi'}",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    want, got = losses(tmp_path / "single"), losses(tmp_path / "multi")
+    assert sorted(got) == [1, 2, 3]
+    np.testing.assert_allclose([got[s] for s in got], [want[s] for s in got], rtol=2e-5)
+    assert sorted(os.listdir(tmp_path / "multi" / "checkpoints")) == ["3"]
