@@ -98,7 +98,7 @@ def markdown(rows: list[dict]) -> str:
         lines.append(
             f"| {r['width']} | {r['batch']} | {r['images_per_sec']:.1f} | "
             f"{ref if ref else '–'} | {ratio} | {r['compile_s']:.1f} | "
-            f"{100 * r['augment_share']:.0f}% | {r['peak_rss_mib']:.0f} |"
+            f"{100 * r['augment_share']:.1f}% | {r['peak_rss_mib']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 

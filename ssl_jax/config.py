@@ -40,8 +40,8 @@ def pretrain_defaults() -> ml_collections.ConfigDict:
         dict(
             recipe="simclr",  # a key of ssl_jax.augment.RECIPES
             crop_size=32,
-            # Optional overrides of the recipe's ViewSpec fields (None = recipe default).
-            crop_scale=placeholder(tuple),
+            # Optional overrides of the recipe's ViewSpec fields (None or () = recipe default).
+            crop_scale=(),
             flip_prob=placeholder(float),
             blur_prob=placeholder(float),
             solarize_prob=placeholder(float),
@@ -51,8 +51,8 @@ def pretrain_defaults() -> ml_collections.ConfigDict:
             contrast=placeholder(float),
             saturation=placeholder(float),
             hue=placeholder(float),
-            mean=placeholder(tuple),
-            std=placeholder(tuple),
+            mean=(),
+            std=(),
         )
     )
     c.model = ml_collections.ConfigDict(
