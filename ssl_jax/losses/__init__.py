@@ -1,5 +1,23 @@
 """Pure loss functions of arrays: no Flax, no config, no devices."""
 
-from ssl_jax.losses.contrastive import nt_xent
+from ssl_jax.losses.clustering import sinkhorn_knopp, swav_codes, swav_loss
+from ssl_jax.losses.contrastive import info_nce, nt_xent
+from ssl_jax.losses.distillation import dino_center_update, dino_loss, dino_teacher_temperature
+from ssl_jax.losses.redundancy import barlow_twins_loss, vicreg_loss, vicreg_terms
+from ssl_jax.losses.regression import byol_loss, simsiam_loss
 
-__all__ = ["nt_xent"]
+__all__ = [
+    "barlow_twins_loss",
+    "byol_loss",
+    "dino_center_update",
+    "dino_loss",
+    "dino_teacher_temperature",
+    "info_nce",
+    "nt_xent",
+    "simsiam_loss",
+    "sinkhorn_knopp",
+    "swav_codes",
+    "swav_loss",
+    "vicreg_loss",
+    "vicreg_terms",
+]

@@ -66,3 +66,81 @@ def nt_xent(z1: ArrayLike, z2: ArrayLike, *, temperature: float = 0.1) -> jax.Ar
     positive = jnp.concatenate([jnp.arange(n, 2 * n), jnp.arange(n)])
     log_prob = jax.nn.log_softmax(logits, axis=-1)
     return -jnp.mean(jnp.take_along_axis(log_prob, positive[:, None], axis=-1))
+
+
+def _l2_normalize(x: jax.Array) -> jax.Array:
+    """``x / max(||x||, 1e-12)`` along the last axis, as ``torch.nn.functional.normalize``."""
+    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-24))
+
+
+def info_nce(
+    query: ArrayLike, key: ArrayLike, negatives: ArrayLike, *, temperature: float
+) -> jax.Array:
+    r"""InfoNCE with a bank of negatives, the MoCo loss.
+
+    ``query[i]`` (online encoder) and ``key[i]`` (momentum encoder) embed two views of
+    image ``i``; ``negatives`` is the queue of keys from earlier batches, shared by all
+    queries. With every vector L2-normalised, each query scores its own key against
+    the K negatives:
+
+    .. math::
+        \ell_i = -\log \frac{\exp(q_i^\top k_i/\tau)}
+                            {\exp(q_i^\top k_i/\tau) + \sum_{j=1}^{K} \exp(q_i^\top n_j/\tau)}
+
+    and the loss is the mean of :math:`\ell_i` over the N queries (MoCo eq. 1 and
+    Algorithm 1: logits ``[l_pos, l_neg] / T``, cross-entropy with label 0). Computed
+    with a log-softmax, so small ``temperature`` is stable.
+
+    All three inputs are normalised here. The authors' ``moco/builder.py`` normalises
+    ``q`` and ``k`` in the forward pass and stores normalised keys in the queue, so for
+    MoCo's vectors this is idempotent; it makes the loss correct for raw embeddings too.
+
+    The loss passes gradients to every input. MoCo trains only the query encoder: the
+    method should wrap ``key`` and ``negatives`` in ``jax.lax.stop_gradient``.
+
+    Args:
+      query: ``(N, D)`` query embeddings.
+      key: ``(N, D)`` positive keys, ``key[i]`` for ``query[i]``.
+      negatives: ``(K, D)`` negative keys (the queue; the authors store it as ``(D, K)``).
+      temperature: :math:`\tau > 0` (0.07 in MoCo v1, 0.2 in MoCo v2).
+
+    Returns:
+      Scalar loss, float32 (float64 for float64 inputs).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> e = jnp.eye(4)
+      >>> round(float(info_nce(e[:2], e[:2], e[2:], temperature=1.0)), 4)
+      0.5514
+
+    References:
+      He et al., "Momentum Contrast for Unsupervised Visual Representation Learning",
+      CVPR 2020. https://arxiv.org/abs/1911.05722
+    """
+    query = jnp.asarray(query)
+    key = jnp.asarray(key)
+    negatives = jnp.asarray(negatives)
+    if query.ndim != 2 or key.ndim != 2 or negatives.ndim != 2:
+        raise ValueError(
+            "info_nce expects (N, D) query and key and (K, D) negatives, got shapes "
+            f"{query.shape}, {key.shape} and {negatives.shape}."
+        )
+    if query.shape != key.shape:
+        raise ValueError(
+            f"info_nce expects query and key of the same shape (one positive key per query), "
+            f"got {query.shape} and {key.shape}."
+        )
+    if negatives.shape[1] != query.shape[1]:
+        raise ValueError(
+            f"info_nce expects negatives of the embedding size D={query.shape[1]} of the "
+            f"queries, got negatives of shape {negatives.shape}; pass the queue as (K, D)."
+        )
+    if temperature <= 0:
+        raise ValueError(f"info_nce needs temperature > 0, got {temperature}.")
+    dtype = jnp.promote_types(jnp.result_type(query, key, negatives), jnp.float32)
+    q = _l2_normalize(query.astype(dtype))
+    k = _l2_normalize(key.astype(dtype))
+    n = _l2_normalize(negatives.astype(dtype))
+    positive = jnp.sum(q * k, axis=-1, keepdims=True)
+    logits = jnp.concatenate([positive, q @ n.T], axis=-1) / temperature
+    return -jnp.mean(jax.nn.log_softmax(logits, axis=-1)[:, 0])

@@ -9,6 +9,7 @@ from jax.sharding import PartitionSpec as P
 from jax.test_util import check_grads
 
 from ssl_jax.losses import contrastive, nt_xent
+from ssl_jax.losses.contrastive import info_nce
 
 
 def nt_xent_reference(z1, z2, temperature):
@@ -97,3 +98,86 @@ def test_temperature_error():
 def test_docstring_example():
     failures, _ = doctest.testmod(contrastive, verbose=False)
     assert failures == 0
+
+
+def info_nce_reference(query, key, negatives, temperature):
+    """MoCo eq. 1 for each query, written out with loops in float64."""
+    unit = lambda v: v / np.linalg.norm(v)
+    total = 0.0
+    for q, k in zip(query.astype(np.float64), key.astype(np.float64), strict=True):
+        q, k = unit(q), unit(k)
+        scores = [q @ k / temperature] + [q @ unit(n) / temperature for n in negatives]
+        total += -scores[0] + np.log(np.sum(np.exp(scores)))
+    return total / len(query)
+
+
+def _moco_batch(seed, n=12, k=20, d=7):
+    rng = np.random.default_rng(seed)
+    q, key = rng.normal(size=(2, n, d)).astype(np.float32)
+    return q, key, rng.normal(size=(k, d)).astype(np.float32)
+
+
+@pytest.mark.parametrize("temperature", [0.07, 0.2, 1.0])
+def test_info_nce_matches_numpy_reference(temperature):
+    q, k, negatives = _moco_batch(10)
+    got = jax.jit(lambda a, b, c: info_nce(a, b, c, temperature=temperature))(q, k, negatives)
+    np.testing.assert_allclose(got, info_nce_reference(q, k, negatives, temperature), rtol=1e-5)
+
+
+def test_info_nce_known_value_with_orthogonal_negatives():
+    e = np.eye(6, dtype=np.float32)
+    got = info_nce(e[:2], 2.0 * e[:2], e[2:], temperature=0.5)
+    np.testing.assert_allclose(got, np.log(1 + 4 * np.exp(-2.0)), rtol=1e-6)
+
+
+def test_info_nce_gradients_match_finite_differences():
+    q, k, negatives = _moco_batch(11, n=4, k=5, d=3)
+    with jax.enable_x64(True):
+        args = tuple(jnp.asarray(x, dtype=jnp.float64) for x in (q, k, negatives))
+        fn = jax.jit(lambda a, b, c: info_nce(a, b, c, temperature=0.3))
+        check_grads(fn, args, order=2, modes=["rev"])
+
+
+def test_info_nce_passes_gradients_to_every_input():
+    loss = lambda *x: info_nce(*x, temperature=0.2)
+    grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(*_moco_batch(12))
+    for g in grads:
+        assert float(jnp.linalg.norm(g)) > 1e-3
+
+
+def test_info_nce_invariant_to_permutation_and_scale():
+    q, k, negatives = _moco_batch(13)
+    rng = np.random.default_rng(13)
+    perm, queue_perm = rng.permutation(len(q)), rng.permutation(len(negatives))
+    loss = lambda a, b, c: info_nce(a, b, c, temperature=0.2)
+    base = loss(q, k, negatives)
+    np.testing.assert_allclose(loss(q[perm], k[perm], negatives[queue_perm]), base, rtol=1e-5)
+    row_scale = rng.uniform(0.5, 3.0, size=(len(q), 1)).astype(np.float32)
+    np.testing.assert_allclose(loss(row_scale * q, 2.0 * k, 0.3 * negatives), base, rtol=1e-5)
+
+
+def test_info_nce_sharded_batch_equals_single_device():
+    q, k, negatives = _moco_batch(14, n=16, k=32, d=8)
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    sharding = NamedSharding(mesh, P("data"))
+    fn = jax.jit(lambda a, b, c: info_nce(a, b, c, temperature=0.2))
+    sharded = fn(*(jax.device_put(x, sharding) for x in (q, k, negatives)))
+    np.testing.assert_allclose(sharded, fn(q, k, negatives), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "shapes, message",
+    [
+        (((4, 3), (5, 3), (6, 3)), "same shape"),
+        (((4, 3), (4, 3), (6, 2)), "D=3"),
+        (((4, 3), (4, 3), (3,)), r"\(K, D\)"),
+    ],
+)
+def test_info_nce_shape_errors(shapes, message):
+    with pytest.raises(ValueError, match=message):
+        info_nce(*(jnp.ones(s) for s in shapes), temperature=0.1)
+
+
+def test_info_nce_temperature_error():
+    with pytest.raises(ValueError, match="temperature > 0"):
+        info_nce(jnp.ones((2, 3)), jnp.ones((2, 3)), jnp.ones((4, 3)), temperature=-1.0)
