@@ -3,17 +3,22 @@
 import ml_collections
 
 from ssl_jax.methods.base import Method
+from ssl_jax.methods.byol import make_byol
 from ssl_jax.methods.simclr import make_simclr
 
-METHODS = {"simclr": make_simclr}
+METHODS = {"byol": make_byol, "simclr": make_simclr}
 
 
-def get_method(config: ml_collections.ConfigDict) -> Method:
-    """Build the method named by ``config.method.name``."""
+def get_method(config: ml_collections.ConfigDict, *, total_steps: int | None = None) -> Method:
+    """Build the method named by ``config.method.name``.
+
+    ``total_steps`` is the run's length, for methods with schedules of their own (BYOL's
+    target momentum).
+    """
     name = config.method.name
     if name not in METHODS:
         raise ValueError(f"method.name={name!r} is unknown; valid names: {sorted(METHODS)}.")
-    return METHODS[name](config)
+    return METHODS[name](config, total_steps=total_steps)
 
 
-__all__ = ["METHODS", "Method", "get_method", "make_simclr"]
+__all__ = ["METHODS", "Method", "get_method", "make_byol", "make_simclr"]

@@ -126,7 +126,7 @@ def run(
     total = config_lib.total_steps(config, steps_per_epoch)
     schedule = make_schedule(config, steps_per_epoch=steps_per_epoch, total_steps=total)
     tx = make_optimizer(config.optim, schedule)
-    method = get_method(config)
+    method = get_method(config, total_steps=total)
     init_fn = make_init_fn(method, tx, mesh)
     abstract_state = jax.eval_shape(init_fn, config.seed)
     train_step = make_train_step(method, tx, schedule, mesh)

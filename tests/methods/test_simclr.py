@@ -79,3 +79,8 @@ def test_temperature_is_used():
 def test_needs_two_views():
     with pytest.raises(ValueError, match="unknown augmentation recipe"):
         get_method(tiny_pretrain_config(**{"augment.recipe": "nope"}))
+
+
+def test_export_network_must_exist():
+    with pytest.raises(ValueError, match="only the online network"):
+        get_method(tiny_pretrain_config(**{"export.network": "target"}))

@@ -1,0 +1,51 @@
+"""Pieces every two-view joint-embedding method shares: views, init, forward, export."""
+
+import jax.numpy as jnp
+import ml_collections
+
+from ssl_jax.augment import make_multiview_fn
+from ssl_jax.methods.networks import apply_chain, init_parts
+from ssl_jax.methods.views import view_specs_from_config
+
+
+def two_view_fn(config: ml_collections.ConfigDict, method: str):
+    """The jittable ``views(images_uint8, key) -> (v1, v2)`` of the ``augment`` section."""
+    specs = view_specs_from_config(config.augment)
+    if len(specs) != 2:
+        raise ValueError(f"{method} needs a two-view augment recipe, got {len(specs)} views.")
+    return make_multiview_fn(specs)
+
+
+def require_online_export(config: ml_collections.ConfigDict, method: str) -> None:
+    if config.export.network != "online":
+        raise ValueError(
+            f"export.network={config.export.network!r}: {method} has only the online network; "
+            "use 'online'."
+        )
+
+
+def make_init(parts: dict):
+    """``init(key, sample_batch) -> (params, {"batch_stats": ...})`` for methods without state."""
+
+    def init(key, sample_batch=None):
+        del sample_batch
+        params, stats = init_parts(parts, key)
+        return params, {"batch_stats": stats}
+
+    return init
+
+
+def embed_views(parts: dict, names, params: dict, stats: dict, views) -> tuple[tuple, dict]:
+    """Run all views through ``names`` as one batch (BatchNorm statistics over every view)."""
+    out, stats = apply_chain(parts, names, params, stats, jnp.concatenate(views))
+    return tuple(jnp.split(out, len(views))), stats
+
+
+def online_export(params: dict, method_state: dict) -> dict:
+    return {"params": params["backbone"], "batch_stats": method_state["batch_stats"]["backbone"]}
+
+
+def embedding_std(z) -> jnp.ndarray:
+    """Mean over dimensions of the batch std of L2-normalised embeddings (0 = collapse)."""
+    zn = z / jnp.linalg.norm(z, axis=-1, keepdims=True).clip(1e-12)
+    return jnp.mean(jnp.std(zn, axis=0))
