@@ -135,3 +135,77 @@ def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
     if config.epochs <= 0:
         raise ValueError(f"epochs must be positive, got {config.epochs}.")
     return max(1, round(config.epochs * steps_per_epoch))
+
+
+def cifar10_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The CIFAR-10 setting shared by the ``*_cifar10`` configs (solo-learn's scale).
+
+    ResNet-18 with the CIFAR stem, 32 px views, global batch 256, 1000 epochs, 10 warmup
+    epochs, CIFAR-10 through tensorflow-datasets (``--config.data.name=npz
+    --config.data.path=../shared/data/cifar10`` for the local copy).
+    """
+    c.epochs = 1000
+    c.data.name = "tfds"
+    c.data.tfds_name = "cifar10"
+    c.data.batch_size = 256
+    c.augment.crop_size = 32
+    c.model.backbone = "resnet18"
+    c.model.stem = "cifar"
+    c.model.width = 64
+    c.schedule.warmup_epochs = 10
+    c.ckpt.every_steps = 2000
+    c.log.every_steps = 100
+    c.evals.knn.every_steps = 10000
+    return c
+
+
+def imagenet_recipe(c: ml_collections.ConfigDict, *, batch_size: int) -> ml_collections.ConfigDict:
+    """The ImageNet setting shared by the ``*_imagenet`` configs: ResNet-50, 224 px views."""
+    c.data.name = "tfds"
+    c.data.tfds_name = "imagenet2012"
+    c.data.test_split = "validation"
+    c.data.image_size = 256  # decoded images are resized on the host; views crop 224
+    c.data.batch_size = batch_size
+    c.augment.crop_size = 224
+    c.model.backbone = "resnet50"
+    c.model.stem = "imagenet"
+    c.model.width = 64
+    c.ckpt.every_steps = 5000
+    c.log.every_steps = 100
+    c.evals.knn.every_steps = 0
+    return c
+
+
+def runlocal(c: ml_collections.ConfigDict, *, crop_size: int = 16) -> ml_collections.ConfigDict:
+    """Shrink any pretraining config into a smoke test that runs anywhere in about a minute.
+
+    The embedded digits (no download) at ``crop_size`` px, 20 steps of 64 images, a width-16
+    network (ViTs: depth kept, patch 4), heads at most 64 wide, frequent checkpoints.
+    """
+    c.total_steps = 20
+    c.data.name = "digits"
+    c.data.image_size = crop_size
+    c.data.batch_size = 64
+    c.augment.crop_size = crop_size
+    if c.model.backbone.startswith("resnet"):
+        c.model.width = 16
+    if c.model.backbone.startswith("vit"):
+        c.model.patch_size = 4
+        c.model.img_size = crop_size
+    for key, value in c.method.items():
+        if key.endswith("_dim") and isinstance(value, int):
+            c.method[key] = min(value, 64)
+    c.ckpt.every_steps = 10
+    c.log.every_steps = 5
+    c.evals.knn.every_steps = 0
+    return c
+
+
+def finish(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+    """Apply the ``arg`` variant (``runlocal`` or none) and lock the config."""
+    if arg == "runlocal":
+        runlocal(c)
+    elif arg is not None:
+        raise ValueError(f"Unknown config variant {arg!r}; valid: runlocal.")
+    c.lock()
+    return c

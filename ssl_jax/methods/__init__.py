@@ -2,11 +2,20 @@
 
 import ml_collections
 
+from ssl_jax.methods.barlow_twins import make_barlow_twins
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.byol import make_byol
 from ssl_jax.methods.simclr import make_simclr
+from ssl_jax.methods.simsiam import make_simsiam
+from ssl_jax.methods.vicreg import make_vicreg
 
-METHODS = {"byol": make_byol, "simclr": make_simclr}
+METHODS = {
+    "barlow_twins": make_barlow_twins,
+    "byol": make_byol,
+    "simclr": make_simclr,
+    "simsiam": make_simsiam,
+    "vicreg": make_vicreg,
+}
 
 
 def get_method(config: ml_collections.ConfigDict, *, total_steps: int | None = None) -> Method:
@@ -21,4 +30,13 @@ def get_method(config: ml_collections.ConfigDict, *, total_steps: int | None = N
     return METHODS[name](config, total_steps=total_steps)
 
 
-__all__ = ["METHODS", "Method", "get_method", "make_byol", "make_simclr"]
+__all__ = [
+    "METHODS",
+    "Method",
+    "get_method",
+    "make_barlow_twins",
+    "make_byol",
+    "make_simclr",
+    "make_simsiam",
+    "make_vicreg",
+]

@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from ssl_jax.augment import make_multiview_fn
-from ssl_jax.methods.networks import apply_chain, init_parts
+from ssl_jax.methods.base import Method, no_state_update
+from ssl_jax.methods.networks import HeadDef, apply_chain, init_parts, mlp_head
 from ssl_jax.methods.views import view_specs_from_config
 
 
@@ -49,3 +50,32 @@ def embedding_std(z) -> jnp.ndarray:
     """Mean over dimensions of the batch std of L2-normalised embeddings (0 = collapse)."""
     zn = z / jnp.linalg.norm(z, axis=-1, keepdims=True).clip(1e-12)
     return jnp.mean(jnp.std(zn, axis=0))
+
+
+def projector(config: ml_collections.ConfigDict, feature_dim: int, **kwargs) -> HeadDef:
+    """``MLPHead(feature_dim, method.proj_hidden_dim, method.proj_dim, **kwargs)``."""
+    return mlp_head(feature_dim, config.method.proj_hidden_dim, config.method.proj_dim, **kwargs)
+
+
+def make_two_view_method(config, name: str, parts: dict, objective) -> Method:
+    """A method with no state but batch statistics, from its loss on the two views.
+
+    ``objective(params, batch_stats, (v1, v2)) -> (loss, new_batch_stats, metrics)``.
+    """
+    views = two_view_fn(config, name)
+    require_online_export(config, name)
+
+    def loss(params, method_state, batch, key):
+        value, stats, metrics = objective(
+            params, method_state["batch_stats"], views(batch["images"], key)
+        )
+        return value, ({"batch_stats": stats}, metrics)
+
+    return Method(
+        name=name,
+        init=make_init(parts),
+        loss=loss,
+        update_state=no_state_update,
+        export=online_export,
+        backbone=parts["backbone"],
+    )

@@ -1,0 +1,40 @@
+"""SimSiam (Chen & He, 2021): a predictor and a stop-gradient, no negatives, no target.
+
+Symmetric ``0.5 * (D(p1, sg(z2)) + D(p2, sg(z1)))`` with ``D = simsiam_loss`` (negative
+cosine); the stop-gradient is what prevents collapse. Projector: 3 layers ending in BN
+without affine; predictor: a 2-layer bottleneck MLP. https://arxiv.org/abs/2011.10566
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from ssl_jax.encoder import make_backbone
+from ssl_jax.losses import simsiam_loss
+from ssl_jax.methods.base import Method
+from ssl_jax.methods.common import embed_views, embedding_std, make_two_view_method, projector
+from ssl_jax.methods.networks import apply_chain, mlp_head
+
+
+def make_simsiam(config: ml_collections.ConfigDict, *, total_steps: int | None = None) -> Method:
+    """SimSiam from the ``model``, ``method`` (proj/pred dims) and ``augment`` sections."""
+    del total_steps
+    backbone = make_backbone(config.model)
+    hp = config.method
+    parts = {
+        "backbone": backbone,
+        "projector": projector(
+            config, backbone.feature_dim, num_layers=3, last_bn=True, last_bn_affine=False
+        ),
+        "predictor": mlp_head(hp.proj_dim, hp.pred_hidden_dim, hp.proj_dim),
+    }
+
+    def objective(params, stats, views):
+        (z1, z2), stats = embed_views(parts, ("backbone", "projector"), params, stats, views)
+        p, stats = apply_chain(parts, ("predictor",), params, stats, jnp.concatenate([z1, z2]))
+        p1, p2 = jnp.split(p, 2)
+        z1, z2 = jax.lax.stop_gradient(z1), jax.lax.stop_gradient(z2)
+        value = 0.5 * (simsiam_loss(p1, z2) + simsiam_loss(p2, z1))
+        return value, stats, {"embedding_std": embedding_std(jnp.concatenate([z1, z2]))}
+
+    return make_two_view_method(config, "simsiam", parts, objective)

@@ -1,0 +1,103 @@
+"""SimSiam, Barlow Twins and VICReg: losses wired to the right outputs, training lowers them."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ssl_jax.data import make_digits_source
+from ssl_jax.losses import barlow_twins_loss, simsiam_loss, vicreg_loss
+from ssl_jax.methods import get_method
+from ssl_jax.methods.common import embed_views, projector, two_view_fn
+from ssl_jax.methods.networks import mlp_head
+from tests.programs.tiny import tiny_pretrain_config
+
+OVERRIDES = {
+    "simsiam": {"method.pred_hidden_dim": 4},
+    "barlow_twins": {"method.lambda_": 5e-3},
+    "vicreg": {"method.sim_coeff": 25.0, "method.std_coeff": 25.0, "method.cov_coeff": 1.0},
+}
+
+
+def build(name):
+    config = tiny_pretrain_config(**{"method.name": name, **OVERRIDES[name]})
+    method = get_method(config)
+    images, _ = make_digits_source("train", image_size=8).get(np.arange(16))
+    params, state = jax.jit(method.init)(jax.random.key(0), None)
+    return method, config, {"images": jnp.asarray(images)}, params, state
+
+
+def hand_computed_loss(name, method, config, batch, params, state, key):
+    """The method's loss rebuilt from its parts and the library loss functions."""
+    views = two_view_fn(config, name)(batch["images"], key)
+    fd = method.backbone.feature_dim
+    if name == "simsiam":
+        proj = projector(config, fd, num_layers=3, last_bn=True, last_bn_affine=False)
+        pred = mlp_head(
+            config.method.proj_dim, config.method.pred_hidden_dim, config.method.proj_dim
+        )
+        parts = {"backbone": method.backbone, "projector": proj, "predictor": pred}
+        (z1, z2), stats = embed_views(
+            parts, ("backbone", "projector"), params, state["batch_stats"], views
+        )
+        (p1, p2), _ = embed_views(parts, ("predictor",), params, stats, (z1, z2))
+        return 0.5 * (simsiam_loss(p1, z2) + simsiam_loss(p2, z1))
+    parts = {"backbone": method.backbone, "projector": projector(config, fd, num_layers=3)}
+    (z1, z2), _ = embed_views(parts, ("backbone", "projector"), params, state["batch_stats"], views)
+    if name == "barlow_twins":
+        return barlow_twins_loss(z1, z2, lambda_=config.method.lambda_)
+    return vicreg_loss(z1, z2, sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0)
+
+
+@pytest.mark.parametrize("name", sorted(OVERRIDES))
+def test_loss_is_the_library_loss_of_the_embeddings(name):
+    method, config, batch, params, state = build(name)
+    key = jax.random.key(1)
+    value, (new_state, metrics) = jax.jit(method.loss)(params, state, batch, key)
+    want = hand_computed_loss(name, method, config, batch, params, state, key)
+    np.testing.assert_allclose(float(value), float(want), rtol=1e-5)
+    assert metrics["embedding_std"] > 0
+    assert set(new_state) == {"batch_stats"}
+
+
+def test_simsiam_is_symmetric_negative_cosine_with_stopped_targets():
+    method, config, batch, params, state = build("simsiam")
+    key = jax.random.key(3)
+    value, _ = method.loss(params, state, batch, key)
+    assert -1.0 <= float(value) <= 1.0
+    grads = jax.grad(lambda p: method.loss(p, state, batch, key)[0])(params)
+    assert any(bool(jnp.any(g != 0)) for g in jax.tree.leaves(grads["predictor"]))
+
+
+@pytest.mark.parametrize("name", sorted(OVERRIDES))
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch(name):
+    method, _, batch, params, state = build(name)
+    tx = optax.adam(1e-2)
+    key = jax.random.key(2)
+
+    @jax.jit
+    def step(params, opt, state):
+        (loss, (state, metrics)), g = jax.value_and_grad(method.loss, has_aux=True)(
+            params, state, batch, key
+        )
+        updates, opt = tx.update(g, opt, params)
+        return optax.apply_updates(params, updates), opt, state, loss, metrics
+
+    opt = tx.init(params)
+    losses = []
+    for _ in range(8):
+        params, opt, state, loss, metrics = step(params, opt, state)
+        losses.append(float(loss))
+    assert losses[-1] < losses[0] - 0.05 * abs(losses[0]), losses
+    if name == "vicreg":
+        assert {"vicreg_invariance", "vicreg_variance", "vicreg_covariance"} <= set(metrics)
+
+
+def test_embed_views_runs_both_views_as_one_batch():
+    method, config, batch, params, state = build("barlow_twins")
+    parts = {"backbone": method.backbone}
+    x = jnp.ones((4, 8, 8, 3))
+    (a, b), _ = embed_views(parts, ("backbone",), params, state["batch_stats"], (x, x + 1))
+    assert a.shape == b.shape == (4, method.backbone.feature_dim)
+    assert not np.allclose(a, b)
