@@ -13,7 +13,7 @@ import ml_collections
 from flax import nnx
 
 from ssl_jax.augment import eval_view
-from ssl_jax.models import apply_module, get_backbone, split_module
+from ssl_jax.models import VITS, apply_module, get_backbone, split_module
 
 
 class Backbone(NamedTuple):
@@ -34,13 +34,20 @@ class Backbone(NamedTuple):
 
 
 def _build(model: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
-    return get_backbone(
-        model.backbone,
-        width=model.width,
-        stem=model.stem,
-        zero_init_residual=model.get("zero_init_residual", True),
-        rngs=rngs,
-    )
+    """The backbone of ``model``, given only its family's fields (absent ViT fields: ViT/16)."""
+    if model.backbone in VITS:
+        kwargs = {
+            "patch_size": model.get("patch_size", 16),
+            "img_size": model.get("img_size", 224),
+            "pool": model.get("pool", "cls"),
+        }
+    else:
+        kwargs = {
+            "width": model.width,
+            "stem": model.stem,
+            "zero_init_residual": model.get("zero_init_residual", True),
+        }
+    return get_backbone(model.backbone, rngs=rngs, **kwargs)
 
 
 def make_backbone(model: ml_collections.ConfigDict) -> Backbone:

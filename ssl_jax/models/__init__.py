@@ -9,27 +9,39 @@ from ssl_jax.models.functional import (
     to_pure_dict,
 )
 from ssl_jax.models.heads import LinearClassifier, MLPHead
+from ssl_jax.models.registry import BACKBONES, get_backbone
 from ssl_jax.models.resnet import (
-    BACKBONES,
+    RESNETS,
     BasicBlock,
     Bottleneck,
     ResNet,
-    get_backbone,
     resnet18,
     resnet34,
     resnet50,
 )
+from ssl_jax.models.vit import (
+    VITS,
+    VisionTransformer,
+    interpolate_pos_embed,
+    vit_base,
+    vit_small,
+    vit_tiny,
+)
 
 __all__ = [
     "BACKBONES",
+    "RESNETS",
+    "VITS",
     "BasicBlock",
     "Bottleneck",
     "LinearClassifier",
     "MLPHead",
     "ResNet",
+    "VisionTransformer",
     "apply_module",
     "from_pure_dict",
     "get_backbone",
+    "interpolate_pos_embed",
     "make_model",
     "num_params",
     "resnet18",
@@ -37,4 +49,7 @@ __all__ = [
     "resnet50",
     "split_module",
     "to_pure_dict",
+    "vit_base",
+    "vit_small",
+    "vit_tiny",
 ]

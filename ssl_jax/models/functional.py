@@ -17,7 +17,7 @@ from typing import Any
 import jax
 from flax import nnx
 
-from ssl_jax.models.resnet import get_backbone
+from ssl_jax.models.registry import get_backbone
 
 
 def split_module(module: nnx.Module) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:

@@ -241,27 +241,19 @@ def resnet50(*, rngs: nnx.Rngs, **kwargs: Any) -> ResNet:
     return ResNet(stage_sizes=(3, 4, 6, 3), block=Bottleneck, rngs=rngs, **kwargs)
 
 
-BACKBONES: dict[str, Callable[..., nnx.Module]] = {
+RESNETS: dict[str, Callable[..., nnx.Module]] = {
     "resnet18": resnet18,
     "resnet34": resnet34,
     "resnet50": resnet50,
 }
 
 
-def get_backbone(name: str, *, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
-    """Builds the backbone registered as ``name`` in ``BACKBONES``; kwargs go to its factory."""
-    if name not in BACKBONES:
-        raise ValueError(f"Unknown backbone {name!r}; valid names: {sorted(BACKBONES)}.")
-    return BACKBONES[name](rngs=rngs, **kwargs)
-
-
 __all__ = [
-    "BACKBONES",
+    "RESNETS",
     "BasicBlock",
     "Bottleneck",
     "ResNet",
     "Shortcut",
-    "get_backbone",
     "resnet18",
     "resnet34",
     "resnet50",

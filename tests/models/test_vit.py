@@ -1,0 +1,341 @@
+"""Tests for ssl_jax.models.vit (and the backbone registry and encoder config for ViTs).
+
+Full-size models are only traced (``nnx.eval_shape`` / ``jax.eval_shape``); values are checked on
+small concrete models against a NumPy reference written from the ViT paper's equations.
+"""
+
+import math
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from flax import nnx
+
+from ssl_jax.encoder import make_backbone
+from ssl_jax.models import (
+    BACKBONES,
+    RESNETS,
+    VITS,
+    VisionTransformer,
+    apply_module,
+    get_backbone,
+    interpolate_pos_embed,
+    make_model,
+    num_params,
+    split_module,
+    vit_base,
+    vit_small,
+    vit_tiny,
+)
+
+SMALL = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 4}
+
+
+def abstract(factory, **kwargs):
+    return nnx.eval_shape(lambda: factory(rngs=nnx.Rngs(0), **kwargs))
+
+
+def build(factory, seed=0, **kwargs):
+    """``factory(rngs=nnx.Rngs(seed), **kwargs)`` initialised in one compiled program."""
+    graphdef, _ = nnx.split(abstract(factory, **kwargs))
+    state = jax.jit(lambda: nnx.split(factory(rngs=nnx.Rngs(seed), **kwargs))[1])()
+    return nnx.merge(graphdef, state)
+
+
+@partial(jax.jit, static_argnums=0)
+def _forward(graphdef, params, stats, x):
+    return apply_module(graphdef, params, stats, x, train=True)
+
+
+def forward(model, x):
+    out, stats = _forward(*split_module(model), x)
+    assert not jax.tree.leaves(stats)
+    return out
+
+
+@pytest.fixture(scope="module")
+def small_vit():
+    return build(VisionTransformer, **SMALL)
+
+
+@pytest.fixture(scope="module")
+def tiny_cifar():
+    return build(vit_tiny, patch_size=4, img_size=32, depth=1)
+
+
+def abstract_call(model, x_shape, fn=lambda m, x: m(x)):
+    graphdef, state = nnx.split(model)
+
+    def run(state, x):
+        return fn(nnx.merge(graphdef, state, copy=True), x)
+
+    return jax.eval_shape(run, state, jax.ShapeDtypeStruct(x_shape, jnp.float32))
+
+
+def images(n=2, size=32, seed=0, width=None):
+    return jax.random.uniform(jax.random.key(seed), (n, size, width or size, 3))
+
+
+def np_layer_norm(x, ln, eps=1e-6):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * np.asarray(ln.scale[...]) + np.asarray(ln.bias[...])
+
+
+def np_linear(x, linear):
+    return x @ np.asarray(linear.kernel[...]) + np.asarray(linear.bias[...])
+
+
+def np_block(x, block, num_heads):
+    n, t, d = x.shape
+    hd = d // num_heads
+    qkv = np_linear(np_layer_norm(x, block.norm1), block.attn.qkv).reshape(n, t, 3, num_heads, hd)
+    q, k, v = (qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))  # (n, heads, t, hd)
+    logits = q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd)
+    weights = np.exp(logits - logits.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    attn = (weights @ v).transpose(0, 2, 1, 3).reshape(n, t, d)
+    x = x + np_linear(attn, block.attn.proj)
+    h = np_linear(np_layer_norm(x, block.norm2), block.mlp.fc1)
+    h = 0.5 * h * (1 + np.vectorize(math.erf)(h / np.sqrt(2)))  # exact GELU
+    return x + np_linear(h, block.mlp.fc2)
+
+
+def np_vit(model, x, num_heads, pos=None):
+    """Patchify + linear embedding, [CLS], position embeddings, blocks, pool, final LayerNorm."""
+    x = np.asarray(x, np.float64)
+    n, h, w, c = x.shape
+    p = model.patch_size
+    patches = x.reshape(n, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
+    patches = patches.reshape(n, (h // p) * (w // p), p * p * c)
+    kernel = np.asarray(model.patch_embed.kernel[...]).reshape(p * p * c, -1)
+    tokens = patches @ kernel + np.asarray(model.patch_embed.bias[...])
+    cls = np.broadcast_to(np.asarray(model.cls_token[...]), (n, 1, tokens.shape[-1]))
+    pos = np.asarray(model.pos_embed[...] if pos is None else pos)
+    tokens = np.concatenate([cls, tokens], axis=1) + pos
+    for block in model.blocks:
+        tokens = np_block(tokens, block, num_heads)
+    pooled = tokens[:, 0] if model.pool == "cls" else tokens[:, 1:].mean(1)
+    return np_layer_norm(pooled, model.norm)
+
+
+@pytest.mark.parametrize(
+    ("factory", "patch_size", "size", "dim"),
+    [
+        (vit_tiny, 16, 224, 192),
+        (vit_small, 16, 224, 384),
+        (vit_base, 16, 224, 768),
+        (vit_tiny, 4, 32, 192),
+        (vit_small, 4, 32, 384),
+    ],
+)
+def test_output_shape_and_feature_dim(factory, patch_size, size, dim):
+    model = abstract(factory, patch_size=patch_size, img_size=size)
+    assert model.feature_dim == dim
+    assert model.pos_embed.shape == (1, 1 + (size // patch_size) ** 2, dim)
+    out = abstract_call(model, (2, size, size, 3))
+    assert out.shape == (2, dim) and out.dtype == jnp.float32
+
+
+@pytest.mark.parametrize(
+    ("factory", "expected"),
+    [(vit_tiny, 5_524_416), (vit_small, 21_665_664), (vit_base, 85_798_656)],
+    ids=["tiny", "small", "base"],
+)
+def test_param_count_equals_timm_without_head(factory, expected):
+    # timm vit_{tiny,small,base}_patch16_224 totals minus the 1000-class head (D * 1000 + 1000):
+    # 5,717,416 - 193,000; 22,050,664 - 385,000; 86,567,656 - 769,000. By parts, for width D:
+    # patch conv 768 D + D, [CLS] D, positions 197 D, final LayerNorm 2 D, and per block
+    # 2 LayerNorms 4 D + qkv 3 D^2 + 3 D + proj D^2 + D + MLP 8 D^2 + 5 D = 12 D^2 + 13 D;
+    # D = 384: 295,296 + 384 + 75,648 + 768 + 12 * 1,774,464 = 21,665,664.
+    model = abstract(factory)
+    d = model.feature_dim
+    assert 769 * d + d + 197 * d + 2 * d + 12 * (12 * d * d + 13 * d) == expected
+    assert num_params(nnx.state(model, nnx.Param)) == expected
+    assert not jax.tree.leaves(split_module(model)[2])  # no batch statistics
+
+
+def test_forward_matches_numpy_reference(small_vit):
+    x = images()
+    out = forward(small_vit, x)
+    assert out.shape == (2, 32)
+    np.testing.assert_allclose(out, np_vit(small_vit, x, num_heads=4), atol=2e-5)
+
+
+def test_mean_pool_matches_reference_and_differs_from_cls(small_vit):
+    mean_vit = build(VisionTransformer, **SMALL, pool="mean")
+    jax.tree.map(
+        np.testing.assert_array_equal, nnx.state(mean_vit, nnx.Param), nnx.state(small_vit)
+    )
+    x = images()
+    out = forward(mean_vit, x)
+    np.testing.assert_allclose(out, np_vit(mean_vit, x, num_heads=4), atol=2e-5)
+    assert not np.allclose(out, forward(small_vit, x), atol=1e-2)
+
+
+def test_mlp_uses_exact_gelu(small_vit):
+    mlp = small_vit.blocks[0].mlp
+    x = 30.0 * jax.random.normal(jax.random.key(2), (2, 5, 32))  # fc1 outputs of order 1 to 10
+    h = np_linear(np.asarray(x, np.float64), mlp.fc1)
+    h = 0.5 * h * (1 + np.vectorize(math.erf)(h / np.sqrt(2)))
+    expected = np_linear(h, mlp.fc2)
+    np.testing.assert_allclose(mlp(x), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+def test_cifar_variant_forward(tiny_cifar):
+    assert tiny_cifar.pos_embed.shape == (1, 65, 192)  # 8 x 8 patches of 4 x 4 pixels + [CLS]
+    out = forward(tiny_cifar, images())
+    assert out.shape == (2, 192)
+    assert bool(jnp.all(jnp.isfinite(out))) and float(jnp.abs(out).max()) > 0
+
+
+def test_init_as_timm_and_dino(tiny_cifar):
+    block = tiny_cifar.blocks[0]
+    for linear in (block.attn.qkv, block.attn.proj, block.mlp.fc1, block.mlp.fc2):
+        kernel = np.asarray(linear.kernel[...])
+        assert kernel.std() == pytest.approx(0.02, rel=0.03)
+        np.testing.assert_array_equal(linear.bias[...], 0.0)
+    # timm's trunc_normal_(std=0.02) cuts at ±2 absolute: samples beyond 2 std do occur.
+    assert np.abs(np.asarray(block.mlp.fc1.kernel[...])).max() > 3 * 0.02
+    assert np.asarray(tiny_cifar.pos_embed[...]).std() == pytest.approx(0.02, rel=0.05)
+    assert 0 < np.asarray(tiny_cifar.cls_token[...]).std() < 0.03
+    for ln in (block.norm1, block.norm2, tiny_cifar.norm):
+        np.testing.assert_array_equal(ln.scale[...], 1.0)
+        np.testing.assert_array_equal(ln.bias[...], 0.0)
+        assert ln.epsilon == 1e-6
+    fan_in = 4 * 4 * 3  # PyTorch's default Conv2d init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    kernel = np.asarray(tiny_cifar.patch_embed.kernel[...])
+    assert kernel.shape == (4, 4, 3, 192)
+    assert np.abs(kernel).max() <= 1 / np.sqrt(fan_in)
+    assert kernel.std() == pytest.approx(1 / np.sqrt(3 * fan_in), rel=0.03)
+
+
+def test_interpolate_pos_embed():
+    pos = jax.random.normal(jax.random.key(0), (1, 1 + 4 * 4, 3))
+    assert interpolate_pos_embed(pos, (4, 4)) is pos
+    out = interpolate_pos_embed(pos, (3, 5))
+    assert out.shape == (1, 1 + 15, 3)
+    np.testing.assert_array_equal(out[:, 0], pos[:, 0])
+    # Bicubic (Keys, a = -0.5) reproduces polynomials up to degree 2 where its 4 taps per axis
+    # stay inside the grid, up- and downsampling (antialiasing would blur the downsampled one).
+    const = jnp.concatenate([pos[:, :1], jnp.full((1, 16, 3), 0.7)], axis=1)
+    np.testing.assert_allclose(interpolate_pos_embed(const, (2, 7))[:, 1:], 0.7, atol=1e-6)
+
+    def quadratic(r, c):
+        return 0.1 * r**2 - 0.2 * r * c + 0.3 * c - 1.0
+
+    rows, cols = np.meshgrid(np.arange(12.0), np.arange(12.0), indexing="ij")
+    pos12 = jnp.concatenate([pos[:, :1, :1], quadratic(rows, cols).reshape(1, 144, 1)], axis=1)
+    for size, interior in ((24, slice(3, 21)), (6, slice(1, 5))):
+        out = np.asarray(interpolate_pos_embed(pos12, (size, size))[0, 1:, 0])
+        src = (np.arange(size) + 0.5) * 12 / size - 0.5  # half-pixel centres on the 12-grid
+        expected = quadratic(src[:, None], src[None, :])
+        out = out.reshape(size, size)
+        np.testing.assert_allclose(out[interior, interior], expected[interior, interior], atol=1e-4)
+        assert not np.allclose(out, expected, atol=1e-3)  # the border does differ
+    with pytest.raises(ValueError, match="square grid"):
+        interpolate_pos_embed(pos[:, :-1], (3, 3))
+
+
+@pytest.mark.parametrize(("height", "width"), [(16, 16), (24, 40)])
+def test_other_input_size_interpolates_positions(small_vit, height, width):
+    x = images(size=height, width=width)
+    out = forward(small_vit, x)
+    pos = interpolate_pos_embed(small_vit.pos_embed[...], (height // 8, width // 8))
+    assert pos.shape == (1, 1 + (height // 8) * (width // 8), 32)
+    np.testing.assert_allclose(out, np_vit(small_vit, x, num_heads=4, pos=pos), atol=2e-5)
+
+
+def test_dino_local_crops_on_vit_small():
+    model = abstract(vit_small)
+    assert abstract_call(model, (4, 96, 96, 3)).shape == (4, 384)
+
+
+def test_jit_value_and_grad_through_apply_module(small_vit):
+    graphdef, params, stats = split_module(small_vit)
+    x = images(n=4)
+    w = jax.random.normal(jax.random.key(1), (4, 32))
+
+    @jax.jit
+    def loss_and_grad(params):
+        def loss(params):
+            out, _ = apply_module(graphdef, params, stats, x, train=True)
+            return jnp.sum(out * w)
+
+        return jax.value_and_grad(loss)(params)
+
+    loss, grads = loss_and_grad(params)
+    assert jax.tree.structure(grads) == jax.tree.structure(params)
+    assert bool(jnp.isfinite(loss))
+    for path, g in nnx.to_flat_state(grads):
+        assert bool(jnp.all(jnp.isfinite(g[...]))), path
+        assert float(jnp.abs(g[...]).max()) > 0, path
+
+
+def test_same_seed_same_params_other_seed_differs():
+    init = jax.jit(lambda key: split_module(VisionTransformer(**SMALL, rngs=nnx.Rngs(key)))[1])
+    a, b, c = (init(jax.random.key(seed)) for seed in (0, 0, 1))
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+    for (path, va), (_, vc) in zip(nnx.to_flat_state(a), nnx.to_flat_state(c), strict=True):
+        if path[-1] in ("kernel", "cls_token", "pos_embed"):
+            assert not np.allclose(va[...], vc[...]), path
+
+
+def test_bfloat16_compute_keeps_float32_params_and_output():
+    model = abstract(VisionTransformer, **SMALL, dtype=jnp.bfloat16)
+    dtypes = {x.dtype for x in jax.tree.leaves(nnx.state(model, nnx.Param))}
+    assert dtypes == {jnp.dtype(jnp.float32)}
+    qkv = abstract_call(model, (2, 5, 32), lambda m, x: m.blocks[0].attn.qkv(x))
+    assert qkv.dtype == jnp.bfloat16
+    assert abstract_call(model, (2, 32, 32, 3)).dtype == jnp.float32
+
+
+def test_invalid_arguments_raise(small_vit):
+    with pytest.raises(ValueError, match="pool 'max'.*cls.*mean"):
+        VisionTransformer(**SMALL, pool="max", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="img_size 30 is not a multiple of patch_size 8"):
+        VisionTransformer(**{**SMALL, "img_size": 30}, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="embed_dim 32 is not divisible by num_heads 3"):
+        VisionTransformer(**{**SMALL, "num_heads": 3}, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="20x32 pixels is not a multiple of patch_size 8"):
+        small_vit(images(size=20, width=32))
+
+
+def test_registry():
+    assert set(VITS) == {"vit_tiny", "vit_small", "vit_base"}
+    assert set(BACKBONES) == set(RESNETS) | set(VITS)
+    model = abstract(lambda rngs: get_backbone("vit_tiny", patch_size=4, img_size=32, rngs=rngs))
+    assert isinstance(model, VisionTransformer) and model.feature_dim == 192
+    params = jax.eval_shape(lambda: make_model("vit_small", seed=0, depth=1)[1])
+    assert params["pos_embed"].shape == (1, 197, 384)
+    names = "['resnet18', 'resnet34', 'resnet50', 'vit_base', 'vit_small', 'vit_tiny']"
+    with pytest.raises(ValueError, match="'vit_huge'.*" + names.replace("[", r"\[")):
+        get_backbone("vit_huge", rngs=nnx.Rngs(0))
+
+
+def model_config(**fields):
+    base = {"width": 64, "stem": "cifar", "zero_init_residual": True}
+    return ml_collections.ConfigDict({**base, **fields})
+
+
+def test_encoder_builds_vit_from_model_config():
+    backbone = make_backbone(model_config(backbone="vit_tiny", patch_size=4, img_size=32))
+    assert backbone.feature_dim == 192
+    params, stats = jax.eval_shape(backbone.init, jax.random.key(0))
+    assert params["pos_embed"].shape == (1, 65, 192) and not jax.tree.leaves(stats)
+    feats, _ = jax.eval_shape(
+        lambda p, s, x: backbone.apply(p, s, x, train=True),
+        params,
+        stats,
+        jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32),
+    )
+    assert feats.shape == (2, 192)
+    # Configs without ViT fields get ViT/16 at 224 pixels; ResNet configs are unchanged.
+    params, _ = jax.eval_shape(
+        make_backbone(model_config(backbone="vit_small")).init, jax.random.key(0)
+    )
+    assert params["pos_embed"].shape == (1, 197, 384)
+    assert make_backbone(model_config(backbone="resnet18")).feature_dim == 512
