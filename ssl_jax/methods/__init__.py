@@ -5,15 +5,23 @@ import ml_collections
 from ssl_jax.methods.barlow_twins import make_barlow_twins
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.byol import make_byol
+from ssl_jax.methods.dino import make_dino
+from ssl_jax.methods.moco import make_mocov2
+from ssl_jax.methods.moco_v3 import make_mocov3
 from ssl_jax.methods.simclr import make_simclr
 from ssl_jax.methods.simsiam import make_simsiam
+from ssl_jax.methods.swav import make_swav
 from ssl_jax.methods.vicreg import make_vicreg
 
 METHODS = {
     "barlow_twins": make_barlow_twins,
     "byol": make_byol,
+    "dino": make_dino,
+    "mocov2": make_mocov2,
+    "mocov3": make_mocov3,
     "simclr": make_simclr,
     "simsiam": make_simsiam,
+    "swav": make_swav,
     "vicreg": make_vicreg,
 }
 
@@ -36,7 +44,11 @@ __all__ = [
     "get_method",
     "make_barlow_twins",
     "make_byol",
+    "make_dino",
+    "make_mocov2",
+    "make_mocov3",
     "make_simclr",
     "make_simsiam",
+    "make_swav",
     "make_vicreg",
 ]

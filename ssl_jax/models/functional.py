@@ -12,6 +12,7 @@ of arrays, without the Variable wrappers.
 """
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import jax
@@ -58,14 +59,21 @@ def apply_module(
     ``copy=True``, otherwise updating BatchNorm statistics under ``grad`` inside ``jit`` fails
     with ``TraceContextError`` (the merged module would reuse Variables of an outer trace).
     """
+    out, new_stats = _apply(graphdef, params, batch_stats, x, train, tuple(sorted(kwargs.items())))
+    return out, (new_stats if train else batch_stats)
+
+
+@partial(jax.jit, static_argnums=(0, 4, 5))
+def _apply(graphdef, params, batch_stats, x, train, kwargs):
+    # A nested jit: inlined into the caller's program, but traced once per graphdef and
+    # input shape. Tracing NNX's BatchNorm updates directly in a large outer trace grows
+    # quadratically with the graph (Variable.set_value inspects the tracer's sharding).
     module = nnx.merge(graphdef, params, batch_stats, copy=True)
     if train:
         module.train()
     else:
         module.eval()
-    out = module(x, **kwargs)
-    if not train:
-        return out, batch_stats
+    out = module(x, **dict(kwargs))
     return out, nnx.state(module, nnx.BatchStat)
 
 

@@ -1,0 +1,235 @@
+"""MoCo v2 (He et al., 2020; Chen et al., 2020): a query encoder, a momentum key encoder, a queue.
+
+Query encoder: backbone -> 2-layer MLP projector without BatchNorm (MoCo v2's "MLP head":
+``method.proj_hidden_dim`` -> ``method.proj_dim``; the authors' ResNet-50 has 2048 -> 2048
+-> 128). Key encoder:
+the same parts with params in ``method_state["target"]`` (named as BYOL's target so the
+export and tooling treat both alike) and its own BatchNorm statistics in
+``method_state["target_batch_stats"]`` (a copy at init, then the running averages of the
+key encoder's own train-mode forward passes; the authors momentum-update ``parameters()``
+only, not BN buffers). After each optimizer step ``update_state`` moves the key encoder
+``theta_k <- m theta_k + (1 - m) theta_q`` with a constant ``m`` (0.999, the authors) or a
+cosine schedule from ``m`` to ``method.final_momentum`` (solo-learn's CIFAR MoCo v2+:
+0.99 -> 0.999). The authors update before computing the keys of a step; updating after the
+previous step's optimizer update is the same sequence.
+
+Loss: ``info_nce(q, sg(k), sg(queue), temperature=T)`` with ``q`` the query of view 1 and
+``k`` the key of view 2 (the authors' ``forward(im_q, im_k)``). With ``method.symmetric``
+(solo-learn's MoCo v2+), also ``q2`` against ``k1``; each query direction has its own queue
+(of view-2 and of view-1 keys), and the loss is the mean of the two terms. The queue
+``method_state["queue"]`` is ``(Q, K, D)``, Q = 1 (2 if symmetric), holding L2-normalised
+keys, randomly initialised on the sphere like the authors'. ``loss`` enqueues this step's
+keys (stop-gradient) FIFO at ``method_state["queue_ptr"]`` and returns the new queue in its
+new state: the queue a step reads holds only keys of earlier steps.
+
+Global batch, global BN. Under global-view ``jax.jit`` the batch axis spans every device and
+process, so the queue takes the keys of the WHOLE global batch each step (the authors'
+``concat_all_gather``) and is identical on every device and process; ``K`` must be a
+multiple of the global batch (``data.batch_size``), as the authors assert, so a push never
+wraps mid-batch. The authors shuffle the key encoder's batch across GPUs ("shuffle BN") so
+that per-GPU BatchNorm statistics cannot leak which key matches which query. Here BatchNorm
+in the jitted step normalises over the global batch (of one view), which already prevents
+that per-device leak: the explicit choice is global BN, as in MoCo v3 and SimCLR. It is not
+bit-identical to per-device shuffle-BN (different normalisation groups); a per-device
+variant would need ``jax.shard_map`` and is not implemented.
+
+https://arxiv.org/abs/1911.05722, https://arxiv.org/abs/2003.04297
+"""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from ssl_jax.encoder import make_backbone
+from ssl_jax.losses import info_nce
+from ssl_jax.methods.base import Method
+from ssl_jax.methods.byol import cosine_momentum
+from ssl_jax.methods.common import embedding_std, two_view_fn
+from ssl_jax.methods.networks import apply_chain, init_parts, mlp_head
+
+ENCODER_PARTS = ("backbone", "projector")
+MOMENTUM_SCHEDULES = ("constant", "cosine")
+
+
+def l2_normalize(x: jax.Array) -> jax.Array:
+    """``x / max(||x||, 1e-12)`` along the last axis (``torch.nn.functional.normalize``)."""
+    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-24))
+
+
+def make_momentum_schedule(
+    hp: ml_collections.ConfigDict, *, total_steps: int | None, method: str
+) -> Callable[[jax.Array], jax.Array]:
+    """``step -> m`` from ``hp.momentum``, ``hp.momentum_schedule`` and ``hp.final_momentum``.
+
+    ``constant``: ``m``. ``cosine``: ``final - (final - m) * (cos(pi step / total) + 1) / 2``,
+    BYOL's :func:`~ssl_jax.methods.byol.cosine_momentum` when ``final = 1``.
+    """
+    kind = hp.get("momentum_schedule", "constant")
+    base = float(hp.momentum)
+    final = float(hp.get("final_momentum", 1.0))
+    if kind not in MOMENTUM_SCHEDULES:
+        raise ValueError(
+            f"method.momentum_schedule={kind!r} is unknown; valid: {list(MOMENTUM_SCHEDULES)}."
+        )
+    if not 0.0 <= base <= 1.0 or (kind == "cosine" and not base <= final <= 1.0):
+        raise ValueError(
+            f"{method} needs 0 <= method.momentum <= method.final_momentum <= 1 (the cosine "
+            f"schedule rises from the first to the second), got {base} and {final}."
+        )
+    if kind == "constant":
+        return lambda step: jnp.asarray(base, jnp.float32)
+    if total_steps is None:
+        raise ValueError(f"{method} needs total_steps for its cosine momentum schedule.")
+
+    def schedule(step):
+        rise = 1.0 - cosine_momentum(step, base_momentum=0.0, total_steps=total_steps)
+        return final - (final - base) * rise
+
+    return schedule
+
+
+def check_export_network(config: ml_collections.ConfigDict, method: str) -> str:
+    network = config.export.network
+    if network not in ("online", "target"):
+        raise ValueError(
+            f"export.network={network!r}: {method} exports 'online' (the query/base encoder) "
+            "or 'target' (the momentum encoder)."
+        )
+    return network
+
+
+def momentum_export(network: str):
+    """``export(params, method_state)`` of the online or the momentum (target) backbone."""
+
+    def export(params, method_state):
+        if network == "target":
+            return {
+                "params": method_state["target"]["backbone"],
+                "batch_stats": method_state["target_batch_stats"]["backbone"],
+            }
+        return {
+            "params": params["backbone"],
+            "batch_stats": method_state["batch_stats"]["backbone"],
+        }
+
+    return export
+
+
+def momentum_update(schedule: Callable, parts: tuple[str, ...]):
+    """``update_state``: ``target <- m target + (1 - m) online`` over ``parts``."""
+
+    def update_state(params, method_state, step):
+        m = schedule(step)
+        online = {name: params[name] for name in parts}
+        target = optax.incremental_update(online, method_state["target"], 1.0 - m)
+        return {**method_state, "target": target}
+
+    return update_state
+
+
+def enqueue(queue: jax.Array, ptr: jax.Array, keys: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """FIFO push of ``keys`` ``(Q, N, D)`` into ``queue`` ``(Q, K, D)`` at row ``ptr``.
+
+    Returns the new queue and pointer ``(ptr + N) mod K``. ``K`` must be a multiple of ``N``
+    (the pointer then only takes multiples of ``N`` and a push never straddles the end).
+    """
+    num_queues, length, dim = queue.shape
+    if keys.ndim != 3 or keys.shape[0] != num_queues or keys.shape[2] != dim:
+        raise ValueError(f"enqueue expects keys (Q={num_queues}, N, D={dim}), got {keys.shape}.")
+    n = keys.shape[1]
+    if length % n:
+        raise ValueError(
+            f"The queue length {length} is not a multiple of the global batch size {n}; "
+            "set method.queue_length to a multiple of data.batch_size."
+        )
+    ptr = jnp.asarray(ptr, jnp.int32)
+    queue = jax.lax.dynamic_update_slice(queue, keys.astype(queue.dtype), (0, ptr, 0))
+    return queue, (ptr + n) % length
+
+
+def make_mocov2(config: ml_collections.ConfigDict, *, total_steps: int | None = None) -> Method:
+    """MoCo v2 from the ``model``, ``method``, ``augment``, ``data`` and ``export`` sections."""
+    hp = config.method
+    backbone = make_backbone(config.model)
+    views = two_view_fn(config, "MoCo v2")
+    network = check_export_network(config, "MoCo v2")
+    schedule = make_momentum_schedule(hp, total_steps=total_steps, method="MoCo v2")
+    temperature = float(hp.temperature)
+    symmetric = bool(hp.get("symmetric", False))
+    queue_length = int(hp.queue_length)
+    batch_size = int(config.data.batch_size)
+    if temperature <= 0:
+        raise ValueError(f"method.temperature must be > 0, got {temperature}.")
+    if queue_length <= 0 or queue_length % batch_size:
+        multiple = max(1, -(-queue_length // batch_size)) * batch_size
+        raise ValueError(
+            f"method.queue_length={queue_length} is not a positive multiple of "
+            f"data.batch_size={batch_size}: each step enqueues the keys of the whole global "
+            f"batch, FIFO (the authors assert K % batch == 0). Use e.g. {multiple}."
+        )
+    parts = {
+        "backbone": backbone,
+        "projector": mlp_head(backbone.feature_dim, hp.proj_hidden_dim, hp.proj_dim, use_bn=False),
+    }
+    num_queues = 2 if symmetric else 1
+
+    def init(key, sample_batch=None):
+        del sample_batch
+        net_key, queue_key = jax.random.split(key)
+        params, stats = init_parts(parts, net_key)
+        queue = jax.random.normal(queue_key, (num_queues, queue_length, hp.proj_dim))
+        state = {
+            "batch_stats": stats,
+            "target": {name: params[name] for name in ENCODER_PARTS},
+            "target_batch_stats": {name: stats[name] for name in ENCODER_PARTS},
+            "queue": l2_normalize(queue),
+            "queue_ptr": jnp.zeros((), jnp.int32),
+        }
+        return params, state
+
+    def loss(params, method_state, batch, key):
+        v1, v2 = views(batch["images"], key)
+        query_views, key_views = ((v1, v2), (v2, v1)) if symmetric else ((v1,), (v2,))
+        stats = method_state["batch_stats"]
+        queries = []
+        for v in query_views:
+            q, stats = apply_chain(parts, ENCODER_PARTS, params, stats, v)
+            queries.append(q)
+        target = jax.lax.stop_gradient(method_state["target"])
+        target_stats = method_state["target_batch_stats"]
+        keys = []
+        for v in key_views:
+            k, target_stats = apply_chain(parts, ENCODER_PARTS, target, target_stats, v)
+            keys.append(l2_normalize(jax.lax.stop_gradient(k)))
+        queue = jax.lax.stop_gradient(method_state["queue"])
+        terms = [
+            info_nce(q, k, queue[i], temperature=temperature)
+            for i, (q, k) in enumerate(zip(queries, keys, strict=True))
+        ]
+        value = sum(terms) / len(terms)
+        new_queue, new_ptr = enqueue(queue, method_state["queue_ptr"], jnp.stack(keys))
+        new_state = {
+            **method_state,
+            "batch_stats": stats,
+            "target_batch_stats": target_stats,
+            "queue": new_queue,
+            "queue_ptr": new_ptr,
+        }
+        q = l2_normalize(queries[0])
+        metrics = {
+            "pos_cosine": jnp.mean(jnp.sum(q * keys[0], axis=-1)),
+            "embedding_std": embedding_std(q),
+        }
+        return value, (new_state, metrics)
+
+    return Method(
+        name="mocov2",
+        init=init,
+        loss=loss,
+        update_state=momentum_update(schedule, ENCODER_PARTS),
+        export=momentum_export(network),
+        backbone=backbone,
+    )

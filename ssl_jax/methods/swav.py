@@ -1,0 +1,169 @@
+"""SwAV (Caron et al., 2020): swapped prediction of online cluster assignments.
+
+Every crop goes through backbone -> projector MLP (BatchNorm, ReLU) -> L2-normalise -> scores
+against ``K`` prototypes. The two global crops' scores give soft codes by Sinkhorn-Knopp
+equipartition (:func:`~ssl_jax.losses.swav_codes`, no gradient), and each crop predicts the
+codes of the other crops (:func:`~ssl_jax.losses.swav_loss`). Crops of one resolution go
+through the backbone as one batch; the projector runs once on all of them.
+
+- **Prototypes** are ``params["prototypes"]``, a ``(proj_dim, K)`` matrix whose columns are
+  normalised to unit length in the forward pass (the gradient flows through the
+  normalisation: weight normalisation with the norm fixed to 1, as DINO's last layer).
+  The authors instead re-normalise the stored weights before every step and differentiate
+  the plain product; the two agree to first order in the learning rate. Exact re-projection
+  of the stored params is not possible here: ``update_state`` returns only
+  ``method_state``. The columns start at unit length.
+- **Frozen prototypes**: for the first ``freeze_prototypes_steps`` steps the prototypes get
+  an exactly zero gradient (``jnp.where(frozen, stop_gradient(w), w)``), the authors'
+  ``freeze_prototypes_niters``. The optimizer may still apply weight decay to them, which
+  changes their length only, and the forward pass ignores the length.
+- **Queue** (``queue_length > 0``): ``method_state["queue"]`` ``(2, Q, proj_dim)`` holds the
+  normalised projections of the two global crops of the last ``Q / batch`` steps (a ring
+  buffer, ``queue_ptr`` the next row to write). From step ``queue_start_step`` on, each
+  step pushes its projections (computed in ``loss``, so ``loss`` returns the new queue);
+  once ``Q`` rows are filled the queue's scores, recomputed with the current prototypes,
+  join the batch in Sinkhorn (the authors start an empty queue at ``epoch_queue_starts``
+  and use it once full). ``Q`` is ``queue_length`` rounded down to a multiple of the
+  global batch size, as the authors' ``queue_length -= queue_length % (batch * world)``.
+  The queue is one global array in the replicated ``method_state``, filled with the whole
+  global batch: under global-view ``jax.jit`` every device holds the same queue, and the
+  authors' per-GPU queues of ``Q / world`` rows together hold exactly these rows.
+- ``method_state["step"]`` counts optimizer steps (``update_state`` sets it to
+  ``step + 1``), so ``loss`` knows the freeze and queue phases.
+
+https://arxiv.org/abs/2006.09882 ; code: https://github.com/facebookresearch/swav
+"""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from ssl_jax.augment.multicrop import make_multicrop_fn
+from ssl_jax.encoder import make_backbone
+from ssl_jax.losses import swav_codes, swav_loss
+from ssl_jax.methods.base import Method
+from ssl_jax.methods.common import embedding_std, online_export, require_online_export
+from ssl_jax.methods.dino import embed_crops
+from ssl_jax.methods.networks import init_parts, mlp_head
+from ssl_jax.methods.views import multicrop_from_config
+
+NUM_ASSIGNED = 2  # the authors' crops_for_assign = [0, 1]: the two global crops
+
+# Method fields beyond proj_hidden_dim, proj_dim and temperature; the authors' values
+# (main_swav.py) except the queue, which is off by default.
+DEFAULTS: dict[str, Any] = dict(
+    num_prototypes=3000,
+    sinkhorn_epsilon=0.05,
+    sinkhorn_iters=3,
+    queue_length=0,
+    queue_start_step=0,
+    freeze_prototypes_steps=0,
+)
+
+
+def _normalize(x, axis):
+    return x / jnp.linalg.norm(x, axis=axis, keepdims=True).clip(1e-12)
+
+
+def make_swav(config: ml_collections.ConfigDict, *, total_steps: int | None = None) -> Method:
+    """SwAV from the ``model``, ``method``, ``augment`` and ``data`` config sections.
+
+    ``method``: ``proj_hidden_dim``, ``proj_dim``, ``temperature`` and the fields of
+    :data:`DEFAULTS`; ``data.batch_size`` (global) rounds the queue length.
+    """
+    del total_steps
+    hp = {k: config.method.get(k, v) for k, v in DEFAULTS.items()}
+    temperature = float(config.method.temperature)
+    backbone = make_backbone(config.model)
+    multicrop = multicrop_from_config(config.augment)
+    if len(multicrop.global_specs) != NUM_ASSIGNED:
+        raise ValueError(f"SwAV needs 2 global crops, got {len(multicrop.global_specs)}.")
+    views = make_multicrop_fn(*multicrop)
+    num_crops = NUM_ASSIGNED + multicrop.num_local
+    require_online_export(config, "SwAV")
+    proj_dim = config.method.proj_dim
+    num_prototypes = int(hp["num_prototypes"])
+    parts = {
+        "backbone": backbone,
+        "projector": mlp_head(backbone.feature_dim, config.method.proj_hidden_dim, proj_dim),
+    }
+    batch_size = config.data.batch_size
+    queue_length = int(hp["queue_length"]) - int(hp["queue_length"]) % batch_size
+    queue_start = int(hp["queue_start_step"])
+    freeze_steps = int(hp["freeze_prototypes_steps"])
+    codes_fn = lambda scores, **kw: swav_codes(
+        scores, epsilon=hp["sinkhorn_epsilon"], num_iters=int(hp["sinkhorn_iters"]), **kw
+    )
+
+    def init(key, sample_batch=None):
+        del sample_batch
+        key, proto_key = jax.random.split(key)
+        params, stats = init_parts(parts, key)
+        params["prototypes"] = _normalize(
+            jax.random.normal(proto_key, (proj_dim, num_prototypes)), axis=0
+        )
+        state = {"batch_stats": stats, "step": jnp.zeros((), jnp.int32)}
+        if queue_length:
+            state["queue"] = jnp.zeros((NUM_ASSIGNED, queue_length, proj_dim), jnp.float32)
+            state["queue_ptr"] = jnp.zeros((), jnp.int32)
+            state["queue_count"] = jnp.zeros((), jnp.int32)
+        return params, state
+
+    def push(method_state, embeddings, step):
+        n = embeddings.shape[1]
+        if queue_length % n:
+            raise ValueError(
+                f"SwAV's queue of {queue_length} rows needs a global batch that divides it, "
+                f"got {n}; set data.batch_size to match the config's method.queue_length."
+            )
+        queue, ptr, count = (method_state[k] for k in ("queue", "queue_ptr", "queue_count"))
+        active = step >= queue_start
+        pushed = jax.lax.dynamic_update_slice(queue, embeddings.astype(queue.dtype), (0, ptr, 0))
+        return {
+            "queue": jnp.where(active, pushed, queue),
+            "queue_ptr": jnp.where(active, (ptr + n) % queue_length, ptr),
+            "queue_count": jnp.where(active, jnp.minimum(count + n, queue_length), count),
+        }
+
+    def loss(params, method_state, batch, key):
+        globals_, locals_ = views(batch["images"], key)
+        n = globals_[0].shape[0]
+        step = method_state["step"]
+        z, stats = embed_crops(
+            parts, "projector", params, method_state["batch_stats"], globals_ + locals_
+        )
+        z = _normalize(z, axis=-1)
+        w = params["prototypes"]
+        if freeze_steps:
+            w = jnp.where(step < freeze_steps, jax.lax.stop_gradient(w), w)
+        w = _normalize(w, axis=0)
+        scores = (z @ w).reshape(num_crops, n, num_prototypes)
+        assigned = jax.lax.stop_gradient(scores[:NUM_ASSIGNED])
+        new_state = {**method_state, "batch_stats": stats}
+        metrics = {"embedding_std": embedding_std(z)}
+        if queue_length:
+            queue = method_state["queue"]
+            use_queue = method_state["queue_count"] >= queue_length
+            codes = jax.lax.cond(
+                use_queue,
+                lambda: codes_fn(assigned, queue_scores=queue @ jax.lax.stop_gradient(w)),
+                lambda: codes_fn(assigned),
+            )
+            embeddings = jax.lax.stop_gradient(z[: NUM_ASSIGNED * n]).reshape(NUM_ASSIGNED, n, -1)
+            new_state.update(push(method_state, embeddings, step))
+            metrics["queue_in_use"] = use_queue.astype(jnp.float32)
+        else:
+            codes = codes_fn(assigned)
+        value = swav_loss(scores, jax.lax.stop_gradient(codes), temperature=temperature)
+        return value, (new_state, metrics)
+
+    def update_state(params, method_state, step):
+        del params
+        return {**method_state, "step": jnp.asarray(step + 1, jnp.int32)}
+
+    return Method(
+        name="swav", init=init, loss=loss, update_state=update_state, export=online_export,
+        backbone=backbone,
+    )  # fmt: skip

@@ -1,0 +1,153 @@
+"""SwAV. One jitted probe (loss, gradients, and the global crops' projections recomputed from
+the method's parts) serves every unit test: on 2 CPU cores compiling the ResNet loss once per
+test would dominate the run."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ssl_jax.augment.multicrop import make_multicrop_fn
+from ssl_jax.data import make_digits_source
+from ssl_jax.encoder import make_backbone
+from ssl_jax.methods import get_method
+from ssl_jax.methods.dino import embed_crops, multicrop_from_config
+from ssl_jax.methods.networks import mlp_head
+from ssl_jax.programs import pretrain
+from tests.programs.tiny import tiny_pretrain_config
+
+N = 16
+SWAV = {
+    "method.name": "swav",
+    "method.num_prototypes": 10,
+    "method.temperature": 0.1,
+    "method.queue_length": 32,
+    "method.queue_start_step": 1,
+    "method.freeze_prototypes_steps": 2,
+    "augment.recipe": "swav",
+    "augment.crop_scale": (),
+    "augment.global_crop_scale": (0.5, 1.0),
+    "augment.local_crop_size": 4,
+    "augment.num_local_crops": 2,
+}
+
+
+def swav_config(**overrides):
+    return tiny_pretrain_config(**{**SWAV, **overrides})
+
+
+@pytest.fixture(scope="module")
+def setup():
+    config = swav_config()
+    method = get_method(config)
+    images, _ = make_digits_source("train", image_size=8).get(np.arange(N))
+    batch = {"images": jnp.asarray(images)}
+    backbone = make_backbone(config.model)
+    parts = {"backbone": backbone, "projector": mlp_head(backbone.feature_dim, 16, 8)}
+    views = make_multicrop_fn(*multicrop_from_config(config.augment))
+
+    @jax.jit  # a jit of its own: traced in a small frame, merged with the loss's by XLA
+    def forward(params, stats, crops):
+        return embed_crops(parts, "projector", params, stats, crops)[0]
+
+    @jax.jit
+    def probe(params, state, key):
+        """Loss, new state, metrics, grads, and the normalised projections (2, N, 8) of the
+        two global crops recomputed from the parts."""
+        (loss, (new_state, metrics)), grads = jax.value_and_grad(method.loss, has_aux=True)(
+            params, state, batch, key
+        )
+        globals_, locals_ = views(batch["images"], key)
+        z = forward(params, state["batch_stats"], globals_ + locals_)
+        z = z / jnp.linalg.norm(z, axis=-1, keepdims=True)
+        return loss, new_state, metrics, grads, z[: 2 * N].reshape(2, N, -1)
+
+    params, state = jax.jit(method.init)(jax.random.key(0), None)
+    return method, probe, params, state
+
+
+def with_step(state, step):
+    return {**state, "step": jnp.asarray(step, jnp.int32)}
+
+
+def test_prototypes_are_unit_length_directions(setup):
+    _, probe, params, state = setup
+    np.testing.assert_allclose(np.linalg.norm(params["prototypes"], axis=0), 1.0, rtol=1e-5)
+    state = with_step(state, 5)
+    loss, _, _, grads, _ = probe(params, state, jax.random.key(1))
+    scaled = {**params, "prototypes": 3.0 * params["prototypes"]}
+    np.testing.assert_allclose(probe(scaled, state, jax.random.key(1))[0], loss, rtol=1e-5)
+    g, w = np.asarray(grads["prototypes"]), np.asarray(params["prototypes"])
+    assert np.abs(g).max() > 0
+    np.testing.assert_allclose(np.sum(g * w, axis=0), 0.0, atol=1e-6 * np.abs(g).max())
+
+
+def test_prototypes_are_frozen_for_the_first_steps(setup):
+    _, probe, params, state = setup
+    for step, frozen in ((0, True), (1, True), (2, False)):
+        _, _, _, grads, _ = probe(params, with_step(state, step), jax.random.key(1))
+        assert bool(jnp.all(grads["prototypes"] == 0)) == frozen, step
+        assert any(bool(jnp.any(g != 0)) for g in jax.tree.leaves(grads["projector"]))
+
+
+def test_queue_is_a_fifo_of_the_global_crop_projections(setup):
+    method, probe, params, state = setup
+    assert state["queue"].shape == (2, 32, 8)
+    pushed, in_use = {}, {}
+    for step in range(4):
+        key = jax.random.key(10 + step)
+        loss, state, metrics, _, pushed[step] = probe(params, state, key)
+        in_use[step] = float(metrics["queue_in_use"])
+        state = method.update_state(params, state, step)
+        if step == 0:  # before queue_start_step: nothing pushed
+            np.testing.assert_array_equal(state["queue"], 0.0)
+        if step == 3:  # the queue was full: codes from queue + batch, not the batch alone
+            alone = {**with_step(state, 3), "queue_count": jnp.zeros((), jnp.int32)}
+            loss_alone = probe(params, alone, key)[0]
+    assert in_use == {0: 0.0, 1: 0.0, 2: 0.0, 3: 1.0}
+    assert int(state["step"]) == 4 and int(state["queue_ptr"]) == 16
+    assert int(state["queue_count"]) == 32
+    queue = np.asarray(state["queue"])
+    np.testing.assert_allclose(queue[:, :N], pushed[3], atol=1e-5)  # wrapped around
+    np.testing.assert_allclose(queue[:, N:], pushed[2], atol=1e-5)
+    assert abs(float(loss) - float(loss_alone)) > 1e-4
+
+
+def test_queue_length_is_rounded_to_the_batch(setup):
+    method = get_method(swav_config(**{"method.queue_length": 40}))
+    _, state = jax.eval_shape(method.init, jax.random.key(0), None)
+    assert state["queue"].shape == (2, 32, 8)
+    _, state = jax.eval_shape(
+        get_method(swav_config(**{"method.queue_length": 0})).init, jax.random.key(0), None
+    )
+    assert "queue" not in state
+
+
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch(setup):
+    method, probe, params, state = setup
+    tx = optax.adam(1e-2)
+    opt = tx.init(params)
+    apply = jax.jit(lambda g, opt, params: tx.update(g, opt, params))
+    losses = []
+    for i in range(6):
+        loss, state, _, grads, _ = probe(params, state, jax.random.key(2))
+        updates, opt = apply(grads, opt, params)
+        params = optax.apply_updates(params, updates)
+        state = method.update_state(params, state, i)
+        losses.append(float(loss))
+    assert losses[-1] < losses[0] - 0.1, losses
+
+
+def test_export_is_the_online_backbone(setup):
+    method, _, params, state = setup
+    assert method.export(params, state)["params"] is params["backbone"]
+    with pytest.raises(ValueError, match="'online'"):
+        get_method(swav_config(**{"export.network": "target"}))
+
+
+@pytest.mark.slow  # about 40 s on 2 CPU cores, most of it tracing and compiling
+def test_one_pretrain_step_runs(tmp_path):
+    results = pretrain.run(swav_config(**{"total_steps": 1}), str(tmp_path))
+    assert results["final_step"] == 1 and np.isfinite(results["loss"])
+    assert results["queue_in_use"] == 0.0
