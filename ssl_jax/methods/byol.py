@@ -17,6 +17,7 @@ from ssl_jax.augment import make_multiview_fn
 from ssl_jax.encoder import make_backbone
 from ssl_jax.losses import byol_loss
 from ssl_jax.methods.base import Method
+from ssl_jax.methods.common import export_network, target_export
 from ssl_jax.methods.networks import apply_chain, init_parts, mlp_head
 from ssl_jax.methods.views import view_specs_from_config
 
@@ -39,9 +40,7 @@ def make_byol(config: ml_collections.ConfigDict, *, total_steps: int | None = No
     if len(specs) != 2:
         raise ValueError(f"BYOL needs a two-view augment recipe, got {len(specs)} views.")
     views = make_multiview_fn(specs)
-    network = config.export.network
-    if network not in ("online", "target"):
-        raise ValueError(f"export.network={network!r}: BYOL exports 'online' or 'target'.")
+    network = export_network(config, "BYOL", "EMA target")
     parts = {
         "backbone": backbone,
         "projector": mlp_head(backbone.feature_dim, hp.proj_hidden_dim, hp.proj_dim),
@@ -82,18 +81,11 @@ def make_byol(config: ml_collections.ConfigDict, *, total_steps: int | None = No
         target = optax.incremental_update(online, method_state["target"], 1.0 - tau)
         return {**method_state, "target": target}
 
-    def export(params, method_state):
-        if network == "target":
-            return {
-                "params": method_state["target"]["backbone"],
-                "batch_stats": method_state["target_batch_stats"]["backbone"],
-            }
-        return {
-            "params": params["backbone"],
-            "batch_stats": method_state["batch_stats"]["backbone"],
-        }
-
     return Method(
-        name="byol", init=init, loss=loss, update_state=update_state, export=export,
+        name="byol",
+        init=init,
+        loss=loss,
+        update_state=update_state,
+        export=target_export(network),
         backbone=backbone,
-    )  # fmt: skip
+    )

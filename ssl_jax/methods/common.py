@@ -79,3 +79,27 @@ def make_two_view_method(config, name: str, parts: dict, objective) -> Method:
         export=online_export,
         backbone=parts["backbone"],
     )
+
+
+def export_network(config: ml_collections.ConfigDict, method: str, target: str) -> str:
+    """``export.network`` validated for a method with a momentum/EMA ``target`` network."""
+    network = config.export.network
+    if network not in ("online", "target"):
+        raise ValueError(
+            f"export.network={network!r}: {method} exports 'online' or 'target' (the {target})."
+        )
+    return network
+
+
+def target_export(network: str):
+    """``export(params, method_state)`` of the online or the target backbone."""
+
+    def export(params, method_state):
+        if network == "target":
+            return {
+                "params": method_state["target"]["backbone"],
+                "batch_stats": method_state["target_batch_stats"]["backbone"],
+            }
+        return online_export(params, method_state)
+
+    return export

@@ -38,6 +38,7 @@ from ssl_jax.encoder import make_backbone
 from ssl_jax.losses import dino_center_update, dino_loss, dino_teacher_temperature
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.byol import cosine_momentum
+from ssl_jax.methods.common import export_network, target_export
 from ssl_jax.methods.networks import HeadDef, init_parts
 from ssl_jax.methods.views import multicrop_from_config
 from ssl_jax.models import split_module
@@ -198,11 +199,7 @@ def make_dino(config: ml_collections.ConfigDict, *, total_steps: int | None = No
         raise ValueError(f"DINO needs 2 global crops, got {len(multicrop.global_specs)}.")
     views = make_multicrop_fn(*multicrop)
     num_crops = 2 + multicrop.num_local
-    network = config.export.network
-    if network not in ("online", "target"):
-        raise ValueError(
-            f"export.network={network!r}: DINO exports 'online' (student) or 'target'."
-        )
+    network = export_network(config, "DINO", "EMA teacher")
     parts = {
         "backbone": backbone,
         "head": dino_head(
@@ -279,18 +276,11 @@ def make_dino(config: ml_collections.ConfigDict, *, total_steps: int | None = No
         target = optax.incremental_update(online, method_state["target"], 1.0 - tau)
         return {**method_state, "target": target, "step": jnp.asarray(step + 1, jnp.int32)}
 
-    def export(params, method_state):
-        if network == "target":
-            return {
-                "params": method_state["target"]["backbone"],
-                "batch_stats": method_state["target_batch_stats"]["backbone"],
-            }
-        return {
-            "params": params["backbone"],
-            "batch_stats": method_state["batch_stats"]["backbone"],
-        }
-
     return Method(
-        name="dino", init=init, loss=loss, update_state=update_state, export=export,
+        name="dino",
+        init=init,
+        loss=loss,
+        update_state=update_state,
+        export=target_export(network),
         backbone=backbone,
-    )  # fmt: skip
+    )

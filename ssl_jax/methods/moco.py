@@ -47,7 +47,7 @@ from ssl_jax.encoder import make_backbone
 from ssl_jax.losses import info_nce
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.byol import cosine_momentum
-from ssl_jax.methods.common import embedding_std, two_view_fn
+from ssl_jax.methods.common import embedding_std, export_network, target_export, two_view_fn
 from ssl_jax.methods.networks import apply_chain, init_parts, mlp_head
 
 ENCODER_PARTS = ("backbone", "projector")
@@ -91,33 +91,6 @@ def make_momentum_schedule(
     return schedule
 
 
-def check_export_network(config: ml_collections.ConfigDict, method: str) -> str:
-    network = config.export.network
-    if network not in ("online", "target"):
-        raise ValueError(
-            f"export.network={network!r}: {method} exports 'online' (the query/base encoder) "
-            "or 'target' (the momentum encoder)."
-        )
-    return network
-
-
-def momentum_export(network: str):
-    """``export(params, method_state)`` of the online or the momentum (target) backbone."""
-
-    def export(params, method_state):
-        if network == "target":
-            return {
-                "params": method_state["target"]["backbone"],
-                "batch_stats": method_state["target_batch_stats"]["backbone"],
-            }
-        return {
-            "params": params["backbone"],
-            "batch_stats": method_state["batch_stats"]["backbone"],
-        }
-
-    return export
-
-
 def momentum_update(schedule: Callable, parts: tuple[str, ...]):
     """``update_state``: ``target <- m target + (1 - m) online`` over ``parts``."""
 
@@ -155,7 +128,7 @@ def make_mocov2(config: ml_collections.ConfigDict, *, total_steps: int | None = 
     hp = config.method
     backbone = make_backbone(config.model)
     views = two_view_fn(config, "MoCo v2")
-    network = check_export_network(config, "MoCo v2")
+    network = export_network(config, "MoCo v2", "momentum encoder")
     schedule = make_momentum_schedule(hp, total_steps=total_steps, method="MoCo v2")
     temperature = float(hp.temperature)
     symmetric = bool(hp.get("symmetric", False))
@@ -230,6 +203,6 @@ def make_mocov2(config: ml_collections.ConfigDict, *, total_steps: int | None = 
         init=init,
         loss=loss,
         update_state=momentum_update(schedule, ENCODER_PARTS),
-        export=momentum_export(network),
+        export=target_export(network),
         backbone=backbone,
     )

@@ -30,13 +30,11 @@ from jax.typing import ArrayLike
 
 from ssl_jax.encoder import make_backbone
 from ssl_jax.methods.base import Method
-from ssl_jax.methods.common import embedding_std, two_view_fn
+from ssl_jax.methods.common import embedding_std, export_network, target_export, two_view_fn
 from ssl_jax.methods.moco import (
     ENCODER_PARTS,
-    check_export_network,
     l2_normalize,
     make_momentum_schedule,
-    momentum_export,
     momentum_update,
 )
 from ssl_jax.methods.networks import apply_chain, init_parts, mlp_head
@@ -95,7 +93,7 @@ def make_mocov3(config: ml_collections.ConfigDict, *, total_steps: int | None = 
     hp = config.method
     backbone = make_backbone(config.model)
     views = two_view_fn(config, "MoCo v3")
-    network = check_export_network(config, "MoCo v3")
+    network = export_network(config, "MoCo v3", "momentum encoder")
     schedule = make_momentum_schedule(hp, total_steps=total_steps, method="MoCo v3")
     temperature = float(hp.temperature)
     if temperature <= 0:
@@ -149,6 +147,6 @@ def make_mocov3(config: ml_collections.ConfigDict, *, total_steps: int | None = 
         init=init,
         loss=loss,
         update_state=momentum_update(schedule, ENCODER_PARTS),
-        export=momentum_export(network),
+        export=target_export(network),
         backbone=backbone,
     )
