@@ -252,6 +252,7 @@ def test_export_online_or_target(setup):
         get_method(moco_config(base, **{"export.network": "teacher"}), total_steps=TOTAL)
 
 
+@pytest.mark.slow  # a real sharded pretraining run, about 25 s on 2 CPU cores
 def test_pretrain_mocov2_end_to_end_keeps_a_global_queue(tmp_path):
     """8 devices, global batch 16: each step pushes 16 keys, whatever the per-device batch."""
     from ssl_jax.checkpoint import Checkpointer
