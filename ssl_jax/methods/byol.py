@@ -11,13 +11,12 @@ optimizer step the target moves with the cosine momentum schedule
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
 from ssl_jax.augment import make_multiview_fn
 from ssl_jax.encoder import make_backbone
 from ssl_jax.losses import byol_loss
 from ssl_jax.methods.base import Method
-from ssl_jax.methods.common import export_network, target_export
+from ssl_jax.methods.common import export_network, momentum_update, target_export
 from ssl_jax.methods.networks import apply_chain, init_parts, mlp_head
 from ssl_jax.methods.views import view_specs_from_config
 
@@ -75,11 +74,10 @@ def make_byol(config: ml_collections.ConfigDict, *, total_steps: int | None = No
         metrics = {"embedding_std": jnp.mean(jnp.std(pn, axis=0))}
         return value, (new_state, metrics)
 
-    def update_state(params, method_state, step):
-        tau = cosine_momentum(step, base_momentum=base_momentum, total_steps=total_steps)
-        online = {name: params[name] for name in TARGET_PARTS}
-        target = optax.incremental_update(online, method_state["target"], 1.0 - tau)
-        return {**method_state, "target": target}
+    update_state = momentum_update(
+        lambda step: cosine_momentum(step, base_momentum=base_momentum, total_steps=total_steps),
+        TARGET_PARTS,
+    )
 
     return Method(
         name="byol",

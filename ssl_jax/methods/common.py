@@ -1,7 +1,10 @@
 """Pieces every two-view joint-embedding method shares: views, init, forward, export."""
 
+from collections.abc import Callable
+
 import jax.numpy as jnp
 import ml_collections
+import optax
 
 from ssl_jax.augment import make_multiview_fn
 from ssl_jax.methods.base import Method, no_state_update
@@ -103,3 +106,18 @@ def target_export(network: str):
         return online_export(params, method_state)
 
     return export
+
+
+def momentum_update(schedule: Callable, parts: tuple[str, ...]):
+    """``update_state``: ``target <- m target + (1 - m) online`` over ``parts``.
+
+    ``m = schedule(step)``: constant or cosine for MoCo, cosine to 1 for BYOL and DINO.
+    """
+
+    def update_state(params, method_state, step):
+        m = schedule(step)
+        online = {name: params[name] for name in parts}
+        target = optax.incremental_update(online, method_state["target"], 1.0 - m)
+        return {**method_state, "target": target}
+
+    return update_state

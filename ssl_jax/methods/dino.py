@@ -30,7 +30,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 from flax import nnx
 
 from ssl_jax.augment.multicrop import make_multicrop_fn
@@ -38,7 +37,7 @@ from ssl_jax.encoder import make_backbone
 from ssl_jax.losses import dino_center_update, dino_loss, dino_teacher_temperature
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.byol import cosine_momentum
-from ssl_jax.methods.common import export_network, target_export
+from ssl_jax.methods.common import export_network, momentum_update, target_export
 from ssl_jax.methods.networks import HeadDef, init_parts
 from ssl_jax.methods.views import multicrop_from_config
 from ssl_jax.models import split_module
@@ -270,11 +269,16 @@ def make_dino(config: ml_collections.ConfigDict, *, total_steps: int | None = No
         }
         return value, (new_state, metrics)
 
+    ema = momentum_update(
+        lambda step: cosine_momentum(
+            step, base_momentum=hp["base_momentum"], total_steps=total_steps
+        ),
+        TARGET_PARTS,
+    )
+
     def update_state(params, method_state, step):
-        tau = cosine_momentum(step, base_momentum=hp["base_momentum"], total_steps=total_steps)
-        online = {name: params[name] for name in TARGET_PARTS}
-        target = optax.incremental_update(online, method_state["target"], 1.0 - tau)
-        return {**method_state, "target": target, "step": jnp.asarray(step + 1, jnp.int32)}
+        state = ema(params, method_state, step)
+        return {**state, "step": jnp.asarray(step + 1, jnp.int32)}
 
     return Method(
         name="dino",

@@ -41,13 +41,18 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
 from ssl_jax.encoder import make_backbone
 from ssl_jax.losses import info_nce
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.byol import cosine_momentum
-from ssl_jax.methods.common import embedding_std, export_network, target_export, two_view_fn
+from ssl_jax.methods.common import (
+    embedding_std,
+    export_network,
+    momentum_update,
+    target_export,
+    two_view_fn,
+)
 from ssl_jax.methods.networks import apply_chain, init_parts, mlp_head
 
 ENCODER_PARTS = ("backbone", "projector")
@@ -89,18 +94,6 @@ def make_momentum_schedule(
         return final - (final - base) * rise
 
     return schedule
-
-
-def momentum_update(schedule: Callable, parts: tuple[str, ...]):
-    """``update_state``: ``target <- m target + (1 - m) online`` over ``parts``."""
-
-    def update_state(params, method_state, step):
-        m = schedule(step)
-        online = {name: params[name] for name in parts}
-        target = optax.incremental_update(online, method_state["target"], 1.0 - m)
-        return {**method_state, "target": target}
-
-    return update_state
 
 
 def enqueue(queue: jax.Array, ptr: jax.Array, keys: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -30,12 +30,17 @@ from jax.typing import ArrayLike
 
 from ssl_jax.encoder import make_backbone
 from ssl_jax.methods.base import Method
-from ssl_jax.methods.common import embedding_std, export_network, target_export, two_view_fn
+from ssl_jax.methods.common import (
+    embedding_std,
+    export_network,
+    momentum_update,
+    target_export,
+    two_view_fn,
+)
 from ssl_jax.methods.moco import (
     ENCODER_PARTS,
     l2_normalize,
     make_momentum_schedule,
-    momentum_update,
 )
 from ssl_jax.methods.networks import apply_chain, init_parts, mlp_head
 
