@@ -72,7 +72,7 @@ def make_train_step(
         metrics = {
             **metrics,
             "loss": loss,
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
             "learning_rate": schedule(state.step),
             "params_finite": all_finite(params),
         }

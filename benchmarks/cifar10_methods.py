@@ -1,0 +1,244 @@
+"""Every joint-embedding method pretrained on real CIFAR-10 under one small CPU budget.
+
+  python benchmarks/cifar10_methods.py [--methods simclr byol ...] [--epochs 1] [--width 16]
+      [--data ../shared/data/cifar10] [--runs runs/cifar10_methods] [--out benchmarks/results]
+
+For each method it runs the user-facing programs, each in its own process, exactly as the
+README shows them: ``launch/pretrain.py --config configs/<method>_cifar10.py`` on the local
+CIFAR-10 copy (npz source) with the backbone width and the number of epochs replaced, then
+``launch/linear_probe.py`` and ``launch/knn.py`` on the frozen export of the last checkpoint,
+evaluated on the 10,000 test images. A random-init encoder of the same architecture is probed
+the same way (row ``random_init``). Everything else is the method's CIFAR recipe, except the
+few schedule fields listed in ``SHORT_RUN_OVERRIDES`` that are stated in epochs of a
+1,000-epoch run and would otherwise span (or freeze) the whole short run.
+
+Results go to OUT/cifar10_methods.json (commands, settings, every number) and
+OUT/cifar10_methods.md (the table); both are rewritten after each method, and a method
+whose row is complete is skipped unless --force, so an interrupted sweep resumes.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+METHODS = (
+    "simclr",
+    "mocov2",
+    "mocov3",
+    "byol",
+    "simsiam",
+    "barlow_twins",
+    "vicreg",
+    "swav",
+    "dino",
+)
+
+# Fields of the CIFAR recipes given in epochs of the 1,000-epoch schedule (or as per-step
+# momenta tuned for it) that would otherwise cover the whole short run.
+SHORT_RUN_OVERRIDES = {
+    # Teacher momentum 0.9995 keeps the exported teacher ~90% random after 200 steps, and
+    # the last layer is frozen for the first epoch, i.e. for the whole run.
+    "dino": {"method.base_momentum": 0.99, "method.freeze_last_layer_steps": 0},
+    # Prototypes are frozen for the first 2 epochs: longer than the run.
+    "swav": {"method.freeze_prototypes_steps": 0},
+}
+
+PROBE_DIRS = {"linear": "probe", "knn": "knn"}  # workdir subfolder of each downstream program
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+
+
+def pretrain_command(method: str, args, workdir: str, total_steps: int) -> list[str]:
+    overrides = {
+        "data.name": "npz",
+        "data.path": os.path.abspath(args.data),
+        "model.width": args.width,
+        "total_steps": total_steps,
+        "schedule.warmup_epochs": args.warmup_fraction * args.epochs,
+        "evals.knn.every_steps": 0,
+        "log.every_steps": 25,
+        "ckpt.every_steps": total_steps,
+        **SHORT_RUN_OVERRIDES.get(method, {}),
+    }
+    command = [sys.executable, "launch/pretrain.py", f"--config=configs/{method}_cifar10.py"]
+    command.append(f"--workdir={workdir}")
+    command += [f"--config.{key}={value}" for key, value in overrides.items()]
+    return command
+
+
+def probe_commands(pretrained: str, workdir: str, random_init: bool) -> dict[str, list[str]]:
+    flags = [f"--config.pretrained={pretrained}", f"--config.random_init={random_init}"]
+    return {
+        "linear": [
+            sys.executable,
+            "launch/linear_probe.py",
+            "--config=configs/linear_probe.py",
+            f"--workdir={workdir}/{PROBE_DIRS['linear']}",
+            *flags,
+        ],
+        "knn": [
+            sys.executable,
+            "launch/knn.py",
+            "--config=configs/knn.py",
+            f"--workdir={workdir}/{PROBE_DIRS['knn']}",
+            *flags,
+        ],
+    }
+
+
+def run(command: list[str], log_path: str) -> float:
+    """Run ``command`` in the repository root, its output to ``log_path``; wall seconds."""
+    print("$", " ".join(command), flush=True)
+    t0 = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        with open(log_path) as log:
+            tail = log.read()[-3000:]
+        raise SystemExit(f"{command[1]} failed (exit {proc.returncode}); log {log_path}:\n{tail}")
+    return seconds
+
+
+def read_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def evaluate(pretrained: str, workdir: str, random_init: bool) -> dict:
+    os.makedirs(workdir, exist_ok=True)
+    row = {}
+    for name, command in probe_commands(pretrained, workdir, random_init).items():
+        seconds = run(command, f"{workdir}/{name}.log")
+        out = read_json(f"{workdir}/{PROBE_DIRS[name]}/results.json")
+        row[f"{name}_s"] = round(seconds, 1)
+        if name == "linear":
+            row.update(linear_top1=out["top1"], linear_top5=out["top5"])
+        else:
+            row.update({f"knn_{k}": v for k, v in out.items() if k.startswith("top1_k")})
+        row["commands"] = row.get("commands", []) + [" ".join(command)]
+    return row
+
+
+def pretrain_and_evaluate(method: str, args, total_steps: int) -> dict:
+    workdir = os.path.abspath(os.path.join(args.runs, method))
+    if os.path.exists(os.path.join(workdir, "checkpoints")):
+        raise SystemExit(f"{workdir} already holds checkpoints: remove it or pass --runs.")
+    os.makedirs(workdir, exist_ok=True)
+    command = pretrain_command(method, args, workdir, total_steps)
+    seconds = run(command, f"{workdir}/pretrain.log")
+    out = read_json(f"{workdir}/results.json")
+    row = {
+        "pretrain_s": round(seconds, 1),
+        "final_loss": out["loss"],
+        "embedding_std": out.get("embedding_std"),
+        "images_per_sec": out.get("images_per_sec"),
+        "overrides": SHORT_RUN_OVERRIDES.get(method, {}),
+        "last_metrics": {k: v for k, v in out.items() if k not in ("loss", "images_per_sec")},
+    }
+    evaluation = evaluate(workdir, workdir, random_init=False)
+    row["commands"] = [" ".join(command)] + evaluation.pop("commands")
+    row.update(evaluation)
+    return row
+
+
+def pct(value) -> str:
+    return "–" if value is None else f"{value:.1f}%"  # the programs report percentages
+
+
+def markdown(results: dict) -> str:
+    s = results["settings"]
+    lines = [
+        f"CIFAR-10, ResNet-18 (CIFAR stem) width {s['width']}, {s['epochs']} epoch(s) = "
+        f"{s['total_steps']} steps of 256, warm-up {s['warmup_fraction']:.0%} of the run, "
+        f"each method's `configs/<method>_cifar10.py` recipe otherwise; {s['machine']}.",
+        "",
+        "| method | linear top-1 / top-5 | kNN k=20 | kNN k=200 | final loss | "
+        "embedding std | pretrain min | img/s | changed besides width/epochs |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in (*METHODS, "random_init"):
+        row = results["rows"].get(name)
+        if row is None:
+            continue
+        loss = row.get("final_loss")
+        std = row.get("embedding_std")
+        imgs = row.get("images_per_sec")
+        minutes = row.get("pretrain_s")
+        changed = ", ".join(f"{k}={v}" for k, v in row.get("overrides", {}).items()) or "–"
+        lines.append(
+            f"| {name} | {pct(row['linear_top1'])} / {pct(row['linear_top5'])} | "
+            f"{pct(row.get('knn_top1_k20'))} | {pct(row.get('knn_top1_k200'))} | "
+            f"{'–' if loss is None else f'{loss:.3f}'} | "
+            f"{'–' if std is None else f'{std:.4f}'} | "
+            f"{'–' if minutes is None else f'{minutes / 60:.1f}'} | "
+            f"{'–' if imgs is None else f'{imgs:.0f}'} | {changed} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--warmup-fraction", type=float, default=0.1)
+    parser.add_argument("--data", default=os.path.join(REPO, "..", "shared", "data", "cifar10"))
+    parser.add_argument("--runs", default="runs/cifar10_methods")
+    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--force", action="store_true", help="rerun methods already done")
+    parser.add_argument("--skip-random", action="store_true")
+    args = parser.parse_args()
+
+    steps_per_epoch = 50_000 // 256
+    total_steps = max(1, round(args.epochs * steps_per_epoch))
+    settings = {
+        "epochs": args.epochs,
+        "width": args.width,
+        "total_steps": total_steps,
+        "batch_size": 256,
+        "warmup_fraction": args.warmup_fraction,
+        "data": "CIFAR-10 npz copy, 50,000 train / 10,000 test",
+        "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})",
+    }
+    os.makedirs(args.out, exist_ok=True)
+    json_path = os.path.join(args.out, "cifar10_methods.json")
+    results = read_json(json_path) if os.path.exists(json_path) else {"rows": {}}
+    if results.get("settings", settings) != settings:
+        if not args.force:
+            raise SystemExit(
+                f"{json_path} holds results for other settings ({results['settings']}); "
+                "pass --force to start over or --out for another folder."
+            )
+        results = {"rows": {}}
+    results["settings"] = settings
+
+    def save():
+        with open(json_path, "w") as f:
+            json.dump(results, f, indent=2)
+        with open(os.path.join(args.out, "cifar10_methods.md"), "w") as f:
+            f.write(markdown(results))
+
+    for method in args.methods:
+        if method in results["rows"] and not args.force:
+            print(f"{method}: done already, skipped (--force reruns it)")
+            continue
+        results["rows"][method] = pretrain_and_evaluate(method, args, total_steps)
+        save()
+        print(markdown(results), flush=True)
+    if not args.skip_random and ("random_init" not in results["rows"] or args.force):
+        done = [m for m in METHODS if m in results["rows"]]
+        if done:
+            pretrained = os.path.abspath(os.path.join(args.runs, done[0]))
+            workdir = os.path.abspath(os.path.join(args.runs, "random_init"))
+            row = evaluate(pretrained, workdir, random_init=True)
+            results["rows"]["random_init"] = row
+            save()
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
