@@ -10,8 +10,7 @@ adds DINO's multi-crop: 2 global 32-px crops, scale (0.4, 1), and 4 local 16-px 
 scale (0.05, 0.4); for solo-learn's exact recipe pass --config.augment.num_local_crops=0
 --config.augment.global_crop_scale="(0.08, 1.0)". The export is the teacher (DINO evaluates
 the teacher). Schedules given in epochs are converted to steps from the batch size.
-The kNN monitor is off: eval_settings (ssl_jax/methods/views.py) does not yet read
-multi-crop recipes.
+The kNN monitor (every 10,000 steps) embeds images at the global-crop size.
 
   python launch/pretrain.py --config configs/dino_cifar10.py --workdir runs/dino_cifar10 \
     --config.data.name=npz --config.data.path=../shared/data/cifar10

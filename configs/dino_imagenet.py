@@ -13,8 +13,8 @@ Differences from the authors: weight decay is a constant 0.04 (they use a cosine
 0.04 -> 0.4, which ssl_jax.optim does not offer); no gradient clipping (they clip each
 parameter's gradient norm at 3.0, optim.grad_clip_norm clips the global norm); no stochastic
 depth (drop_path 0.1); images are resized to 256 x 256 on the host before cropping. The kNN
-monitor is off: eval_settings (ssl_jax/methods/views.py) does not yet read multi-crop
-recipes. Schedules given in epochs are converted to steps from the batch size.
+monitor is off, as in every ImageNet config (--config.evals.knn.every_steps=N turns it
+on). Schedules given in epochs are converted to steps from the batch size.
 
   python launch/pretrain.py --multihost --config configs/dino_imagenet.py --workdir DIR \
     --config.data.tfds_data_dir=/path/to/tensorflow_datasets

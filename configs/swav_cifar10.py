@@ -7,8 +7,8 @@ iterations, a queue of 3840 projections from epoch 50 on; 2 crops of 32 px, scal
 (0.08, 1), SimCLR's colour distortion and blur with prob 0.5 (solo-learn keeps the blur for
 CIFAR). solo-learn reports 89.17% linear top-1. Add local crops with
 --config.augment.num_local_crops=N --config.augment.local_crop_size=16. Schedules given in
-epochs are converted to steps from the batch size. The kNN monitor is off: eval_settings
-(ssl_jax/methods/views.py) does not yet read multi-crop recipes.
+epochs are converted to steps from the batch size. The kNN monitor (every 10,000
+steps) embeds images at the global-crop size.
 
   python launch/pretrain.py --config configs/swav_cifar10.py --workdir runs/swav_cifar10 \
     --config.data.name=npz --config.data.path=../shared/data/cifar10

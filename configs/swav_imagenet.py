@@ -10,8 +10,8 @@ temperature 0.1, Sinkhorn epsilon 0.05 with 3 iterations; 2 crops of 224 px, sca
 add a queue of 3840 from epoch 15: --config.data.batch_size=256
 --config.method.queue_length=3840 (and their lr 0.6, 5005 frozen-prototype iterations, no
 warm-up). The authors' warm-up starts at lr 0.3, this one at 0. Images are resized to
-256 x 256 on the host before cropping. The kNN monitor is off: eval_settings
-(ssl_jax/methods/views.py) does not yet read multi-crop recipes. Schedules given in epochs
+256 x 256 on the host before cropping. The kNN monitor is off, as in every
+ImageNet config (--config.evals.knn.every_steps=N turns it on). Schedules given in epochs
 are converted to steps from the batch size.
 
   python launch/pretrain.py --multihost --config configs/swav_imagenet.py --workdir DIR \

@@ -12,9 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-
-def _normalize(x: jax.Array) -> jax.Array:
-    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-24))
+from ssl_jax.losses import l2_normalize
 
 
 @partial(jax.jit, static_argnames=("k", "num_classes"))
@@ -28,8 +26,8 @@ def knn_scores(
     num_classes: int,
 ) -> jax.Array:
     """Class scores ``(M, num_classes)``: ``sum over the k nearest of exp(cos/T) * onehot``."""
-    train = _normalize(jnp.asarray(train_features, jnp.float32))
-    test = _normalize(jnp.asarray(test_features, jnp.float32))
+    train = l2_normalize(jnp.asarray(train_features, jnp.float32))
+    test = l2_normalize(jnp.asarray(test_features, jnp.float32))
     sims, idx = jax.lax.top_k(test @ train.T, k)
     weights = jnp.exp(sims / temperature)
     votes = jax.nn.one_hot(jnp.asarray(train_labels)[idx], num_classes) * weights[..., None]

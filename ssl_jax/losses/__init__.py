@@ -3,6 +3,7 @@
 from ssl_jax.losses.clustering import sinkhorn_knopp, swav_codes, swav_loss
 from ssl_jax.losses.contrastive import info_nce, nt_xent
 from ssl_jax.losses.distillation import dino_center_update, dino_loss, dino_teacher_temperature
+from ssl_jax.losses.normalize import l2_normalize
 from ssl_jax.losses.redundancy import barlow_twins_loss, vicreg_loss, vicreg_terms
 from ssl_jax.losses.regression import byol_loss, simsiam_loss
 
@@ -13,6 +14,7 @@ __all__ = [
     "dino_loss",
     "dino_teacher_temperature",
     "info_nce",
+    "l2_normalize",
     "nt_xent",
     "simsiam_loss",
     "sinkhorn_knopp",

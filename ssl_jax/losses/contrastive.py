@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from ssl_jax.losses.normalize import l2_normalize
+
 
 def _check_pair(name: str, z1: jax.Array, z2: jax.Array) -> None:
     if z1.ndim != 2 or z2.ndim != 2:
@@ -66,11 +68,6 @@ def nt_xent(z1: ArrayLike, z2: ArrayLike, *, temperature: float = 0.1) -> jax.Ar
     positive = jnp.concatenate([jnp.arange(n, 2 * n), jnp.arange(n)])
     log_prob = jax.nn.log_softmax(logits, axis=-1)
     return -jnp.mean(jnp.take_along_axis(log_prob, positive[:, None], axis=-1))
-
-
-def _l2_normalize(x: jax.Array) -> jax.Array:
-    """``x / max(||x||, 1e-12)`` along the last axis, as ``torch.nn.functional.normalize``."""
-    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-24))
 
 
 def info_nce(
@@ -138,9 +135,9 @@ def info_nce(
     if temperature <= 0:
         raise ValueError(f"info_nce needs temperature > 0, got {temperature}.")
     dtype = jnp.promote_types(jnp.result_type(query, key, negatives), jnp.float32)
-    q = _l2_normalize(query.astype(dtype))
-    k = _l2_normalize(key.astype(dtype))
-    n = _l2_normalize(negatives.astype(dtype))
+    q = l2_normalize(query.astype(dtype))
+    k = l2_normalize(key.astype(dtype))
+    n = l2_normalize(negatives.astype(dtype))
     positive = jnp.sum(q * k, axis=-1, keepdims=True)
     logits = jnp.concatenate([positive, q @ n.T], axis=-1) / temperature
     return -jnp.mean(jax.nn.log_softmax(logits, axis=-1)[:, 0])

@@ -16,7 +16,12 @@ from ssl_jax.augment import make_multiview_fn
 from ssl_jax.encoder import make_backbone
 from ssl_jax.losses import byol_loss
 from ssl_jax.methods.base import Method
-from ssl_jax.methods.common import export_network, momentum_update, target_export
+from ssl_jax.methods.common import (
+    embedding_std,
+    export_network,
+    momentum_update,
+    target_export,
+)
 from ssl_jax.methods.networks import apply_chain, init_parts, mlp_head
 from ssl_jax.methods.views import view_specs_from_config
 
@@ -69,9 +74,8 @@ def make_byol(config: ml_collections.ConfigDict, *, total_steps: int | None = No
         p1, p2 = jnp.split(p, 2)
         z1, z2 = jnp.split(z, 2)
         value = byol_loss(p1, z2) + byol_loss(p2, z1)
-        pn = p / jnp.linalg.norm(p, axis=-1, keepdims=True).clip(1e-12)
         new_state = {**method_state, "batch_stats": stats, "target_batch_stats": target_stats}
-        metrics = {"embedding_std": jnp.mean(jnp.std(pn, axis=0))}
+        metrics = {"embedding_std": embedding_std(p)}
         return value, (new_state, metrics)
 
     update_state = momentum_update(

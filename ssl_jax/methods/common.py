@@ -7,6 +7,7 @@ import ml_collections
 import optax
 
 from ssl_jax.augment import make_multiview_fn
+from ssl_jax.losses import l2_normalize
 from ssl_jax.methods.base import Method, no_state_update
 from ssl_jax.methods.networks import HeadDef, apply_chain, init_parts, mlp_head
 from ssl_jax.methods.views import view_specs_from_config
@@ -51,8 +52,7 @@ def online_export(params: dict, method_state: dict) -> dict:
 
 def embedding_std(z) -> jnp.ndarray:
     """Mean over dimensions of the batch std of L2-normalised embeddings (0 = collapse)."""
-    zn = z / jnp.linalg.norm(z, axis=-1, keepdims=True).clip(1e-12)
-    return jnp.mean(jnp.std(zn, axis=0))
+    return jnp.mean(jnp.std(l2_normalize(z), axis=0))
 
 
 def projector(config: ml_collections.ConfigDict, feature_dim: int, **kwargs) -> HeadDef:

@@ -34,7 +34,12 @@ from flax import nnx
 
 from ssl_jax.augment.multicrop import make_multicrop_fn
 from ssl_jax.encoder import make_backbone
-from ssl_jax.losses import dino_center_update, dino_loss, dino_teacher_temperature
+from ssl_jax.losses import (
+    dino_center_update,
+    dino_loss,
+    dino_teacher_temperature,
+    l2_normalize,
+)
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.byol import cosine_momentum
 from ssl_jax.methods.common import export_network, momentum_update, target_export
@@ -78,7 +83,7 @@ class WeightNormLinear(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         v = self.kernel[...]
-        w = v / jnp.linalg.norm(v, axis=0, keepdims=True).clip(1e-12)
+        w = l2_normalize(v, axis=0)
         if self.scale is not None:
             w = w * self.scale[...]
         return x @ w
@@ -130,7 +135,7 @@ class DINOHead(nnx.Module):
                 x = norm(x)
             x = nnx.gelu(x, approximate=False)
         x = self.linears[-1](x)
-        x = x / jnp.linalg.norm(x, axis=-1, keepdims=True).clip(1e-12)
+        x = l2_normalize(x)
         return self.last_layer(x)
 
 

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from ssl_jax.encoder import make_backbone
-from ssl_jax.losses import info_nce
+from ssl_jax.losses import info_nce, l2_normalize
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.byol import cosine_momentum
 from ssl_jax.methods.common import (
@@ -57,11 +57,6 @@ from ssl_jax.methods.networks import apply_chain, init_parts, mlp_head
 
 ENCODER_PARTS = ("backbone", "projector")
 MOMENTUM_SCHEDULES = ("constant", "cosine")
-
-
-def l2_normalize(x: jax.Array) -> jax.Array:
-    """``x / max(||x||, 1e-12)`` along the last axis (``torch.nn.functional.normalize``)."""
-    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-24))
 
 
 def make_momentum_schedule(

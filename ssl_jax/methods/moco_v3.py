@@ -29,6 +29,7 @@ import optax
 from jax.typing import ArrayLike
 
 from ssl_jax.encoder import make_backbone
+from ssl_jax.losses import l2_normalize
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.common import (
     embedding_std,
@@ -37,11 +38,7 @@ from ssl_jax.methods.common import (
     target_export,
     two_view_fn,
 )
-from ssl_jax.methods.moco import (
-    ENCODER_PARTS,
-    l2_normalize,
-    make_momentum_schedule,
-)
+from ssl_jax.methods.moco import ENCODER_PARTS, make_momentum_schedule
 from ssl_jax.methods.networks import apply_chain, init_parts, mlp_head
 
 ONLINE_PARTS = ("backbone", "projector", "predictor")

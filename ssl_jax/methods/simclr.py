@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from ssl_jax.encoder import make_backbone
-from ssl_jax.losses import nt_xent
+from ssl_jax.losses import l2_normalize, nt_xent
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.common import embed_views, embedding_std, make_two_view_method, projector
 
@@ -23,10 +23,8 @@ def make_simclr(config: ml_collections.ConfigDict, *, total_steps: int | None = 
 
     def objective(params, stats, views):
         (z1, z2), stats = embed_views(parts, ("backbone", "projector"), params, stats, views)
-        n1 = z1 / jnp.linalg.norm(z1, axis=-1, keepdims=True).clip(1e-12)
-        n2 = z2 / jnp.linalg.norm(z2, axis=-1, keepdims=True).clip(1e-12)
         metrics = {
-            "pos_cosine": jnp.mean(jnp.sum(n1 * n2, axis=-1)),
+            "pos_cosine": jnp.mean(jnp.sum(l2_normalize(z1) * l2_normalize(z2), axis=-1)),
             "embedding_std": embedding_std(jnp.concatenate([z1, z2])),
         }
         return nt_xent(z1, z2, temperature=temperature), stats, metrics

@@ -42,7 +42,7 @@ import ml_collections
 
 from ssl_jax.augment.multicrop import make_multicrop_fn
 from ssl_jax.encoder import make_backbone
-from ssl_jax.losses import swav_codes, swav_loss
+from ssl_jax.losses import l2_normalize, swav_codes, swav_loss
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.common import embedding_std, online_export, require_online_export
 from ssl_jax.methods.dino import embed_crops
@@ -61,10 +61,6 @@ DEFAULTS: dict[str, Any] = dict(
     queue_start_step=0,
     freeze_prototypes_steps=0,
 )
-
-
-def _normalize(x, axis):
-    return x / jnp.linalg.norm(x, axis=axis, keepdims=True).clip(1e-12)
 
 
 def make_swav(config: ml_collections.ConfigDict, *, total_steps: int | None = None) -> Method:
@@ -101,7 +97,7 @@ def make_swav(config: ml_collections.ConfigDict, *, total_steps: int | None = No
         del sample_batch
         key, proto_key = jax.random.split(key)
         params, stats = init_parts(parts, key)
-        params["prototypes"] = _normalize(
+        params["prototypes"] = l2_normalize(
             jax.random.normal(proto_key, (proj_dim, num_prototypes)), axis=0
         )
         state = {"batch_stats": stats, "step": jnp.zeros((), jnp.int32)}
@@ -134,11 +130,11 @@ def make_swav(config: ml_collections.ConfigDict, *, total_steps: int | None = No
         z, stats = embed_crops(
             parts, "projector", params, method_state["batch_stats"], globals_ + locals_
         )
-        z = _normalize(z, axis=-1)
+        z = l2_normalize(z, axis=-1)
         w = params["prototypes"]
         if freeze_steps:
             w = jnp.where(step < freeze_steps, jax.lax.stop_gradient(w), w)
-        w = _normalize(w, axis=0)
+        w = l2_normalize(w, axis=0)
         scores = (z @ w).reshape(num_crops, n, num_prototypes)
         assigned = jax.lax.stop_gradient(scores[:NUM_ASSIGNED])
         new_state = {**method_state, "batch_stats": stats}
