@@ -12,8 +12,9 @@ the same way (row ``random_init``). Everything else is the method's CIFAR recipe
 few schedule fields listed in ``SHORT_RUN_OVERRIDES`` that are stated in epochs of a
 1,000-epoch run and would otherwise span (or freeze) the whole short run.
 
-Results go to OUT/cifar10_methods.json (commands, settings, every number) and
-OUT/cifar10_methods.md (the table); both are rewritten after each method, and a method
+Results go to OUT/cifar10_methods.json (commands, settings, every number),
+OUT/cifar10_methods.md (the table) and OUT/cifar10_methods.png (bars of the test accuracies);
+all are rewritten after each method, and a method
 whose row is complete is skipped unless --force, so an interrupted sweep resumes.
 """
 
@@ -180,6 +181,39 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(results: dict, path: str) -> None:
+    """Bars of linear and kNN (k=20) top-1 per method; the random-init encoder as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results["rows"]
+    names = [m for m in METHODS if m in rows]
+    if not names:
+        return
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    width = 0.4
+    for i, (key, label) in enumerate((("linear_top1", "linear"), ("knn_top1_k20", "kNN k=20"))):
+        xs = [j + (i - 0.5) * width for j in range(len(names))]
+        bars = ax.bar(xs, [rows[n].get(key, 0.0) for n in names], width, label=label)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+        if "random_init" in rows:
+            ax.axhline(rows["random_init"][key], color=bars[0].get_facecolor(), ls="--", lw=1)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("CIFAR-10 test top-1 (%)")
+    s = results["settings"]
+    ax.set_title(
+        f"ResNet-18 width {s['width']}, {s['epochs']:g} epoch(s) of pretraining "
+        "(dashed: random-init encoder)"
+    )
+    ax.legend(loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
@@ -221,6 +255,7 @@ def main():
             json.dump(results, f, indent=2)
         with open(os.path.join(args.out, "cifar10_methods.md"), "w") as f:
             f.write(markdown(results))
+        plot(results, os.path.join(args.out, "cifar10_methods.png"))
 
     for method in args.methods:
         if method in results["rows"] and not args.force:
@@ -236,7 +271,7 @@ def main():
             workdir = os.path.abspath(os.path.join(args.runs, "random_init"))
             row = evaluate(pretrained, workdir, random_init=True)
             results["rows"]["random_init"] = row
-            save()
+    save()
     print(markdown(results))
 
 
