@@ -17,14 +17,13 @@ The kNN monitor (every 10,000 steps) embeds images at the global-crop size.
 Smoke test on the embedded digits: --config configs/dino_cifar10.py:runlocal
 """
 
-from ssl_jax.config import cifar10_recipe, finish, pretrain_defaults
+from ssl_jax.config import cifar10_recipe, epoch_steps, finish, pretrain_defaults
 
 TRAIN_IMAGES = 50_000
 
 
 def get_config(arg=None):
     c = cifar10_recipe(pretrain_defaults())
-    steps_per_epoch = TRAIN_IMAGES // c.data.get_ref("batch_size")
     c.augment.recipe = "dino"
     c.augment.blur_prob = 0.0
     c.augment.global_crop_scale = (0.4, 1.0)
@@ -41,10 +40,10 @@ def get_config(arg=None):
     c.method.student_temp = 0.1
     c.method.warmup_teacher_temp = 0.04
     c.method.teacher_temp = 0.07
-    c.method.warmup_teacher_temp_steps = 50 * steps_per_epoch
+    c.method.warmup_teacher_temp_steps = epoch_steps(c, 50, TRAIN_IMAGES)
     c.method.center_momentum = 0.9
     c.method.base_momentum = 0.9995
-    c.method.freeze_last_layer_steps = steps_per_epoch
+    c.method.freeze_last_layer_steps = epoch_steps(c, 1, TRAIN_IMAGES)
     c.optim.name = "lars"
     c.optim.base_learning_rate = 0.3
     c.optim.weight_decay = 1e-6

@@ -21,14 +21,13 @@ on). Schedules given in epochs are converted to steps from the batch size.
 Smoke test on the embedded digits: --config configs/dino_imagenet.py:runlocal
 """
 
-from ssl_jax.config import finish, imagenet_recipe, pretrain_defaults
+from ssl_jax.config import epoch_steps, finish, imagenet_recipe, pretrain_defaults
 
 TRAIN_IMAGES = 1_281_167
 
 
 def get_config(arg=None):
     c = imagenet_recipe(pretrain_defaults(), batch_size=512)
-    steps_per_epoch = TRAIN_IMAGES // c.data.get_ref("batch_size")
     c.epochs = 100
     c.augment.recipe = "dino"
     c.augment.global_crop_scale = (0.4, 1.0)
@@ -51,7 +50,7 @@ def get_config(arg=None):
     c.method.warmup_teacher_temp_steps = 0
     c.method.center_momentum = 0.9
     c.method.base_momentum = 0.996
-    c.method.freeze_last_layer_steps = steps_per_epoch
+    c.method.freeze_last_layer_steps = epoch_steps(c, 1, TRAIN_IMAGES)
     c.optim.name = "adamw"
     c.optim.base_learning_rate = 5e-4
     c.optim.weight_decay = 0.04

@@ -15,14 +15,13 @@ steps) embeds images at the global-crop size.
 Smoke test on the embedded digits: --config configs/swav_cifar10.py:runlocal
 """
 
-from ssl_jax.config import cifar10_recipe, finish, pretrain_defaults
+from ssl_jax.config import cifar10_recipe, epoch_steps, finish, pretrain_defaults
 
 TRAIN_IMAGES = 50_000
 
 
 def get_config(arg=None):
     c = cifar10_recipe(pretrain_defaults())
-    steps_per_epoch = TRAIN_IMAGES // c.data.get_ref("batch_size")
     c.augment.recipe = "swav"
     c.augment.global_crop_scale = (0.08, 1.0)
     c.augment.local_crop_scale = (0.05, 0.14)
@@ -36,8 +35,8 @@ def get_config(arg=None):
     c.method.sinkhorn_epsilon = 0.05
     c.method.sinkhorn_iters = 3
     c.method.queue_length = 3840
-    c.method.queue_start_step = 50 * steps_per_epoch
-    c.method.freeze_prototypes_steps = 2 * steps_per_epoch
+    c.method.queue_start_step = epoch_steps(c, 50, TRAIN_IMAGES)
+    c.method.freeze_prototypes_steps = epoch_steps(c, 2, TRAIN_IMAGES)
     c.optim.name = "lars"
     c.optim.base_learning_rate = 0.6
     c.optim.weight_decay = 1e-6

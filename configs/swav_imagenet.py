@@ -19,14 +19,13 @@ are converted to steps from the batch size.
 Smoke test on the embedded digits: --config configs/swav_imagenet.py:runlocal
 """
 
-from ssl_jax.config import finish, imagenet_recipe, pretrain_defaults
+from ssl_jax.config import epoch_steps, finish, imagenet_recipe, pretrain_defaults
 
 TRAIN_IMAGES = 1_281_167
 
 
 def get_config(arg=None):
     c = imagenet_recipe(pretrain_defaults(), batch_size=4096)
-    steps_per_epoch = TRAIN_IMAGES // c.data.get_ref("batch_size")
     c.epochs = 800
     c.augment.recipe = "swav"
     c.augment.global_crop_scale = (0.14, 1.0)
@@ -41,7 +40,7 @@ def get_config(arg=None):
     c.method.sinkhorn_epsilon = 0.05
     c.method.sinkhorn_iters = 3
     c.method.queue_length = 0
-    c.method.queue_start_step = 15 * steps_per_epoch  # used once queue_length > 0
+    c.method.queue_start_step = epoch_steps(c, 15, TRAIN_IMAGES)  # used once queue_length > 0
     c.method.freeze_prototypes_steps = 313
     c.optim.name = "lars"
     c.optim.base_learning_rate = 0.3

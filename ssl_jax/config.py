@@ -137,6 +137,16 @@ def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
     return max(1, round(config.epochs * steps_per_epoch))
 
 
+def epoch_steps(c: ml_collections.ConfigDict, epochs: float, train_images: int):
+    """``epochs`` epochs of ``train_images`` images in steps, as a lazy reference.
+
+    ``epochs * (train_images // data.batch_size)``, recomputed when ``data.batch_size`` is
+    overridden. Each call returns a new reference: assigning one reference to two fields
+    would make a ``--config.a=...`` override silently change ``b`` as well.
+    """
+    return (train_images // c.data.get_ref("batch_size")) * epochs
+
+
 def cifar10_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The CIFAR-10 setting shared by the ``*_cifar10`` configs (solo-learn's scale).
 

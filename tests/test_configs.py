@@ -69,3 +69,56 @@ def test_command_line_overrides_reach_every_field_type():
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split("\n")[-2] == "(0.2, 1.0) 0.5 (0.1, 0.2, 0.3) 7 16"
+
+
+def leaves(config, prefix=""):
+    """``{dotted path: value}`` of every field (FieldReferences resolved)."""
+    out = {}
+    for key, value in config.items():
+        if hasattr(value, "items"):
+            out.update(leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def set_field(config, path, value):
+    """Assign as a ``--config.path=value`` override does (``ConfigDict.__setitem__``)."""
+    *sections, field = path.split(".")
+    for part in sections:
+        config = config[part]
+    config[field] = value
+
+
+@pytest.mark.parametrize("path", PRETRAIN, ids=os.path.basename)
+@pytest.mark.parametrize("variant", [None, "runlocal"])
+def test_overriding_one_field_changes_no_other(path, variant):
+    """No two fields share one FieldReference (``b = a_ref`` would make ``--config.a=...``
+    silently change ``b``); derived fields may follow ``data.batch_size`` only."""
+    module = load(path)
+    before = leaves(module.get_config(variant))
+    for key, value in before.items():
+        if type(value) not in (int, float) or key == "data.batch_size":
+            continue
+        config = module.get_config(variant)
+        set_field(config, key, value + 3)
+        after = leaves(config)
+        changed = sorted(k for k in before if k != key and after[k] != before[k])
+        assert not changed, f"overriding {key} also changed {changed}"
+
+
+@pytest.mark.parametrize(
+    ("name", "fields"),
+    [
+        ("dino_cifar10", ("warmup_teacher_temp_steps", "freeze_last_layer_steps")),
+        ("swav_cifar10", ("queue_start_step", "freeze_prototypes_steps")),
+    ],
+)
+def test_epoch_based_fields_follow_the_batch_size(name, fields):
+    config = load(os.path.join(REPO, "configs", f"{name}.py")).get_config()
+    before = [config.method[f] for f in fields]
+    config.data.batch_size = 512
+    after = [config.method[f] for f in fields]
+    for b, a in zip(before, after, strict=True):
+        epochs, rest = divmod(b, 50_000 // 256)
+        assert rest == 0 and a == epochs * (50_000 // 512), (b, a)
