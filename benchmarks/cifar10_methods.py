@@ -141,10 +141,11 @@ def pretrain_and_evaluate(method: str, args, total_steps: int) -> dict:
         raise SystemExit(f"{workdir} already holds checkpoints: remove it or pass --runs.")
     os.makedirs(workdir, exist_ok=True)
     command = pretrain_command(method, args, workdir, total_steps)
+    code = commit()  # before the run: the code the run imported
     seconds = run(command, f"{workdir}/pretrain.log")
     out = read_json(f"{workdir}/results.json")
     row = {
-        "commit": commit(),
+        "commit": code,
         "pretrain_s": round(seconds, 1),
         "final_loss": out["loss"],
         "embedding_std": out.get("embedding_std"),

@@ -71,6 +71,7 @@ def pretrain_defaults() -> ml_collections.ConfigDict:
             b1=0.9,
             b2=0.999,
             trust_coefficient=0.001,
+            trust_clip=False,  # LARS: clip the effective lr at the scheduled lr (LARC "clip")
             exclude_bias_and_norm=True,
             grad_clip_norm=placeholder(float),
         )

@@ -244,3 +244,41 @@ def test_grad_clip_norm_clips_global_norm():
 def test_unknown_optimizer_raises():
     with pytest.raises(ValueError, match="'lars', 'sgd', 'adamw'"):
         make_optimizer(optim_config("rmsprop"), optax.constant_schedule(0.1))
+
+
+@pytest.mark.parametrize("eta", [0.02, 5.0])
+def test_clipped_lars_two_steps_match_numpy(eta):
+    """solo-learn's LARS (clip_lr): each kernel step is min(eta ||w|| / ||d||, lr) * d."""
+    wd, mu = 0.05, 0.9
+    tx = make_optimizer(
+        optim_config("lars", weight_decay=wd, momentum=mu, trust_coefficient=eta, trust_clip=True),
+        lr_at,
+    )
+    params, g1, g2 = toy_params(), toy_grads(1), toy_grads(2)
+    (u1, u2), _ = run_steps(tx, params, [g1, g2])
+
+    w0 = params["dense"]["kernel"].astype(np.float64)
+    d1 = g1["dense"]["kernel"] + wd * w0
+    r1 = eta * np.linalg.norm(w0) / np.linalg.norm(d1)
+    v1 = min(r1, lr_at(0)) * d1
+    np.testing.assert_allclose(u1["dense"]["kernel"], -v1, rtol=1e-5)
+    w1 = w0 - v1
+    d2 = g2["dense"]["kernel"] + wd * w1
+    r2 = eta * np.linalg.norm(w1) / np.linalg.norm(d2)
+    v2 = min(r2, lr_at(1)) * d2 + mu * v1
+    np.testing.assert_allclose(u2["dense"]["kernel"], -v2, rtol=1e-5)
+    # eta 0.02: the trust ratio is below the lr (LARS step); eta 5: it is clipped (SGD step).
+    assert (r1 < lr_at(0)) == (eta < 1) and (r2 < lr_at(1)) == (eta < 1)
+    for path in [("dense", "bias"), ("bn", "scale")]:
+        a1 = g1[path[0]][path[1]].astype(np.float64)
+        np.testing.assert_allclose(u1[path[0]][path[1]], -lr_at(0) * a1, rtol=1e-5)
+
+
+def test_clipped_lars_leaves_zero_lr_and_zero_norms_finite():
+    tx = make_optimizer(
+        optim_config("lars", trust_coefficient=0.02, trust_clip=True),
+        optax.constant_schedule(0.0),
+    )
+    params = jax.tree.map(np.zeros_like, toy_params())
+    (u,), _ = run_steps(tx, params, [toy_grads(1)])
+    assert all(np.all(np.isfinite(leaf)) and not np.any(leaf) for leaf in jax.tree.leaves(u))
