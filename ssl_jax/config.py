@@ -152,7 +152,9 @@ def cifar10_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The CIFAR-10 setting shared by the ``*_cifar10`` configs (solo-learn's scale).
 
     ResNet-18 with the CIFAR stem, 32 px views, global batch 256, 1000 epochs, 10 warmup
-    epochs, CIFAR-10 through tensorflow-datasets (``--config.data.name=npz
+    epochs, solo-learn's LARS settings (trust coefficient 0.02, effective lr clipped at the
+    scheduled lr; used by the configs that pick ``optim.name="lars"``), CIFAR-10 through
+    tensorflow-datasets (``--config.data.name=npz
     --config.data.path=../shared/data/cifar10`` for the local copy).
     """
     c.epochs = 1000
@@ -164,6 +166,8 @@ def cifar10_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.model.stem = "cifar"
     c.model.width = 64
     c.schedule.warmup_epochs = 10
+    c.optim.trust_coefficient = 0.02
+    c.optim.trust_clip = True
     c.ckpt.every_steps = 2000
     c.log.every_steps = 100
     c.evals.knn.every_steps = 10000
