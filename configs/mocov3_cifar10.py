@@ -1,7 +1,7 @@
 """MoCo v3, ResNet-18 (CIFAR stem) on CIFAR-10.
 
-solo-learn's CIFAR MoCo v3 recipe: LARS with lr 0.3 x batch/256 (eta 0.02, adaptive lr
-clipped at the scheduled lr, as every CIFAR recipe here), weight
+solo-learn's CIFAR MoCo v3 recipe: LARS with lr 0.3 x batch/256 (solo-learn's LARS uses
+eta 0.02 and clips the adaptive lr, here trust coefficient 0.02 without clipping), weight
 decay 1e-6, batch 256, 1000 epochs with 10 warmup epochs, projector 4096-256 with 2 layers
 (the authors' ResNet head), predictor 4096-256, temperature 0.2, momentum 0.99 -> 1
 (cosine), BYOL's asymmetric views at 32 px. The predictor ends in BN without affine as in the
@@ -31,4 +31,5 @@ def get_config(arg=None):
     c.optim.name = "lars"
     c.optim.base_learning_rate = 0.3
     c.optim.weight_decay = 1e-6
+    c.optim.trust_coefficient = 0.02
     return finish(c, arg)

@@ -152,10 +152,12 @@ def cifar10_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The CIFAR-10 setting shared by the ``*_cifar10`` configs (solo-learn's scale).
 
     ResNet-18 with the CIFAR stem, 32 px views, global batch 256, 1000 epochs, 10 warmup
-    epochs, solo-learn's LARS settings (trust coefficient 0.02, effective lr clipped at the
-    scheduled lr; used by the configs that pick ``optim.name="lars"``), CIFAR-10 through
-    tensorflow-datasets (``--config.data.name=npz
-    --config.data.path=../shared/data/cifar10`` for the local copy).
+    epochs, CIFAR-10 through tensorflow-datasets (``--config.data.name=npz
+    --config.data.path=../shared/data/cifar10`` for the local copy). LARS keeps trust
+    coefficient 0.001 without clipping (MoCo v3's config: 0.02); solo-learn's recipes use
+    0.02 with the clipped lr (``--config.optim.trust_coefficient=0.02
+    --config.optim.trust_clip=True``), which in the README's one-epoch runs made Barlow
+    Twins fall below a random encoder (README, Results).
     """
     c.epochs = 1000
     c.data.name = "tfds"
@@ -166,8 +168,6 @@ def cifar10_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.model.stem = "cifar"
     c.model.width = 64
     c.schedule.warmup_epochs = 10
-    c.optim.trust_coefficient = 0.02
-    c.optim.trust_clip = True
     c.ckpt.every_steps = 2000
     c.log.every_steps = 100
     c.evals.knn.every_steps = 10000
