@@ -42,6 +42,7 @@ def pretrain_defaults() -> ml_collections.ConfigDict:
             crop_size=32,
             # Optional overrides of the recipe's ViewSpec fields (None or () = recipe default).
             crop_scale=(),
+            crop_ratio=(),
             flip_prob=placeholder(float),
             blur_prob=placeholder(float),
             solarize_prob=placeholder(float),

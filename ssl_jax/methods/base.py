@@ -12,6 +12,8 @@ method is built and closed over; jitted code never sees a config.
 - ``export(params, method_state) -> {"params", "batch_stats"}``: the encoder that
   downstream programs restore (the online or the target network, as configured).
 - ``backbone``: the graphdef-bearing :class:`ssl_jax.encoder.Backbone` of the export.
+- ``diagnose(metrics) -> str | None`` (optional): a warning when logged metrics show a
+  failure the loss alone does not, e.g. a collapse (:mod:`ssl_jax.methods.collapse`).
 """
 
 from collections.abc import Callable
@@ -29,6 +31,7 @@ class Method(NamedTuple):
     update_state: Callable[[PyTree, PyTree, Any], PyTree]
     export: Callable[[PyTree, PyTree], dict]
     backbone: Backbone
+    diagnose: Callable[[dict], str | None] | None = None
 
 
 def no_state_update(params: PyTree, method_state: PyTree, step: Any) -> PyTree:

@@ -20,6 +20,11 @@ teacher outputs and the student outputs of every other crop.
   ``update_state(params, state, step)`` sets it to ``step + 1``, keeping it equal to the
   train state's step.
 
+Metrics: ``teacher_entropy``, the mean entropy of the centred, sharpened teacher outputs
+(``ln K`` when the teacher is uniform for every image, DINO's collapse to uniform, which
+``diagnose`` warns about), and ``teacher_batch_entropy``, the entropy of their batch mean
+(near 0 for the other collapse, every image on one output); DINO's Fig. 7.
+
 ``update_state`` moves the teacher with the cosine momentum schedule of BYOL
 (:func:`~ssl_jax.methods.byol.cosine_momentum`, from ``base_momentum`` to 1).
 https://arxiv.org/abs/2104.14294 ; code: https://github.com/facebookresearch/dino
@@ -42,6 +47,7 @@ from ssl_jax.losses import (
 )
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.byol import cosine_momentum
+from ssl_jax.methods.collapse import entropy_of_mean, mean_entropy, uniform_collapse_check
 from ssl_jax.methods.common import export_network, momentum_update, target_export
 from ssl_jax.methods.networks import HeadDef, init_parts
 from ssl_jax.methods.views import multicrop_from_config
@@ -261,7 +267,7 @@ def make_dino(config: ml_collections.ConfigDict, *, total_steps: int | None = No
         value = dino_loss(
             student, teacher, center, student_temp=hp["student_temp"], teacher_temp=teacher_temp
         )
-        q = jax.nn.softmax((teacher - center) / teacher_temp, axis=-1)
+        teacher_logits = (teacher - center) / teacher_temp
         new_state = {
             **method_state,
             "batch_stats": stats,
@@ -270,7 +276,8 @@ def make_dino(config: ml_collections.ConfigDict, *, total_steps: int | None = No
         }
         metrics = {
             "teacher_temp": teacher_temp,
-            "teacher_entropy": -jnp.mean(jnp.sum(q * jnp.log(q.clip(1e-30)), axis=-1)),
+            "teacher_entropy": mean_entropy(teacher_logits),
+            "teacher_batch_entropy": entropy_of_mean(jax.nn.softmax(teacher_logits, axis=-1)),
         }
         return value, (new_state, metrics)
 
@@ -285,6 +292,14 @@ def make_dino(config: ml_collections.ConfigDict, *, total_steps: int | None = No
         state = ema(params, method_state, step)
         return {**state, "step": jnp.asarray(step + 1, jnp.int32)}
 
+    diagnose = uniform_collapse_check(
+        "teacher_entropy",
+        int(hp["out_dim"]),
+        "DINO",
+        "Remedies: a lower teacher temperature (method.warmup_teacher_temp, "
+        "method.teacher_temp), BatchNorm in the head (method.head_use_bn=True), softer views "
+        "(augment crop scales, jitter_prob, fewer local crops).",
+    )
     return Method(
         name="dino",
         init=init,
@@ -292,4 +307,5 @@ def make_dino(config: ml_collections.ConfigDict, *, total_steps: int | None = No
         update_state=update_state,
         export=target_export(network),
         backbone=backbone,
+        diagnose=diagnose,
     )

@@ -28,6 +28,10 @@ through the backbone as one batch; the projector runs once on all of them.
   The queue is one global array in the replicated ``method_state``, filled with the whole
   global batch: under global-view ``jax.jit`` every device holds the same queue, and the
   authors' per-GPU queues of ``Q / world`` rows together hold exactly these rows.
+- **Collapse**: ``prediction_entropy`` (metric) is the mean entropy of the predictions
+  ``softmax(scores / temperature)``; at ``ln K`` every image predicts the same uniform
+  distribution and the loss sits at ``ln K`` (the authors' README: "loss stuck at 8.006").
+  ``diagnose`` then warns (:mod:`ssl_jax.methods.collapse`).
 - ``method_state["step"]`` counts optimizer steps (``update_state`` sets it to
   ``step + 1``), so ``loss`` knows the freeze and queue phases.
 
@@ -44,6 +48,7 @@ from ssl_jax.augment.multicrop import make_multicrop_fn
 from ssl_jax.encoder import make_backbone
 from ssl_jax.losses import l2_normalize, swav_codes, swav_loss
 from ssl_jax.methods.base import Method
+from ssl_jax.methods.collapse import mean_entropy, uniform_collapse_check
 from ssl_jax.methods.common import embedding_std, online_export, require_online_export
 from ssl_jax.methods.dino import embed_crops
 from ssl_jax.methods.networks import init_parts, mlp_head
@@ -138,7 +143,10 @@ def make_swav(config: ml_collections.ConfigDict, *, total_steps: int | None = No
         scores = (z @ w).reshape(num_crops, n, num_prototypes)
         assigned = jax.lax.stop_gradient(scores[:NUM_ASSIGNED])
         new_state = {**method_state, "batch_stats": stats}
-        metrics = {"embedding_std": embedding_std(z)}
+        metrics = {
+            "embedding_std": embedding_std(z),
+            "prediction_entropy": mean_entropy(jax.lax.stop_gradient(scores) / temperature),
+        }
         if queue_length:
             queue = method_state["queue"]
             use_queue = method_state["queue_count"] >= queue_length
@@ -159,7 +167,15 @@ def make_swav(config: ml_collections.ConfigDict, *, total_steps: int | None = No
         del params
         return {**method_state, "step": jnp.asarray(step + 1, jnp.int32)}
 
+    diagnose = uniform_collapse_check(
+        "prediction_entropy",
+        num_prototypes,
+        "SwAV",
+        "The SwAV authors' remedies: a lower method.sinkhorn_epsilon (0.03), prototypes frozen "
+        "for the first steps (method.freeze_prototypes_steps), softer views (augment crop "
+        "scale, jitter_prob, fewer local crops), a later or shorter queue.",
+    )
     return Method(
         name="swav", init=init, loss=loss, update_state=update_state, export=online_export,
-        backbone=backbone,
+        backbone=backbone, diagnose=diagnose,
     )  # fmt: skip

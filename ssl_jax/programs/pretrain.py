@@ -164,6 +164,7 @@ def run(
     results = {"start_step": start, "total_steps": total, "steps_per_epoch": steps_per_epoch}
     step = start
     last_row = {}
+    warned = False  # a method's diagnose warning is logged once per run
     t_log, n_log = time.perf_counter(), 0
     t_start = time.perf_counter()
     bar = tqdm(
@@ -205,6 +206,11 @@ def run(
                     ):
                         row.update(monitor(method.export(state.params, state.method_state)))
                     last_row = writer.write(step, row)
+                    warning = method.diagnose(last_row) if method.diagnose and not warned else None
+                    if warning:
+                        warned = True
+                        log.warning("Step %d: %s", step, warning)
+                        results["warnings"] = [f"step {step}: {warning}"]
                     bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{row['images_per_sec']:.0f}")
                     t_log, n_log = time.perf_counter(), 0
                 stopping = stop(step)
