@@ -112,6 +112,27 @@ def test_loss_uses_the_scheduled_temperature_and_moves_the_center(setup):
         )
 
 
+def test_collapse_metrics_match_numpy_and_diagnose_warns_at_ln_k(setup):
+    method, probe, params, state = setup
+    center = np.asarray(jax.random.normal(jax.random.key(5), (32,)))
+    s = {**with_step(state, 7), "center": jnp.asarray(center)}
+    _, _, metrics, _, (_, teacher) = probe(params, s, jax.random.key(1))
+    logits = (np.asarray(teacher, np.float64) - center) / 0.07
+    q = np.exp(logits - logits.max(-1, keepdims=True))
+    q /= q.sum(-1, keepdims=True)
+    np.testing.assert_allclose(
+        metrics["teacher_entropy"], -np.mean(np.sum(q * np.log(q), axis=-1)), rtol=1e-4
+    )
+    mean = q.reshape(-1, 32).mean(0)
+    np.testing.assert_allclose(
+        metrics["teacher_batch_entropy"], -np.sum(mean * np.log(mean)), rtol=1e-4
+    )
+    assert method.diagnose({"teacher_entropy": 0.98 * np.log(32)}) is None
+    message = method.diagnose({"teacher_entropy": np.log(32)})
+    assert "DINO may have collapsed" in message and "K=32" in message
+    assert "head_use_bn" in message
+
+
 def test_update_state_follows_the_ema_formula_and_counts_steps(setup):
     method, _, params, state = setup
     moved = jax.tree.map(lambda p: p + 1.0, params)
@@ -173,12 +194,14 @@ def test_export_and_config_errors(setup):
 
 
 def test_multicrop_from_config_reads_the_augment_section():
-    recipe = multicrop_from_config(dino_config(**{"augment.blur_prob": 0.0}).augment)
+    overrides = {"augment.blur_prob": 0.0, "augment.crop_ratio": (1.0, 1.0)}
+    recipe = multicrop_from_config(dino_config(**overrides).augment)
     assert [s.crop_size for s in recipe.global_specs] == [8, 8]
     assert recipe.local_spec.crop_size == 4 and recipe.num_local == 2
     assert recipe.global_specs[0].crop_scale == (0.5, 1.0)
     assert recipe.local_spec.crop_scale == (0.05, 0.4)
     assert all(s.blur_prob == 0.0 for s in (*recipe.global_specs, recipe.local_spec))
+    assert all(s.crop_ratio == (1.0, 1.0) for s in (*recipe.global_specs, recipe.local_spec))
 
 
 def test_eval_settings_understand_multicrop_configs():

@@ -53,15 +53,15 @@ def setup():
 
     @jax.jit
     def probe(params, state, key):
-        """Loss, new state, metrics, grads, and the normalised projections (2, N, 8) of the
-        two global crops recomputed from the parts."""
+        """Loss, new state, metrics, grads, and the normalised projections (4, N, 8) of the
+        crops (the two global ones first) recomputed from the parts."""
         (loss, (new_state, metrics)), grads = jax.value_and_grad(method.loss, has_aux=True)(
             params, state, batch, key
         )
         globals_, locals_ = views(batch["images"], key)
         z = forward(params, state["batch_stats"], globals_ + locals_)
         z = z / jnp.linalg.norm(z, axis=-1, keepdims=True)
-        return loss, new_state, metrics, grads, z[: 2 * N].reshape(2, N, -1)
+        return loss, new_state, metrics, grads, z.reshape(-1, N, z.shape[-1])
 
     params, state = jax.jit(method.init)(jax.random.key(0), None)
     return method, probe, params, state
@@ -97,7 +97,8 @@ def test_queue_is_a_fifo_of_the_global_crop_projections(setup):
     pushed, in_use = {}, {}
     for step in range(4):
         key = jax.random.key(10 + step)
-        loss, state, metrics, _, pushed[step] = probe(params, state, key)
+        loss, state, metrics, _, z = probe(params, state, key)
+        pushed[step] = z[:2]
         in_use[step] = float(metrics["queue_in_use"])
         state = method.update_state(params, state, step)
         if step == 0:  # before queue_start_step: nothing pushed
@@ -137,6 +138,23 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(setup):
         state = method.update_state(params, state, i)
         losses.append(float(loss))
     assert losses[-1] < losses[0] - 0.1, losses
+
+
+def test_prediction_entropy_matches_numpy_and_diagnose_warns_at_ln_k(setup):
+    method, probe, params, state = setup
+    _, _, metrics, _, z = probe(params, with_step(state, 5), jax.random.key(1))
+    w = np.asarray(params["prototypes"], np.float64)
+    logits = np.asarray(z, np.float64) @ (w / np.linalg.norm(w, axis=0)) / 0.1
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    expected = -np.mean(np.sum(p * np.log(p), axis=-1))
+    np.testing.assert_allclose(metrics["prediction_entropy"], expected, rtol=1e-4)
+    assert 0 < expected < np.log(10)
+    assert method.diagnose({"prediction_entropy": 0.98 * np.log(10)}) is None
+    assert method.diagnose({"loss": 1.0}) is None
+    message = method.diagnose({"prediction_entropy": np.log(10) - 1e-4})
+    assert "SwAV may have collapsed" in message and "K=10" in message
+    assert "sinkhorn_epsilon" in message
 
 
 def test_export_is_the_online_backbone(setup):

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from ssl_jax import checkpoint
+from ssl_jax import checkpoint, methods
 from ssl_jax.data import DataError
 from ssl_jax.metrics import read_metrics
 from ssl_jax.programs import knn, linear_probe, pretrain
@@ -126,6 +126,27 @@ def test_non_finite_loss_stops_and_keeps_good_checkpoints(tmp_path):
     assert last_good == failed - 1  # every finite step was saved, the failed one was not
     assert f"up to step {last_good}" in str(err.value)
     assert sorted(os.listdir(step_dir)) == before
+
+
+def test_a_method_diagnosis_is_logged_once_and_kept_in_results(tmp_path, monkeypatch, caplog):
+    seen = []
+
+    def get_method(config, **kwargs):
+        def diagnose(row):
+            seen.append(row["step"])
+            return "the loss looks odd" if row["step"] >= 2 else None
+
+        return methods.get_method(config, **kwargs)._replace(diagnose=diagnose)
+
+    monkeypatch.setattr(pretrain, "get_method", get_method)
+    workdir = str(tmp_path / "w")
+    with caplog.at_level("WARNING", logger=pretrain.__name__):
+        results = pretrain.run(tiny_pretrain_config(**{"total_steps": 4}), workdir)
+    assert seen == [1, 2]  # every logged row until the first warning, then no more
+    assert results["warnings"] == ["step 2: the loss looks odd"]
+    with open(os.path.join(workdir, "results.json")) as f:
+        assert json.load(f)["warnings"] == results["warnings"]
+    assert [r.getMessage() for r in caplog.records] == ["Step 2: the loss looks odd"]
 
 
 def test_bad_data_fails_at_start_with_the_path(tmp_path):
