@@ -55,6 +55,11 @@ def embedding_std(z) -> jnp.ndarray:
     return jnp.mean(jnp.std(l2_normalize(z), axis=0))
 
 
+def mean_cosine(a, b) -> jnp.ndarray:
+    """Mean over the batch of the cosine similarity of matching rows of ``a`` and ``b``."""
+    return jnp.mean(jnp.sum(l2_normalize(a) * l2_normalize(b), axis=-1))
+
+
 def projector(config: ml_collections.ConfigDict, feature_dim: int, **kwargs) -> HeadDef:
     """``MLPHead(feature_dim, method.proj_hidden_dim, method.proj_dim, **kwargs)``."""
     return mlp_head(feature_dim, config.method.proj_hidden_dim, config.method.proj_dim, **kwargs)

@@ -49,6 +49,7 @@ from ssl_jax.methods.byol import cosine_momentum
 from ssl_jax.methods.common import (
     embedding_std,
     export_network,
+    mean_cosine,
     momentum_update,
     target_export,
     two_view_fn,
@@ -179,10 +180,9 @@ def make_mocov2(config: ml_collections.ConfigDict, *, total_steps: int | None = 
             "queue": new_queue,
             "queue_ptr": new_ptr,
         }
-        q = l2_normalize(queries[0])
         metrics = {
-            "pos_cosine": jnp.mean(jnp.sum(q * keys[0], axis=-1)),
-            "embedding_std": embedding_std(q),
+            "pos_cosine": mean_cosine(queries[0], keys[0]),
+            "embedding_std": embedding_std(queries[0]),
         }
         return value, (new_state, metrics)
 

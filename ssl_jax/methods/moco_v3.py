@@ -34,6 +34,7 @@ from ssl_jax.methods.base import Method
 from ssl_jax.methods.common import (
     embedding_std,
     export_network,
+    mean_cosine,
     momentum_update,
     target_export,
     two_view_fn,
@@ -136,10 +137,9 @@ def make_mocov3(config: ml_collections.ConfigDict, *, total_steps: int | None = 
         value = moco_v3_ctr(q1, k2, temperature=temperature) + moco_v3_ctr(
             q2, k1, temperature=temperature
         )
-        n1, n2 = l2_normalize(q1), l2_normalize(k2)
         new_state = {**method_state, "batch_stats": stats, "target_batch_stats": target_stats}
         metrics = {
-            "pos_cosine": jnp.mean(jnp.sum(n1 * n2, axis=-1)),
+            "pos_cosine": mean_cosine(q1, k2),
             "embedding_std": embedding_std(jnp.concatenate([q1, q2])),
         }
         return value, (new_state, metrics)

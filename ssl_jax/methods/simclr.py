@@ -9,9 +9,15 @@ import jax.numpy as jnp
 import ml_collections
 
 from ssl_jax.encoder import make_backbone
-from ssl_jax.losses import l2_normalize, nt_xent
+from ssl_jax.losses import nt_xent
 from ssl_jax.methods.base import Method
-from ssl_jax.methods.common import embed_views, embedding_std, make_two_view_method, projector
+from ssl_jax.methods.common import (
+    embed_views,
+    embedding_std,
+    make_two_view_method,
+    mean_cosine,
+    projector,
+)
 
 
 def make_simclr(config: ml_collections.ConfigDict, *, total_steps: int | None = None) -> Method:
@@ -24,7 +30,7 @@ def make_simclr(config: ml_collections.ConfigDict, *, total_steps: int | None = 
     def objective(params, stats, views):
         (z1, z2), stats = embed_views(parts, ("backbone", "projector"), params, stats, views)
         metrics = {
-            "pos_cosine": jnp.mean(jnp.sum(l2_normalize(z1) * l2_normalize(z2), axis=-1)),
+            "pos_cosine": mean_cosine(z1, z2),
             "embedding_std": embedding_std(jnp.concatenate([z1, z2])),
         }
         return nt_xent(z1, z2, temperature=temperature), stats, metrics

@@ -9,7 +9,7 @@ import pytest
 from ssl_jax.data import make_digits_source
 from ssl_jax.losses import barlow_twins_loss, simsiam_loss, vicreg_loss
 from ssl_jax.methods import get_method
-from ssl_jax.methods.common import embed_views, projector, two_view_fn
+from ssl_jax.methods.common import embed_views, embedding_std, mean_cosine, projector, two_view_fn
 from ssl_jax.methods.networks import mlp_head
 from tests.programs.tiny import tiny_pretrain_config
 
@@ -101,3 +101,14 @@ def test_embed_views_runs_both_views_as_one_batch():
     (a, b), _ = embed_views(parts, ("backbone",), params, state["batch_stats"], (x, x + 1))
     assert a.shape == b.shape == (4, method.backbone.feature_dim)
     assert not np.allclose(a, b)
+
+
+def test_mean_cosine_and_embedding_std_match_numpy():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(6, 5)), rng.normal(size=(6, 5))
+    na = a / np.linalg.norm(a, axis=1, keepdims=True)
+    nb = b / np.linalg.norm(b, axis=1, keepdims=True)
+    np.testing.assert_allclose(mean_cosine(a, 3.0 * b), np.mean(np.sum(na * nb, 1)), rtol=1e-5)
+    np.testing.assert_allclose(mean_cosine(a, a), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(embedding_std(a), np.mean(np.std(na, axis=0)), rtol=1e-5)
+    np.testing.assert_allclose(embedding_std(np.tile(a[:1], (4, 1))), 0.0, atol=1e-7)
