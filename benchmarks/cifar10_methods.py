@@ -16,6 +16,8 @@ Results go to OUT/cifar10_methods.json (commands, settings, every number),
 OUT/cifar10_methods.md (the table) and OUT/cifar10_methods.png (bars of the test accuracies);
 all are rewritten after each method, and a method
 whose row is complete is skipped unless --force, so an interrupted sweep resumes.
+``--set KEY=VALUE ...`` changes config fields for every method of the sweep (recorded in the
+settings and each row's overrides); use it with its own --out and --runs.
 """
 
 import argparse
@@ -65,11 +67,18 @@ def pretrain_command(method: str, args, workdir: str, total_steps: int) -> list[
         "log.every_steps": 25,
         "ckpt.every_steps": total_steps,
         **SHORT_RUN_OVERRIDES.get(method, {}),
+        **extra_overrides(args),
     }
     command = [sys.executable, "launch/pretrain.py", f"--config=configs/{method}_cifar10.py"]
     command.append(f"--workdir={workdir}")
     command += [f"--config.{key}={value}" for key, value in overrides.items()]
     return command
+
+
+def extra_overrides(args) -> dict[str, str]:
+    """``--set KEY=VALUE`` pairs: config fields changed for every method of the sweep."""
+    pairs = dict(item.split("=", 1) for item in args.set)
+    return {key.removeprefix("config."): value for key, value in pairs.items()}
 
 
 def probe_commands(pretrained: str, workdir: str, random_init: bool) -> dict[str, list[str]]:
@@ -150,7 +159,7 @@ def pretrain_and_evaluate(method: str, args, total_steps: int) -> dict:
         "final_loss": out["loss"],
         "embedding_std": out.get("embedding_std"),
         "images_per_sec": out.get("images_per_sec"),
-        "overrides": SHORT_RUN_OVERRIDES.get(method, {}),
+        "overrides": {**SHORT_RUN_OVERRIDES.get(method, {}), **extra_overrides(args)},
         "last_metrics": {k: v for k, v in out.items() if k not in ("loss", "images_per_sec")},
     }
     evaluation = evaluate(workdir, workdir, random_init=False)
@@ -238,7 +247,16 @@ def main():
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--force", action="store_true", help="rerun methods already done")
     parser.add_argument("--skip-random", action="store_true")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config fields to change for every method, e.g. augment.jitter_prob=0.0",
+    )
     args = parser.parse_args()
+    if any("=" not in item for item in args.set):
+        parser.error(f"--set takes KEY=VALUE pairs, got {args.set}")
 
     steps_per_epoch = 50_000 // 256
     total_steps = max(1, round(args.epochs * steps_per_epoch))
@@ -248,6 +266,7 @@ def main():
         "total_steps": total_steps,
         "batch_size": 256,
         "warmup_fraction": args.warmup_fraction,
+        **({"extra_overrides": extra_overrides(args)} if args.set else {}),
         "data": "CIFAR-10 npz copy, 50,000 train / 10,000 test",
         "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})",
     }
