@@ -68,6 +68,8 @@ def make_train_step(
         )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        if method.project_params is not None:
+            params = method.project_params(params)
         method_state = method.update_state(params, method_state, state.step)
         metrics = {
             **metrics,

@@ -12,6 +12,8 @@ method is built and closed over; jitted code never sees a config.
 - ``export(params, method_state) -> {"params", "batch_stats"}``: the encoder that
   downstream programs restore (the online or the target network, as configured).
 - ``backbone``: the graphdef-bearing :class:`ssl_jax.encoder.Backbone` of the export.
+- ``project_params(params) -> params`` (optional): applied after every optimizer update,
+  for parameters constrained to a set (SwAV's unit-length prototypes).
 - ``diagnose(metrics) -> str | None`` (optional): a warning when logged metrics show a
   failure the loss alone does not, e.g. a collapse (:mod:`ssl_jax.methods.collapse`).
 """
@@ -32,6 +34,7 @@ class Method(NamedTuple):
     export: Callable[[PyTree, PyTree], dict]
     backbone: Backbone
     diagnose: Callable[[dict], str | None] | None = None
+    project_params: Callable[[PyTree], PyTree] | None = None
 
 
 def no_state_update(params: PyTree, method_state: PyTree, step: Any) -> PyTree:

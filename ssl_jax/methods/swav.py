@@ -6,17 +6,16 @@ equipartition (:func:`~ssl_jax.losses.swav_codes`, no gradient), and each crop p
 codes of the other crops (:func:`~ssl_jax.losses.swav_loss`). Crops of one resolution go
 through the backbone as one batch; the projector runs once on all of them.
 
-- **Prototypes** are ``params["prototypes"]``, a ``(proj_dim, K)`` matrix whose columns are
-  normalised to unit length in the forward pass (the gradient flows through the
-  normalisation: weight normalisation with the norm fixed to 1, as DINO's last layer).
-  The authors instead re-normalise the stored weights before every step and differentiate
-  the plain product; the two agree to first order in the learning rate. Exact re-projection
-  of the stored params is not possible here: ``update_state`` returns only
-  ``method_state``. The columns start at unit length.
+- **Prototypes** are ``params["prototypes"]``, a ``(proj_dim, K)`` matrix of unit-length
+  columns; the scores are the plain products ``z @ prototypes``. After every optimizer
+  update ``project_params`` scales each column back to unit length (the train step calls
+  it), as the authors' ``w.data = normalize(w.data)`` before each step; the columns start
+  at unit length. A training loop of your own must call ``method.project_params`` after
+  each update too.
 - **Frozen prototypes**: for the first ``freeze_prototypes_steps`` steps the prototypes get
   an exactly zero gradient (``jnp.where(frozen, stop_gradient(w), w)``), the authors'
   ``freeze_prototypes_niters``. The optimizer may still apply weight decay to them, which
-  changes their length only, and the forward pass ignores the length.
+  changes their length only, and ``project_params`` restores it.
 - **Queue** (``queue_length > 0``): ``method_state["queue"]`` ``(2, Q, proj_dim)`` holds the
   normalised projections of the two global crops of the last ``Q / batch`` steps (a ring
   buffer, ``queue_ptr`` the next row to write). From step ``queue_start_step`` on, each
@@ -139,7 +138,6 @@ def make_swav(config: ml_collections.ConfigDict, *, total_steps: int | None = No
         w = params["prototypes"]
         if freeze_steps:
             w = jnp.where(step < freeze_steps, jax.lax.stop_gradient(w), w)
-        w = l2_normalize(w, axis=0)
         scores = (z @ w).reshape(num_crops, n, num_prototypes)
         assigned = jax.lax.stop_gradient(scores[:NUM_ASSIGNED])
         new_state = {**method_state, "batch_stats": stats}
@@ -175,7 +173,11 @@ def make_swav(config: ml_collections.ConfigDict, *, total_steps: int | None = No
         "for the first steps (method.freeze_prototypes_steps), softer views (augment crop "
         "scale, jitter_prob, fewer local crops), a later or shorter queue.",
     )
+
+    def project_params(params):
+        return {**params, "prototypes": l2_normalize(params["prototypes"], axis=0)}
+
     return Method(
         name="swav", init=init, loss=loss, update_state=update_state, export=online_export,
-        backbone=backbone, diagnose=diagnose,
+        backbone=backbone, diagnose=diagnose, project_params=project_params,
     )  # fmt: skip
