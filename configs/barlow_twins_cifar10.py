@@ -19,6 +19,7 @@ def get_config(arg=None):
     c.method.proj_hidden_dim = 2048
     c.method.proj_dim = 2048
     c.method.lambda_ = 0.0051
+    c.method.scale_loss = 1.0  # solo-learn's CIFAR recipe: 0.1 (with its clipped LARS)
     c.optim.name = "lars"
     c.optim.base_learning_rate = 0.3
     c.optim.weight_decay = 1e-4

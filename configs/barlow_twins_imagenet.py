@@ -20,6 +20,7 @@ def get_config(arg=None):
     c.method.proj_hidden_dim = 8192
     c.method.proj_dim = 8192
     c.method.lambda_ = 0.0051
+    c.method.scale_loss = 1.0
     c.optim.name = "lars"
     c.optim.base_learning_rate = 0.2
     c.optim.weight_decay = 1.5e-6
