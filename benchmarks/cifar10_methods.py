@@ -135,6 +135,33 @@ def evaluate(pretrained: str, workdir: str, random_init: bool) -> dict:
     return row
 
 
+def machine() -> str:
+    return f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})"
+
+
+def new_workdir(workdir: str) -> str:
+    """Create ``workdir`` for a fresh run; refuse one that already holds checkpoints."""
+    if os.path.exists(os.path.join(workdir, "checkpoints")):
+        raise SystemExit(f"{workdir} already holds checkpoints: remove it or pass --runs.")
+    os.makedirs(workdir, exist_ok=True)
+    return workdir
+
+
+def load_results(json_path: str, settings: dict, force: bool) -> dict:
+    """The results file's contents for ``settings`` (empty rows for a new file, or with
+    ``force`` when its settings differ; an error without ``force``)."""
+    results = read_json(json_path) if os.path.exists(json_path) else {"rows": {}}
+    if results.get("settings", settings) != settings:
+        if not force:
+            raise SystemExit(
+                f"{json_path} holds results for other settings ({results['settings']}); "
+                "pass --force to start over or --out for another folder."
+            )
+        results = {"rows": {}}
+    results["settings"] = settings
+    return results
+
+
 def commit() -> str:
     """The checked-out commit, with ``+dirty`` when tracked files differ from it."""
     head = subprocess.run(
@@ -145,10 +172,7 @@ def commit() -> str:
 
 
 def pretrain_and_evaluate(method: str, args, total_steps: int) -> dict:
-    workdir = os.path.abspath(os.path.join(args.runs, method))
-    if os.path.exists(os.path.join(workdir, "checkpoints")):
-        raise SystemExit(f"{workdir} already holds checkpoints: remove it or pass --runs.")
-    os.makedirs(workdir, exist_ok=True)
+    workdir = new_workdir(os.path.abspath(os.path.join(args.runs, method)))
     command = pretrain_command(method, args, workdir, total_steps)
     code = commit()  # before the run: the code the run imported
     seconds = run(command, f"{workdir}/pretrain.log")
@@ -268,19 +292,11 @@ def main():
         "warmup_fraction": args.warmup_fraction,
         **({"extra_overrides": extra_overrides(args)} if args.set else {}),
         "data": "CIFAR-10 npz copy, 50,000 train / 10,000 test",
-        "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})",
+        "machine": machine(),
     }
     os.makedirs(args.out, exist_ok=True)
     json_path = os.path.join(args.out, "cifar10_methods.json")
-    results = read_json(json_path) if os.path.exists(json_path) else {"rows": {}}
-    if results.get("settings", settings) != settings:
-        if not args.force:
-            raise SystemExit(
-                f"{json_path} holds results for other settings ({results['settings']}); "
-                "pass --force to start over or --out for another folder."
-            )
-        results = {"rows": {}}
-    results["settings"] = settings
+    results = load_results(json_path, settings, args.force)
 
     def save():
         with open(json_path, "w") as f:

@@ -26,11 +26,19 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cifar10_methods import REPO, commit, evaluate, read_json, run  # noqa: E402
+from cifar10_methods import (  # noqa: E402
+    REPO,
+    commit,
+    evaluate,
+    load_results,
+    machine,
+    new_workdir,
+    read_json,
+    run,
+)
 
 NO_COLOUR = {
     "augment.jitter_prob": 0.0,
@@ -92,10 +100,9 @@ def metrics_rows(workdir: str) -> list[dict]:
 
 
 def pretrain_and_evaluate(method: str, variant: str, args) -> dict:
-    workdir = os.path.abspath(os.path.join(args.runs, method, variant.replace(" ", "_")))
-    if os.path.exists(os.path.join(workdir, "checkpoints")):
-        raise SystemExit(f"{workdir} already holds checkpoints: remove it or pass --runs.")
-    os.makedirs(workdir, exist_ok=True)
+    workdir = new_workdir(
+        os.path.abspath(os.path.join(args.runs, method, variant.replace(" ", "_")))
+    )
     command = pretrain_command(method, variant, workdir, args.steps)
     code = commit()
     seconds = run(command, f"{workdir}/pretrain.log")
@@ -172,19 +179,11 @@ def main():
         "width": 16,
         "batch_size": 256,
         "data": "embedded digits, 16 px",
-        "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})",
+        "machine": machine(),
     }
     os.makedirs(args.out, exist_ok=True)
     json_path = os.path.join(args.out, "collapse_views.json")
-    results = read_json(json_path) if os.path.exists(json_path) else {"rows": {}}
-    if results.get("settings", settings) != settings and not args.force:
-        raise SystemExit(
-            f"{json_path} holds results for other settings ({results['settings']}); "
-            "pass --force to start over or --out for another folder."
-        )
-    if results.get("settings", settings) != settings:
-        results = {"rows": {}}
-    results["settings"] = settings
+    results = load_results(json_path, settings, args.force)
 
     def save():
         with open(json_path, "w") as f:
