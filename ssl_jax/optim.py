@@ -37,19 +37,21 @@ def make_schedule(
     raise ValueError(f"schedule.name={sched.name!r} is not one of 'warmup_cosine', 'constant'.")
 
 
-def scale_by_clipped_trust_ratio(
-    trust_coefficient: float, learning_rate: optax.Schedule
+def clipped_lars_direction(
+    trust_coefficient: float, weight_decay: float, learning_rate: optax.Schedule
 ) -> optax.GradientTransformation:
-    """LARS's trust ratio with the effective learning rate clipped at the scheduled one.
+    """solo-learn's LARS with ``clip_lr``: weight decay and the clipped trust ratio, before the lr.
 
-    Each tensor's update ``u`` (gradient plus weight decay) is scaled by
-    ``min(eta * ||w|| / ||u||, lr_t) / lr_t``, so that after the learning rate the tensor
-    moves by ``min(eta * ||w|| / ||u||, lr_t) * u``: the LARS step, but never larger than
-    plain SGD's. This is the "clip" mode of NVIDIA's LARC that solo-learn's LARS uses
-    (``clip_lr=True``, ``eta=0.02``) in its CIFAR and ImageNet-100 recipes. solo-learn divides
-    by ``||g|| + wd * ||w||`` where this divides by ``||g + wd * w||`` (as optax's LARS
-    does); with their weight decays (1e-6 to 1e-4) the two differ by less than 0.01%.
-    A tensor with a zero norm (or a zero update) is not rescaled, as in optax.
+    For each tensor with weights ``w`` and gradient ``g`` the direction is
+    ``d = (g + wd * w) * min(lambda / lr_t, 1)`` with the local learning rate of the LARS
+    paper (You et al. 2017, eq. 6), ``lambda = eta * ||w|| / (||g|| + wd * ||w||)``. After
+    the learning rate the tensor moves by ``min(lambda, lr_t) * (g + wd * w)``: the LARS step,
+    never larger than plain SGD's. This is the "clip" mode of NVIDIA's LARC that solo-learn's
+    LARS uses (``clip_lr=True``, ``eta=0.02``) in its CIFAR and ImageNet-100 recipes, with
+    solo-learn's denominator ``||g|| + wd * ||w||`` (optax's unclipped LARS divides by
+    ``||g + wd * w||`` instead). As in solo-learn, a tensor whose weights or gradient are all
+    zero gets ``g`` unchanged (no decay, no scaling); a zero learning rate leaves ``d``
+    unclipped (the step is zero anyway).
     """
 
     def init(params):
@@ -59,14 +61,15 @@ def scale_by_clipped_trust_ratio(
     def update(updates, state, params):
         lr = learning_rate(state.count)
 
-        def scale(u, p):
-            p_norm, u_norm = jnp.linalg.norm(p), jnp.linalg.norm(u)
-            ratio = trust_coefficient * p_norm / jnp.where(u_norm > 0, u_norm, 1.0)
-            factor = jnp.where(lr > 0, jnp.minimum(ratio / jnp.where(lr > 0, lr, 1.0), 1.0), 1.0)
-            factor = jnp.where((p_norm > 0) & (u_norm > 0), factor, 1.0)
-            return u * factor.astype(u.dtype)
+        def direction(g, w):
+            w_norm, g_norm = jnp.linalg.norm(w), jnp.linalg.norm(g)
+            denominator = g_norm + weight_decay * w_norm
+            local_lr = trust_coefficient * w_norm / jnp.where(denominator > 0, denominator, 1.0)
+            factor = jnp.where(lr > 0, jnp.minimum(local_lr / jnp.where(lr > 0, lr, 1.0), 1.0), 1.0)
+            scaled = (g + weight_decay * w) * factor.astype(g.dtype)
+            return jnp.where((w_norm > 0) & (g_norm > 0), scaled, g)
 
-        updates = jax.tree.map(scale, updates, params)
+        updates = jax.tree.map(direction, updates, params)
         return updates, optax.ScaleByScheduleState(count=optax.safe_increment(state.count))
 
     return optax.GradientTransformation(init, update)
@@ -77,14 +80,16 @@ def make_optimizer(
 ) -> optax.GradientTransformation:
     """SGD with momentum, AdamW or LARS, with biases and norms excluded from decay if asked.
 
-    LARS follows optax's order (decay, trust ratio, learning rate, momentum); with
-    ``optim.trust_clip`` the trust ratio is clipped as in :func:`scale_by_clipped_trust_ratio`.
+    LARS follows optax's order (decay, trust ratio, learning rate, momentum). Without
+    ``optim.trust_clip`` it is ``optax.lars`` (trust ratio ``eta ||w|| / ||g + wd w||``, as
+    BYOL's code); with it, solo-learn's :func:`clipped_lars_direction` (``eta ||w|| /
+    (||g|| + wd ||w||)``, the LARS paper's form, clipped at the scheduled learning rate).
     """
     mask = decay_mask if optim.exclude_bias_and_norm else True
     if optim.name == "lars" and optim.get("trust_clip", False):
+        direction = clipped_lars_direction(optim.trust_coefficient, optim.weight_decay, schedule)
         tx = optax.chain(
-            optax.add_decayed_weights(optim.weight_decay, mask=mask),
-            optax.masked(scale_by_clipped_trust_ratio(optim.trust_coefficient, schedule), mask),
+            optax.masked(direction, mask),
             optax.scale_by_learning_rate(schedule),
             optax.trace(decay=optim.momentum),
         )
