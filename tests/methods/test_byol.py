@@ -7,6 +7,9 @@ import pytest
 from ssl_jax.data import make_digits_source
 from ssl_jax.methods import get_method
 from ssl_jax.methods.byol import cosine_momentum
+from ssl_jax.methods.common import two_view_fn
+from ssl_jax.methods.networks import apply_chain, mlp_head
+from tests.losses.test_regression import byol_reference
 from tests.programs.tiny import tiny_pretrain_config
 
 BYOL = {
@@ -108,3 +111,30 @@ def test_export_online_or_target(setup):
         get_method(byol_config())
     with pytest.raises(ValueError, match="'online' or 'target'"):
         get_method(byol_config(**{"export.network": "teacher"}), total_steps=10)
+
+
+def test_loss_is_the_swapped_prediction_by_hand(setup):
+    """BYOL eq. 2, symmetrised: the online prediction of view 1 regresses the target projection
+    of view 2 and vice versa (NumPy on embeddings computed from the parts outside the method)."""
+    method, batch, params, state = setup
+    config = byol_config()
+    hp = config.method
+    key = jax.random.key(4)
+    value, _ = jax.jit(method.loss)(params, state, batch, key)
+    fd = method.backbone.feature_dim
+    parts = {
+        "backbone": method.backbone,
+        "projector": mlp_head(fd, hp.proj_hidden_dim, hp.proj_dim),
+        "predictor": mlp_head(hp.proj_dim, hp.pred_hidden_dim, hp.proj_dim),
+    }
+    x = jnp.concatenate(two_view_fn(config, "byol")(batch["images"], key))
+    online = ("backbone", "projector", "predictor")
+    p, _ = apply_chain(parts, online, params, state["batch_stats"], x)
+    target = ("backbone", "projector")
+    z, _ = apply_chain(parts, target, state["target"], state["target_batch_stats"], x)
+    p1, p2 = np.split(np.asarray(p), 2)
+    z1, z2 = np.split(np.asarray(z), 2)
+    want = byol_reference(p1, z2) + byol_reference(p2, z1)
+    np.testing.assert_allclose(float(value), want, rtol=1e-5)
+    unswapped = byol_reference(p1, z1) + byol_reference(p2, z2)
+    assert abs(unswapped - want) > 1e-3  # the check can tell the pairings apart

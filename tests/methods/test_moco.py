@@ -13,6 +13,7 @@ from ssl_jax.methods.common import two_view_fn
 from ssl_jax.methods.moco import enqueue, make_momentum_schedule
 from ssl_jax.methods.moco_v3 import moco_v3_ctr
 from ssl_jax.methods.networks import apply_chain, mlp_head
+from tests.losses.test_contrastive import info_nce_reference
 from tests.programs.tiny import tiny_pretrain_config
 
 V2 = {"method.name": "mocov2", "method.queue_length": 64, "method.momentum": 0.9}
@@ -152,8 +153,28 @@ def test_loss_enqueues_this_steps_keys_of_the_whole_batch(batch, symmetric):
     assert state["queue"].shape == (queues, 64, 8) and int(state["queue_ptr"]) == 0
     np.testing.assert_allclose(jnp.linalg.norm(state["queue"], axis=-1), 1.0, rtol=1e-5)
     key = jax.random.key(1)
-    _, (new, _) = method.loss(params, state, batch, key)
+    value, (new, _) = method.loss(params, state, batch, key)
     assert int(new["queue_ptr"]) == 16
+    # MoCo eq. 1 by hand (NumPy): each query against its key (the other view, momentum
+    # encoder) and the queue as it was BEFORE this step's keys were pushed.
+    hp = config.method
+    parts = {
+        "backbone": method.backbone,
+        "projector": mlp_head(
+            method.backbone.feature_dim, hp.proj_hidden_dim, hp.proj_dim, use_bn=False
+        ),
+    }
+    views = two_view_fn(config, "test")(batch["images"], key)
+    stats, terms, own_keys_as_negatives = state["batch_stats"], [], []
+    for i, view in enumerate((0, 1)[:queues]):
+        q, stats = apply_chain(parts, ("backbone", "projector"), params, stats, views[view])
+        q = np.asarray(q)
+        k = np.asarray(mocov2_keys(config, method, state, batch, key, 1 - view))
+        terms.append(info_nce_reference(q, k, np.asarray(state["queue"][i]), hp.temperature))
+        after_push = np.asarray(new["queue"][i])
+        own_keys_as_negatives.append(info_nce_reference(q, k, after_push, hp.temperature))
+    np.testing.assert_allclose(float(value), np.mean(terms), rtol=1e-5)
+    assert abs(np.mean(own_keys_as_negatives) - np.mean(terms)) > 1e-2  # tells them apart
     # Query i's positives are keys of view 2 (then view 1): queue i holds those keys.
     for i, view in enumerate((1, 0)[:queues]):
         expected = mocov2_keys(config, method, state, batch, key, view)

@@ -7,6 +7,8 @@ import pytest
 from ssl_jax.data import make_digits_source
 from ssl_jax.losses import nt_xent
 from ssl_jax.methods import get_method
+from ssl_jax.methods.common import embed_views, projector, two_view_fn
+from tests.losses.test_contrastive import nt_xent_reference
 from tests.programs.tiny import tiny_pretrain_config
 
 
@@ -84,3 +86,23 @@ def test_needs_two_views():
 def test_export_network_must_exist():
     with pytest.raises(ValueError, match="only the online network"):
         get_method(tiny_pretrain_config(**{"export.network": "target"}))
+
+
+def test_loss_is_nt_xent_of_matching_views_by_hand(setup):
+    """The method's loss equals SimCLR's Algorithm 1 (NumPy) on the embeddings of the two views,
+    row i of view 1 paired with row i of view 2 (a misaligned pairing gives another value)."""
+    method, batch, params, state = setup
+    config = tiny_pretrain_config()
+    key = jax.random.key(4)
+    value, _ = jax.jit(method.loss)(params, state, batch, key)
+    parts = {
+        "backbone": method.backbone,
+        "projector": projector(config, method.backbone.feature_dim),
+    }
+    views = two_view_fn(config, "simclr")(batch["images"], key)
+    (z1, z2), _ = embed_views(parts, ("backbone", "projector"), params, state["batch_stats"], views)
+    z1, z2 = np.asarray(z1), np.asarray(z2)
+    want = nt_xent_reference(z1, z2, config.method.temperature)
+    np.testing.assert_allclose(float(value), want, rtol=1e-5)
+    shifted = nt_xent_reference(z1, np.roll(z2, 1, axis=0), config.method.temperature)
+    assert abs(shifted - want) > 1e-2  # the check can tell the two pairings apart

@@ -15,6 +15,7 @@ from ssl_jax.methods import get_method
 from ssl_jax.methods.dino import embed_crops, multicrop_from_config
 from ssl_jax.methods.networks import mlp_head
 from ssl_jax.programs import pretrain
+from tests.losses.test_clustering import sinkhorn_reference, swav_loss_reference
 from tests.programs.tiny import tiny_pretrain_config
 
 N = 16
@@ -173,3 +174,14 @@ def test_one_pretrain_step_runs(tmp_path):
     results = pretrain.run(swav_config(**{"total_steps": 1}), str(tmp_path))
     assert results["final_step"] == 1 and np.isfinite(results["loss"])
     assert results["queue_in_use"] == 0.0
+
+
+def test_loss_is_the_swapped_prediction_by_hand(setup):
+    """SwAV eq. 1-3 in NumPy from the crops' projections: Sinkhorn codes (epsilon 0.05, 3
+    iterations) of each global crop, predicted by every other crop at temperature 0.1."""
+    _, probe, params, state = setup
+    loss, _, _, _, z = probe(params, with_step(state, 5), jax.random.key(1))  # queue not full
+    scores = np.asarray(z, np.float64) @ np.asarray(params["prototypes"], np.float64)
+    codes = np.stack([sinkhorn_reference(scores[a], 0.05, 3) for a in range(2)])
+    np.testing.assert_allclose(float(loss), swav_loss_reference(scores, codes, 0.1), rtol=1e-4)
+    assert abs(swav_loss_reference(scores, codes, 1.0) - float(loss)) > 0.1

@@ -112,3 +112,24 @@ def test_mean_cosine_and_embedding_std_match_numpy():
     np.testing.assert_allclose(mean_cosine(a, a), 1.0, rtol=1e-6)
     np.testing.assert_allclose(embedding_std(a), np.mean(np.std(na, axis=0)), rtol=1e-5)
     np.testing.assert_allclose(embedding_std(np.tile(a[:1], (4, 1))), 0.0, atol=1e-7)
+
+
+def test_simsiam_stops_the_gradient_of_the_target_branch():
+    """With the predictor's last kernel zeroed and its bias set to ones, its output is that
+    constant, so the only path from the encoder to the loss is the target branch
+    z = sg(projector(backbone(x))): SimSiam's stop-gradient must leave the encoder an exactly
+    zero gradient (without it, -cos(1, z) pulls every z towards the ones vector)."""
+    method, _, batch, params, state = build("simsiam")
+
+    def constant_predictor(path, x):
+        names = [getattr(k, "key", getattr(k, "name", getattr(k, "idx", None))) for k in path]
+        if names[:3] == ["predictor", "linears", 1]:
+            return jnp.zeros_like(x) if names[3] == "kernel" else jnp.ones_like(x)
+        return x
+
+    params = jax.tree_util.tree_map_with_path(constant_predictor, params)
+    grads = jax.grad(lambda p: method.loss(p, state, batch, jax.random.key(3))[0])(params)
+    for name in ("backbone", "projector"):
+        assert all(bool(jnp.all(g == 0)) for g in jax.tree.leaves(grads[name])), name
+    bias_grad = jax.tree.leaves(grads["predictor"]["linears"][1]["bias"])
+    assert all(bool(jnp.any(g != 0)) for g in bias_grad)  # the predictor still learns
