@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.ndimage
+import scipy.stats
 
 from ssl_jax.augment import blur
 
@@ -47,6 +49,36 @@ def test_blur_matches_numpy_reference(images, kernel_size):
     out = blur_jit(images, jax.random.key(1), prob=1.0, sigma=(1.2, 1.2), kernel_size=kernel_size)
     for i in (0, 7):
         np.testing.assert_allclose(out[i], np_blur(images[i], 1.2, kernel_size), atol=1e-5)
+
+
+@pytest.mark.parametrize("sigma", [0.7, 1.9])
+def test_default_kernel_blur_matches_scipy(sigma):
+    # Non-square 40 x 64 images: documented kernel 2 * (min(H, W) // 20) + 1 = 5 (radius 2),
+    # NumPy's "reflect" padding (d c b | a b c d), which is scipy.ndimage's mode "mirror".
+    images = np.random.default_rng(0).random((2, 40, 64, 3)).astype(np.float32)
+    out = blur.gaussian_blur(images, jax.random.key(1), prob=1.0, sigma=(sigma, sigma))
+    ref = scipy.ndimage.gaussian_filter(
+        images.astype(np.float64), sigma, radius=2, mode="mirror", axes=(1, 2)
+    )
+    np.testing.assert_allclose(out, ref, atol=1e-5, err_msg=f"sigma {sigma}, 5-tap kernel")
+
+
+def test_sampled_sigma_is_uniform_on_simclr_default_interval():
+    # The blur of a unit impulse at (2, 2) is k_i k_j, so out[2, 2] / out[2, 3] = k_0 / k_1 =
+    # exp(1 / (2 sigma^2)) reads back each image's sigma. Default sigma: SimCLR's U(0.1, 2.0).
+    n = 4000
+    images = np.zeros((n, 5, 5, 3), np.float32)
+    images[:, 2, 2] = 1.0
+    out = np.asarray(blur_jit(images, jax.random.key(10), prob=0.5), np.float64)
+    blurred = out[:, 2, 3, 0] > 0
+    assert np.all(blurred == np.any(out != images, axis=(1, 2, 3)))
+    assert abs(blurred.mean() - 0.5) < 0.03, blurred.mean()
+    ratio = out[blurred, 2, 2, 0] / out[blurred, 2, 3, 0]
+    sigmas = np.sqrt(0.5 / np.log(ratio))
+    assert 0.1 - 1e-4 < sigmas.min() and sigmas.max() < 2.0 + 1e-4, (sigmas.min(), sigmas.max())
+    # prob 0.5: reusing the draw that decides to blur would leave sigma in (0.1, 1.05) here.
+    ks = scipy.stats.kstest(sigmas, scipy.stats.uniform(loc=0.1, scale=1.9).cdf)
+    assert ks.pvalue > 0.01, f"sigma not U(0.1, 2.0): KS D={ks.statistic:.4f}, p={ks.pvalue:.2g}"
 
 
 def test_default_kernel_size_is_tenth_of_side_and_odd():

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.stats
 from PIL import Image
 
 from ssl_jax.augment import geometric
@@ -93,6 +94,73 @@ def test_crop_boxes_respect_scale_and_ratio(scale):
     assert area.min() < scale[0] + 0.1 * (scale[1] - scale[0])
     aspect = w / h
     assert aspect.min() >= 3 / 4 - 0.1 and aspect.max() <= 4 / 3 + 0.15
+
+
+def np_torchvision_box_sizes(rng, n, height, width, scale, ratio):
+    """(h, w) of n boxes as torchvision's `RandomResizedCrop.get_params`: for 10 attempts, area
+    fraction ~ U(scale), log(w / h) ~ U(log ratio); the first box that fits, else the whole
+    image clamped to the ratio range."""
+    target = height * width * rng.uniform(scale[0], scale[1], (n, 10))
+    aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1]), (n, 10)))
+    w = np.round(np.sqrt(target * aspect))
+    h = np.round(np.sqrt(target / aspect))
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = np.argmax(fits, axis=1)
+    if width / height < ratio[0]:
+        fallback = (round(width / ratio[0]), width)
+    elif width / height > ratio[1]:
+        fallback = (height, round(height * ratio[1]))
+    else:
+        fallback = (height, width)
+    rows, found = np.arange(n), fits.any(axis=1)
+    h = np.where(found, h[rows, first], fallback[0])
+    return h, np.where(found, w[rows, first], fallback[1])
+
+
+def read_back_boxes(n, side, key, scale, ratio):
+    """Crops an image whose channels 0 and 1 hold each pixel's row and column centre / side, to
+    `side` pixels (never shrinking). Bilinear upsampling of a linear ramp is exact inside the box
+    and constant (the edge pixel) beyond its edge pixel centres, so the output's min and max of
+    channel 0 are top + 0.5 and top + h - 0.5 (likewise for columns)."""
+    centres = (np.arange(side) + 0.5) / side
+    image = np.stack(np.broadcast_arrays(centres[:, None], centres[None, :], 0.0), axis=-1)
+    images = jnp.broadcast_to(jnp.asarray(image, jnp.float32), (n, side, side, 3))
+    out = np.asarray(crop(images, key, size=side, scale=scale, ratio=ratio), np.float64) * side
+    low, high = out.min(axis=(1, 2)), out.max(axis=(1, 2))
+    start, length = low[:, :2] - 0.5, high[:, :2] - low[:, :2] + 1
+    for v in (start, length):
+        np.testing.assert_allclose(v, np.round(v), atol=1e-3, err_msg="box edges not integers")
+    (top, left), (h, w) = np.round(start).T.astype(int), np.round(length).T.astype(int)
+    return top, left, h, w
+
+
+@pytest.mark.parametrize(
+    ("scale", "ratio"),
+    [((0.08, 1.0), (3 / 4, 4 / 3)), ((0.2, 0.6), (0.5, 1.0))],
+    ids=["default", "tall"],
+)
+def test_crop_box_distribution_matches_torchvision(scale, ratio):
+    """Boxes read back from crops vs the documented sampling, simulated in NumPy."""
+    n, side = 3000, 32
+    top, left, h, w = read_back_boxes(n, side, jax.random.key(20), scale, ratio)
+    assert np.all((top >= 0) & (left >= 0) & (top + h <= side) & (left + w <= side))
+    ref_h, ref_w = np_torchvision_box_sizes(
+        np.random.default_rng(0), 200_000, side, side, scale, ratio
+    )
+    for name, got, expected in [
+        ("log aspect ratio log(w / h)", np.log(w / h), np.log(ref_w / ref_h)),
+        ("area h * w", h * w, ref_h * ref_w),
+    ]:
+        ks = scipy.stats.ks_2samp(got, expected)
+        assert ks.pvalue > 0.01, f"{name}: KS D={ks.statistic:.4f}, p={ks.pvalue:.2g}"
+    # Offsets uniform over the side - h + 1 positions: (offset + U(0, 1)) / count ~ U(0, 1).
+    jitter = np.random.default_rng(1).random((2, n))
+    for name, offset, count, v in [
+        ("top", top, side - h + 1, jitter[0]),
+        ("left", left, side - w + 1, jitter[1]),
+    ]:
+        ks = scipy.stats.kstest((offset + v) / count, "uniform")
+        assert ks.pvalue > 0.01, f"{name} not uniform: KS D={ks.statistic:.4f}, p={ks.pvalue:.2g}"
 
 
 def test_crop_box_falls_back_to_center_crop():

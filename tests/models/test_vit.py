@@ -122,6 +122,32 @@ def np_vit(model, x, num_heads, pos=None):
     return np_layer_norm(pooled, model.norm)
 
 
+def np_keys_cubic(x, a=-0.5):
+    """Keys' (1981) cubic convolution kernel; a = -0.5 is jax.image.resize's "bicubic"."""
+    x = np.abs(x)
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return np.where(x <= 1, near, np.where(x < 2, far, 0.0))
+
+
+def np_bicubic_matrix(n_in, n_out):
+    """(n_out, n_in) weights: half-pixel centres, source position (i + 0.5) n_in / n_out - 0.5,
+    no antialiasing; taps beyond the grid are dropped and the rest renormalised (jax's border)."""
+    src = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
+    weights = np_keys_cubic(src[:, None] - np.arange(n_in)[None, :])
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def np_interpolate_pos_embed(pos, grid):
+    """[CLS] kept; the row-major side x side patch grid resized separably to `grid`."""
+    pos = np.asarray(pos, np.float64)
+    side = round((pos.shape[1] - 1) ** 0.5)
+    patches = pos[0, 1:].reshape(side, side, -1)
+    rows, cols = np_bicubic_matrix(side, grid[0]), np_bicubic_matrix(side, grid[1])
+    patches = np.einsum("ih,hwd,jw->ijd", rows, patches, cols).reshape(1, -1, pos.shape[-1])
+    return np.concatenate([pos[:, :1], patches], axis=1)
+
+
 @pytest.mark.parametrize(
     ("factory", "patch_size", "size", "dim"),
     [
@@ -240,11 +266,23 @@ def test_interpolate_pos_embed():
         interpolate_pos_embed(pos[:, :-1], (3, 3))
 
 
+@pytest.mark.parametrize("grid", [(3, 5), (7, 2), (8, 8), (2, 2)])
+def test_interpolate_pos_embed_matches_numpy_bicubic(grid):
+    # Non-square grids catch swapped rows and columns; (8, 8) and (2, 2) up- and downsample.
+    pos = jax.random.normal(jax.random.key(3), (1, 1 + 4 * 4, 6))
+    np.testing.assert_allclose(
+        interpolate_pos_embed(pos, grid),
+        np_interpolate_pos_embed(pos, grid),
+        atol=1e-5,
+        err_msg=f"4x4 -> {grid[0]}x{grid[1]} positions differ from the NumPy bicubic reference",
+    )
+
+
 @pytest.mark.parametrize(("height", "width"), [(16, 16), (24, 40)])
 def test_other_input_size_interpolates_positions(small_vit, height, width):
     x = images(size=height, width=width)
     out = forward(small_vit, x)
-    pos = interpolate_pos_embed(small_vit.pos_embed[...], (height // 8, width // 8))
+    pos = np_interpolate_pos_embed(small_vit.pos_embed[...], (height // 8, width // 8))
     assert pos.shape == (1, 1 + (height // 8) * (width // 8), 32)
     np.testing.assert_allclose(out, np_vit(small_vit, x, num_heads=4, pos=pos), atol=2e-5)
 
