@@ -87,21 +87,34 @@ class Checkpointer:
             force=force,
         )
 
-    def restore(self, step: int, abstract_state) -> tuple[Any, dict]:
-        """The full training state (into ``abstract_state``'s structure and shardings)."""
+    def restore(self, step: int, abstract_state, *, partial: bool = False) -> tuple[Any, dict]:
+        """The full training state (into ``abstract_state``'s structure and shardings).
+
+        ``partial=True``: only the fields of the saved state that ``abstract_state`` (a dict
+        such as ``{"params": ..., "method_state": ...}``) names; the others (an optimizer
+        state of another optimizer) are not read.
+        """
+        if partial:
+            state_args = ocp.args.PyTreeRestore(
+                item=abstract_state,
+                restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state),
+                partial_restore=True,
+            )
+            hint = "ckpt.init_from needs a source run with the same model and method."
+        else:
+            state_args = ocp.args.StandardRestore(abstract_state)
+            hint = (
+                "If the config changed (model, method, optimizer), start a new workdir or "
+                "use ckpt.init_from."
+            )
         try:
             restored = self._manager.restore(
-                step,
-                args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_state),
-                    data=ocp.args.JsonRestore(),
-                ),
+                step, args=ocp.args.Composite(state=state_args, data=ocp.args.JsonRestore())
             )
         except Exception as e:  # Orbax raises several types for bad/mismatched trees.
             raise CheckpointError(
                 f"Could not restore the training state of step {step} from "
-                f"{self._manager.directory}: {type(e).__name__}: {e}. If the config changed "
-                "(model, method, optimizer), start a new workdir or use ckpt.init_from."
+                f"{self._manager.directory}: {type(e).__name__}: {e}. {hint}"
             ) from e
         return restored.state, restored.data
 

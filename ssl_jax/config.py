@@ -85,7 +85,7 @@ def pretrain_defaults() -> ml_collections.ConfigDict:
             every_steps=1000,
             keep=3,  # the newest N checkpoints are kept
             resume_from="",  # explicit run directory to resume from when the workdir is empty
-            init_from="",  # run directory whose params initialise a fresh run
+            init_from="",  # run whose params + method state start a fresh run (new optimizer)
             async_save=True,
         )
     )

@@ -1,3 +1,4 @@
+import gc
 import glob
 import os
 
@@ -228,6 +229,29 @@ def test_unreadable_config_raises(tmp_path, checkpointers):
     os.remove(tmp_path / "checkpoints" / "1" / "config" / "metadata")
     with pytest.raises(CheckpointError, match="Cannot read the run config"):
         read_config(str(tmp_path))
+
+
+@quiet_orbax_errors
+def test_partial_restore_reads_only_the_named_fields(tmp_path, checkpointers):
+    """``partial=True`` (ckpt.init_from): params without the optimizer state."""
+    save_steps(checkpointers(tmp_path), [2])
+    mesh = make_mesh(-1)
+    replicated = NamedSharding(mesh, P())
+    target = {"params": abstract(make_params(), replicated)}
+    state, data = checkpointers(tmp_path).restore(2, target, partial=True)
+    assert_trees_equal(state, {"params": make_params(2)})
+    assert all(x.sharding == replicated for x in jax.tree.leaves(state))
+    assert data == {"epoch": 2}
+    # Without partial=True the missing fields (opt_state, step, queue_ptr) are an error.
+    with pytest.raises(CheckpointError, match="start a new workdir"):
+        checkpointers(tmp_path).restore(2, target)
+    wrong = {"params": abstract(make_params(), replicated)}
+    wrong["params"]["dense"]["kernel"] = jax.ShapeDtypeStruct(
+        (5, 4), jnp.float32, sharding=replicated
+    )
+    with pytest.raises(CheckpointError, match=r"\(5, 4\).*same model and method"):
+        checkpointers(tmp_path).restore(2, wrong, partial=True)
+    gc.collect()  # Orbax's abandoned reads are reported here (and silenced), not later
 
 
 def test_async_save_then_wait(tmp_path, checkpointers):

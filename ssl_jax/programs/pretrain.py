@@ -1,9 +1,16 @@
 """Self-supervised pretraining: ``run(config, workdir)``.
 
 Resume order: the workdir's own newest checkpoint, else ``ckpt.resume_from``'s, else
-``ckpt.init_from``'s parameters (fresh optimizer, step 0), else scratch. Resuming
-continues the interrupted loss trajectory exactly: the data order, the step RNG
-(``fold_in(key, step)``) and the state are all functions of the checkpoint.
+``ckpt.init_from``'s, else scratch. Resuming continues the interrupted loss trajectory
+exactly: the data order, the step RNG (``fold_in(key, step)``) and the state are all
+functions of the checkpoint.
+
+``ckpt.init_from`` starts a new run (step 0) from another run's newest checkpoint: it takes
+the parameters *and* the method state (EMA targets, queues, centers, BatchNorm statistics:
+trained weights need their own statistics and targets), with a fresh optimizer state and
+this run's own seed (step RNG) and data order. The model and method must match the
+source's (otherwise a :class:`~ssl_jax.checkpoint.CheckpointError`); the optimizer may
+differ, as its saved state is not read.
 """
 
 import logging
@@ -66,14 +73,14 @@ class _StopFlag:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def _restore_other(run_dir: str, field: str, abstract_state):
+def _restore_other(run_dir: str, field: str, abstract_state, partial: bool = False):
     """The newest state of another run directory, named by config field ``field``."""
     other = Checkpointer(run_dir, read_only=True)
     step = other.latest_step()
     if step is None:
         raise FileNotFoundError(f"{field}={run_dir!r} holds no checkpoint under checkpoints/.")
     try:
-        return (*other.restore(step, abstract_state), step)
+        return (*other.restore(step, abstract_state, partial=partial), step)
     finally:
         other.close()
 
@@ -91,8 +98,12 @@ def _initial_state(config, workdir, ckpt, init_fn, abstract_state):
         return state, data_state, f"resumed from {config.ckpt.resume_from} at step {step}"
     state = init_fn(config.seed)
     if config.ckpt.init_from:
-        loaded, _, step = _restore_other(config.ckpt.init_from, "ckpt.init_from", abstract_state)
-        state = state.replace(params=loaded.params, method_state=loaded.method_state)
+        # Only params and method state are read: the source may use another optimizer.
+        parts = {"params": abstract_state.params, "method_state": abstract_state.method_state}
+        loaded, _, step = _restore_other(
+            config.ckpt.init_from, "ckpt.init_from", parts, partial=True
+        )
+        state = state.replace(params=loaded["params"], method_state=loaded["method_state"])
         return state, {"step": 0}, f"initialised from {config.ckpt.init_from} (step {step})"
     return state, {"step": 0}, "started from scratch"
 

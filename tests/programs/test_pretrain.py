@@ -1,19 +1,48 @@
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
+import jax
 import numpy as np
+import optax
 import pytest
 
 from ssl_jax import checkpoint, methods
 from ssl_jax.data import DataError
 from ssl_jax.metrics import read_metrics
+from ssl_jax.optim import make_optimizer
 from ssl_jax.programs import knn, linear_probe, pretrain
+from tests.programs import toy
 from tests.programs.tiny import tiny_pretrain_config, tiny_probe_config
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def losses(workdir):
     return {r["step"]: r["loss"] for r in read_metrics(os.path.join(workdir, "metrics.jsonl"))}
+
+
+def restore_raw(workdir, step):
+    """The saved TrainState of ``step`` as plain dicts of host arrays, and the data state."""
+    ckpt = checkpoint.Checkpointer(workdir, read_only=True)
+    try:
+        state, data = ckpt.restore(step, None)
+    finally:
+        ckpt.close()
+    return jax.device_get(state), data
+
+
+def trees_equal(a, b) -> bool:
+    if jax.tree.structure(a) != jax.tree.structure(b):
+        return False
+    return all(
+        np.asarray(x).dtype == np.asarray(y).dtype and np.array_equal(x, y)
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +89,13 @@ def test_probe_and_knn_read_the_encoder_export(pretrained, tmp_path):
     assert res["top1_k20"] > 30  # 10 classes: chance is 10%
 
 
-def test_resume_continues_the_same_trajectory(pretrained, tmp_path):
+@pytest.mark.parametrize("async_save", [False, True], ids=["sync", "async"])
+def test_resume_continues_the_same_trajectory(pretrained, tmp_path, async_save):
     reference, _ = pretrained
     workdir = str(tmp_path / "interrupted")
-    config = tiny_pretrain_config(**{"total_steps": 6})
+    # async_save=True is the default: the state is donated to the next step while Orbax
+    # may still be writing the previous one.
+    config = tiny_pretrain_config(**{"total_steps": 6, "ckpt.async_save": async_save})
     first = pretrain.run(config, workdir, should_stop=lambda step: step == 3)
     assert first["interrupted_at"] == 3
     assert checkpoint.resolve_step(workdir) == 3
@@ -126,6 +158,263 @@ def test_non_finite_loss_stops_and_keeps_good_checkpoints(tmp_path):
     assert last_good == failed - 1  # every finite step was saved, the failed one was not
     assert f"up to step {last_good}" in str(err.value)
     assert sorted(os.listdir(step_dir)) == before
+
+
+def test_init_from_takes_params_and_method_state_with_a_fresh_optimizer(tmp_path, monkeypatch):
+    """init_from: the source's params and method state (the toy's step counter stands for EMA
+    targets, queues, BatchNorm statistics); a fresh optimizer state, step 0, and the new
+    run's own seed (1; the source used 0) and data order."""
+    monkeypatch.setattr(pretrain, "get_method", toy.with_toy_method())
+    source_dir = str(tmp_path / "source")
+    pretrain.run(tiny_pretrain_config(**{"total_steps": 6}), source_dir)
+    seen = {}
+
+    def spy(config, workdir, ckpt, init_fn, abstract_state):
+        state, data_state, origin = real_initial_state(
+            config, workdir, ckpt, init_fn, abstract_state
+        )
+        seen.update(
+            state=jax.device_get(state),  # host copies: run() donates the state
+            scratch=jax.device_get(init_fn(config.seed)),
+            abstract=abstract_state,
+            data_state=data_state,
+            origin=origin,
+        )
+        return state, data_state, origin
+
+    real_initial_state = pretrain._initial_state
+    monkeypatch.setattr(pretrain, "_initial_state", spy)
+    config = tiny_pretrain_config(**{"total_steps": 6, "seed": 1, "ckpt.init_from": source_dir})
+    results = pretrain.run(config, str(tmp_path / "init"), should_stop=lambda step: True)
+    reader = checkpoint.Checkpointer(source_dir, read_only=True)
+    source = jax.device_get(reader.restore(6, seen["abstract"])[0])
+    reader.close()
+    state, scratch = seen["state"], seen["scratch"]
+
+    assert seen["origin"] == f"initialised from {source_dir} (step 6)"
+    assert results["start_step"] == 0 and int(state.step) == 0
+    assert seen["data_state"] == {"step": 0}  # with this run's seed: the data order is its own
+    # Every comparison below can fail: the source and a scratch state differ in each part.
+    for part in ("params", "method_state", "opt_state", "rng"):
+        a, b = getattr(source, part), getattr(scratch, part)
+        assert jax.tree.structure(a) == jax.tree.structure(b) and not trees_equal(a, b), part
+    assert trees_equal(state.params, source.params), "params are not the source's"
+    assert trees_equal(state.method_state, source.method_state), "method_state differs"
+    assert trees_equal(state.opt_state, scratch.opt_state), "opt_state is not a fresh tx.init"
+    assert trees_equal(state.rng, scratch.rng), "rng is not from this run's own seed"
+
+    # The source's optimizer state is not read: another optimizer (here SGD with clipping,
+    # a different opt_state tree than the source's AdamW) can start from it.
+    other = tiny_pretrain_config(
+        **{"optim.name": "sgd", "optim.grad_clip_norm": 1.0, "ckpt.init_from": source_dir}
+    )
+    results = pretrain.run(other, str(tmp_path / "sgd"), should_stop=lambda step: True)
+    assert results["start_step"] == 0
+    assert jax.tree.structure(seen["state"].opt_state) != jax.tree.structure(source.opt_state)
+    assert trees_equal(seen["state"].params, source.params)
+    assert trees_equal(seen["state"].method_state, source.method_state)
+    assert trees_equal(seen["state"].opt_state, seen["scratch"].opt_state)
+
+
+NON_FINITE = re.compile(
+    r"Non-finite loss \((.+?)\), gradient norm \((.+?)\) or parameters "
+    r"\(finite: (True|False)\) at step (\d+)\. Checkpoints up to step (\d+) in "
+)
+
+
+def non_finite_report(error) -> dict:
+    match = NON_FINITE.search(str(error))
+    assert match, f"unexpected message: {error}"
+    loss, gnorm, finite, step, last_good = match.groups()
+    return {
+        "loss_finite": bool(np.isfinite(float(loss))),
+        "grad_norm_finite": bool(np.isfinite(float(gnorm))),
+        "params_finite": finite == "True",
+        "step": int(step),
+        "checkpoints_up_to": int(last_good),
+    }
+
+
+def run_until_non_finite(config, workdir, cause: str) -> dict:
+    """Runs ``config``, which must stop with NonFiniteLossError; the error's numbers."""
+    try:
+        pretrain.run(config, workdir)
+    except pretrain.NonFiniteLossError as error:
+        return non_finite_report(error) | {"message": str(error)}
+    pytest.fail(f"{cause} did not stop the run with NonFiniteLossError")
+
+
+def check_stopped_cleanly(workdir, config, failed, monkeypatch, tmp_path):
+    """Nothing of step ``failed`` was saved or logged; step ``failed - 1``'s checkpoint is
+    the same as that of a clean run stopped there."""
+    assert checkpoint.resolve_step(workdir) == failed - 1
+    assert sorted(losses(workdir)) == list(range(1, failed))
+    monkeypatch.setattr(pretrain, "get_method", toy.with_toy_method())
+    monkeypatch.setattr(pretrain, "make_optimizer", make_optimizer)
+    clean = str(tmp_path / "clean")
+    pretrain.run(config, clean, should_stop=lambda step: step == failed - 1)
+    got, got_data = restore_raw(workdir, failed - 1)
+    want, want_data = restore_raw(clean, failed - 1)
+    assert got_data == want_data
+    for part in ("step", "params", "method_state", "rng"):
+        assert trees_equal(got[part], want[part]), f"checkpoint {failed - 1}: {part} differs"
+
+
+def test_a_non_finite_gradient_alone_stops_the_run(tmp_path, monkeypatch):
+    """From step 3 the gradient is NaN while the loss is finite; optax.zero_nans keeps the
+    parameters finite, so only the gradient-norm check can stop the run."""
+    monkeypatch.setattr(pretrain, "get_method", toy.with_toy_method(nan_grad_from_step=2))
+    monkeypatch.setattr(
+        pretrain,
+        "make_optimizer",
+        lambda optim, schedule: optax.chain(optax.zero_nans(), make_optimizer(optim, schedule)),
+    )
+    workdir = str(tmp_path / "w")
+    config = tiny_pretrain_config(**{"total_steps": 5, "ckpt.every_steps": 1})
+    report = run_until_non_finite(
+        config, workdir, "a NaN gradient at step 3 (loss and parameters finite)"
+    )
+    message = report.pop("message")
+    assert report == {
+        "loss_finite": True,
+        "grad_norm_finite": False,
+        "params_finite": True,
+        "step": 3,
+        "checkpoints_up_to": 2,
+    }, message
+    check_stopped_cleanly(workdir, config, 3, monkeypatch, tmp_path)
+
+
+def test_non_finite_parameters_alone_stop_the_run(tmp_path, monkeypatch):
+    """The third optimizer update is +inf: after step 3 the parameters are infinite while
+    that step's loss and gradient were finite, so only the parameter check can stop it."""
+    monkeypatch.setattr(pretrain, "get_method", toy.with_toy_method())
+    monkeypatch.setattr(
+        pretrain,
+        "make_optimizer",
+        lambda optim, schedule: optax.chain(
+            make_optimizer(optim, schedule), toy.inf_updates_from(2)
+        ),
+    )
+    workdir = str(tmp_path / "w")
+    config = tiny_pretrain_config(**{"total_steps": 5, "ckpt.every_steps": 1})
+    report = run_until_non_finite(
+        config, workdir, "infinite parameters after step 3 (loss and gradient finite)"
+    )
+    message = report.pop("message")
+    assert report == {
+        "loss_finite": True,
+        "grad_norm_finite": True,
+        "params_finite": False,
+        "step": 3,
+        "checkpoints_up_to": 2,
+    }, message
+    check_stopped_cleanly(workdir, config, 3, monkeypatch, tmp_path)
+
+
+# Run in a subprocess by the crash test: resume the toy run in argv[1] and, while writing
+# the ``state`` item of step argv[3] (after the other items of that step were written and
+# before the step is committed), write the item's temporary path to argv[2] and hang.
+KILLED_MID_SAVE = """
+import asyncio, json, os, sys
+import orbax.checkpoint._src.path.atomicity as atomicity
+from ssl_jax.programs import pretrain
+from tests.programs import toy
+from tests.programs.tiny import tiny_pretrain_config
+
+workdir, marker, block_step, config = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+real_finalize = atomicity.AtomicRenameTemporaryPath.finalize
+
+async def finalize(self):
+    final = self.get_final()
+    if final.name == "state" and final.parent.name.startswith(block_step + "."):
+        with open(marker + ".tmp", "w") as f:
+            f.write(str(self.get()))
+        os.rename(marker + ".tmp", marker)
+        await asyncio.sleep(600)
+    await real_finalize(self)
+
+atomicity.AtomicRenameTemporaryPath.finalize = finalize
+pretrain.get_method = toy.with_toy_method()
+pretrain.run(tiny_pretrain_config(**json.loads(config)), workdir)
+"""
+
+
+def checkpoint_files(step_dir) -> dict:
+    files = {}
+    for root, _, names in os.walk(step_dir):
+        for name in names:
+            with open(os.path.join(root, name), "rb") as f:
+                files[os.path.relpath(os.path.join(root, name), step_dir)] = f.read()
+    return files
+
+
+def test_a_run_killed_mid_save_keeps_the_last_checkpoint_and_resumes(tmp_path, monkeypatch):
+    """SIGKILL during the asynchronous save of step 4, with keep=1: step 2 stays on disk
+    byte for byte, step 4 is not reported, and the next run resumes from step 2.
+
+    The subprocess blocks inside Orbax's commit of step 4's ``state`` item (a private
+    Orbax hook) and says so through a marker file; only then is it killed, so the kill
+    certainly lands between the start of the save and its commit.
+    """
+    monkeypatch.setattr(pretrain, "get_method", toy.with_toy_method())
+    fields = {"total_steps": 4, "ckpt.every_steps": 2, "ckpt.keep": 1, "ckpt.async_save": True}
+    config = tiny_pretrain_config(**fields)
+    workdir = str(tmp_path / "w")
+    pretrain.run(config, workdir, should_stop=lambda step: step == 2)
+    step2 = os.path.join(workdir, "checkpoints", "2")
+    files_before = checkpoint_files(step2)
+    state_before, data_before = restore_raw(workdir, 2)
+
+    marker, log = str(tmp_path / "saving"), tmp_path / "subprocess.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", KILLED_MID_SAVE, workdir, marker, "4", json.dumps(fields)],
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while not os.path.exists(marker) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.path.exists(marker), (
+            f"the subprocess never reached the save of step 4 (exit {proc.poll()}):\n"
+            + log.read_text()[-3000:]
+        )
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with open(marker) as f:
+        partial_item = f.read()
+    # The kill landed mid-save: step 4's items are on disk but not committed.
+    assert os.path.isdir(partial_item), partial_item
+    assert ".orbax-checkpoint-tmp" in partial_item and os.sep + "4." in partial_item
+    assert not os.path.exists(os.path.join(workdir, "checkpoints", "4"))
+
+    assert checkpoint.resolve_step(workdir) == 2, "the partial save is reported as a step"
+    reader = checkpoint.Checkpointer(workdir, read_only=True)
+    assert reader.latest_step() == 2
+    reader.close()
+    assert checkpoint_files(step2) == files_before
+    state_after, data_after = restore_raw(workdir, 2)
+    assert trees_equal(state_after, state_before) and data_after == data_before
+
+    resumed = pretrain.run(config, workdir)
+    assert (resumed["start_step"], resumed["final_step"]) == (2, 4)
+    # keep=1: only step 4 is left; the partial save's temporary directory was replaced.
+    assert os.listdir(os.path.join(workdir, "checkpoints")) == ["4"]
+    reference = str(tmp_path / "reference")
+    pretrain.run(config, reference)
+    assert trees_equal(restore_raw(workdir, 4)[0], restore_raw(reference, 4)[0])
+    np.testing.assert_allclose(
+        [losses(workdir)[s] for s in (1, 2, 3, 4)],
+        [losses(reference)[s] for s in (1, 2, 3, 4)],
+        rtol=1e-6,
+    )
 
 
 def test_a_method_diagnosis_is_logged_once_and_kept_in_results(tmp_path, monkeypatch, caplog):

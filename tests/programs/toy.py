@@ -1,0 +1,88 @@
+"""A toy method for testing ``pretrain.run``'s loop without compiling a ResNet.
+
+``with_toy_method()`` stands in for :func:`ssl_jax.methods.get_method` (monkeypatch
+``pretrain.get_method`` with it). The method has params ``{"w": (4,)}``, loss
+``sum((w - batch mean)^2)`` (so the trajectory depends on the data order) and a method
+state ``{"t": steps taken}`` set by ``update_state``.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ssl_jax.methods.base import Method
+
+
+@jax.custom_vjp
+def _poison_grad(x, poison):
+    """``x`` unchanged; its cotangent becomes NaN where ``poison`` is true."""
+    del poison
+    return x
+
+
+def _poison_fwd(x, poison):
+    return x, poison
+
+
+def _poison_bwd(poison, g):
+    return jnp.where(poison, jnp.nan, g), None
+
+
+_poison_grad.defvjp(_poison_fwd, _poison_bwd)
+
+
+def toy_method(*, nan_grad_from_step: int | None = None) -> Method:
+    """The toy method; from 0-based step ``nan_grad_from_step`` on, the loss value stays
+    finite but its gradient is NaN."""
+
+    def init(key, sample_batch=None):
+        del key, sample_batch
+        return {"w": jnp.array([0.1, 0.2, 0.3, 0.4], jnp.float32)}, {"t": jnp.zeros((), jnp.int32)}
+
+    def loss(params, method_state, batch, key):
+        del key
+        target = jnp.mean(batch["images"].astype(jnp.float32)) / 255.0
+        value = jnp.sum((params["w"] - target) ** 2)
+        if nan_grad_from_step is not None:
+            value = _poison_grad(value, method_state["t"] >= nan_grad_from_step)
+        return value, (method_state, {"target": target})
+
+    def update_state(params, method_state, step):
+        del params
+        return {"t": (step + 1).astype(jnp.int32)}
+
+    return Method(
+        name="toy",
+        init=init,
+        loss=loss,
+        update_state=update_state,
+        export=lambda params, state: {"params": params, "batch_stats": state},
+        backbone=None,
+    )
+
+
+def _get_toy_method(config, *, total_steps, nan_grad_from_step=None):
+    del config, total_steps
+    return toy_method(nan_grad_from_step=nan_grad_from_step)
+
+
+def with_toy_method(nan_grad_from_step=None):
+    """Drop-in for ``ssl_jax.methods.get_method`` returning :func:`toy_method`."""
+    return functools.partial(_get_toy_method, nan_grad_from_step=nan_grad_from_step)
+
+
+def inf_updates_from(count: int) -> optax.GradientTransformation:
+    """Passes updates through until ``count`` updates were made, then makes them +inf."""
+
+    def init(params):
+        del params
+        return jnp.zeros((), jnp.int32)
+
+    def update(updates, state, params=None):
+        del params
+        updates = jax.tree.map(lambda u: jnp.where(state >= count, jnp.inf, u), updates)
+        return updates, state + 1
+
+    return optax.GradientTransformation(init, update)
