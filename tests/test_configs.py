@@ -90,19 +90,46 @@ def set_field(config, path, value):
     config[field] = value
 
 
+def set_placeholder(config, path):
+    for candidate in (1, 1.5, "x", True):
+        try:
+            return set_field(config, path, candidate)
+        except TypeError:
+            continue
+    raise TypeError(f"{path}: no candidate value fits its placeholder type")
+
+
+def perturbed(value):
+    """Another value of the same type, as a ``--config.key=...`` override could set."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value + 3
+    if isinstance(value, str):
+        return value + "_x"
+    if isinstance(value, tuple | list):
+        return tuple(perturbed(v) for v in value) if value else (1.0,)
+    raise TypeError(f"no perturbation for {type(value).__name__} {value!r}")
+
+
 @pytest.mark.parametrize("path", PRETRAIN, ids=os.path.basename)
 @pytest.mark.parametrize("variant", [None, "runlocal"])
 def test_overriding_one_field_changes_no_other(path, variant):
     """No two fields share one FieldReference (``b = a_ref`` would make ``--config.a=...``
-    silently change ``b``); derived fields may follow ``data.batch_size`` only."""
+    silently change ``b``); derived fields may follow ``data.batch_size`` only. Every field
+    is changed in turn, whatever its type (bool, int, float, str, tuple, unset)."""
     module = load(path)
     before = leaves(module.get_config(variant))
     for key, value in before.items():
-        if type(value) not in (int, float) or key == "data.batch_size":
+        if key == "data.batch_size":
             continue
         config = module.get_config(variant)
-        set_field(config, key, value + 3)
+        if value is None:  # an unset placeholder takes a value of its declared type
+            set_placeholder(config, key)
+        else:
+            set_field(config, key, perturbed(value))
         after = leaves(config)
+        assert after[key] != value, f"could not change {key}"
         changed = sorted(k for k in before if k != key and after[k] != before[k])
         assert not changed, f"overriding {key} also changed {changed}"
 
@@ -122,3 +149,38 @@ def test_epoch_based_fields_follow_the_batch_size(name, fields):
     for b, a in zip(before, after, strict=True):
         epochs, rest = divmod(b, 50_000 // 256)
         assert rest == 0 and a == epochs * (50_000 // 512), (b, a)
+
+
+@pytest.fixture
+def read_fields(monkeypatch):
+    """``{id(section): keys read}`` of every ConfigDict read while the fixture is active."""
+    from ml_collections.config_dict import config_dict
+
+    read = {}
+    getitem = config_dict.ConfigDict.__getitem__
+
+    def recording_getitem(self, key):
+        read.setdefault(id(self), set()).add(key)
+        return getitem(self, key)
+
+    monkeypatch.setattr(config_dict.ConfigDict, "__getitem__", recording_getitem)
+    return read
+
+
+@pytest.mark.parametrize("path", PRETRAIN, ids=os.path.basename)
+@pytest.mark.parametrize("variant", [None, "runlocal"])
+def test_every_method_field_a_config_sets_is_read_by_its_method(path, variant, read_fields):
+    """Each shipped config builds its method, and the method reads every ``method`` field the
+    config sets: a misspelled field (``sinkhorn_epsilom``) would otherwise be silently ignored
+    while the method falls back to its default. Fields left at the shared default of
+    ``pretrain_defaults`` (``temperature`` for methods without one) are exempt."""
+    from ssl_jax.config import pretrain_defaults
+    from ssl_jax.methods import get_method
+
+    config = load(path).get_config(variant)
+    method = get_method(config, total_steps=1000)
+    assert method.name == config.method.name
+    shared = pretrain_defaults().method
+    unread = sorted(set(config.method.keys()) - read_fields.get(id(config.method), set()))
+    set_here = [k for k in unread if k not in shared or config.method[k] != shared[k]]
+    assert not set_here, f"{os.path.basename(path)} sets method fields nobody reads: {set_here}"
