@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -20,16 +21,19 @@ TINY = [
     "--config.ckpt.every_steps=1000",
     "--config.log.progress=False",
 ]
+PROBE = ["--probe_config.probe.epochs=2", "--probe_config.log.progress=False"]
 
 
 def launch(*args, **kw):
+    # The session's XLA cache (tests/conftest.py): runs with equal configs compile once.
+    cache = jax.config.jax_compilation_cache_dir
     return subprocess.Popen(
         [sys.executable, *args],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "XLA_FLAGS": ""},
+        env={**os.environ, "XLA_FLAGS": "", "JAX_COMPILATION_CACHE_DIR": cache},
         **kw,
     )
 
@@ -77,3 +81,85 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     stopped = results["interrupted_at"]
     assert 2 <= stopped < 400
     assert sorted(os.listdir(workdir / "checkpoints")) == [str(stopped)]
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory):
+    """``(workdir, stdout)`` of launch/quickstart.py with TINY pretraining and a 2-epoch probe.
+
+    The pretraining config is the SIGTERM test's, so the two share one compilation.
+    """
+    workdir = tmp_path_factory.mktemp("quickstart")
+    proc = launch(
+        "launch/quickstart.py",
+        f"--workdir={workdir}",
+        "--config=configs/simclr_digits.py:runlocal",
+        *TINY,
+        "--probe_config=configs/linear_probe.py:runlocal",
+        *PROBE,
+        "--probe_config.seed=3",
+    )
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    return workdir, out
+
+
+def test_quickstart_pretrains_probes_and_prints_a_summary(quickstart):
+    workdir, out = quickstart
+    summary = json.loads((workdir / "results.json").read_text())
+    ssl, rand = summary["probes"]["ssl"], summary["probes"]["random_init"]
+    assert ssl["encoder"] == "pretrained" and ssl["step"] == 400  # --config.total_steps
+    assert rand["encoder"] == "random_init" and rand["seed"] == 3  # --probe_config.seed
+    for name, probe in (("ssl", ssl), ("random_init", rand)):
+        assert probe["num_test"] == 360 and 0 <= probe["top1"] <= probe["top5"] <= 100
+        assert json.loads((workdir / f"probe_{name}" / "results.json").read_text()) == probe
+    assert summary["ssl_top1"] == ssl["top1"] and summary["random_init_top1"] == rand["top1"]
+    assert summary["checkpoint"] == str(workdir / "pretrain" / "checkpoints")
+    assert os.listdir(summary["checkpoint"]) == ["400"]
+    with open(summary["loss_curve"], "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert f"SimCLR encoder       top-1 {ssl['top1']:6.2f}%" in out
+    assert f"random-init encoder  top-1 {rand['top1']:6.2f}%" in out
+    assert f"Checkpoint: {summary['checkpoint']}" in out
+
+
+def test_linear_probe_launch_prints_and_writes_its_results(quickstart, tmp_path):
+    workdir, _ = quickstart
+    proc = launch(
+        "launch/linear_probe.py",
+        "--config=configs/linear_probe.py:runlocal",
+        f"--config.pretrained={workdir / 'pretrain'}",
+        *(flag.replace("--probe_config", "--config") for flag in PROBE),
+        "--config.seed=3",
+        f"--workdir={tmp_path}",
+    )
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    results = json.loads(out)
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+    assert results["encoder"] == "pretrained" and results["step"] == 400
+    assert results["num_train"] == 1437 and results["num_test"] == 360
+    # The quickstart probed the same checkpoint with the same config, seed 3 included.
+    quick = json.loads((workdir / "results.json").read_text())["probes"]["ssl"]
+    assert results["top1"] == quick["top1"]
+    assert results["final_train_loss"] == pytest.approx(quick["final_train_loss"], rel=1e-6)
+
+
+def test_knn_launch_prints_and_writes_its_results(quickstart, tmp_path):
+    workdir, _ = quickstart
+    proc = launch(
+        "launch/knn.py",
+        "--config=configs/knn.py",
+        f"--config.pretrained={workdir / 'pretrain'}",
+        "--config.knn.k=(5, 10)",
+        "--config.log.progress=False",
+        f"--workdir={tmp_path}",
+    )
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    results = json.loads(out)
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+    accuracies = {"top1_k5", "top5_k5", "top1_k10", "top5_k10"}  # --config.knn.k
+    assert {k for k in results if k.startswith("top")} == accuracies
+    assert results["encoder"] == "pretrained" and results["step"] == 400
+    assert results["top1_k10"] > 30, results  # 10 classes: chance is 10%
