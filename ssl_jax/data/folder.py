@@ -26,6 +26,13 @@ from ssl_jax.data.errors import DataError
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 HOLDOUT_PERIOD = 10
 
+# Deleting a file shifts every later file of its class: the train/test holdout (by sorted
+# position) and the data order change, so a checkpointed run can no longer resume exactly.
+FIX = (
+    "replace it with a valid image and rerun to resume. Deleting it instead changes the "
+    "split (files move between train and test) and the data order: start a new run then."
+)
+
 
 def _class_folders(root: pathlib.Path) -> list[pathlib.Path]:
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -62,7 +69,7 @@ def decode_image(path: pathlib.Path) -> np.ndarray:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise DataError(
             f"{path}: cannot decode the image ({type(e).__name__}: {e}). The file is corrupt or "
-            "not an image; replace or delete it."
+            f"not an image; {FIX}"
         ) from e
 
 
@@ -147,7 +154,7 @@ class FolderSource:
         except (OSError, ValueError, SyntaxError) as e:
             raise DataError(
                 f"{path}: cannot open the image ({type(e).__name__}: {e}). The file is corrupt "
-                "or not an image; replace or delete it."
+                f"or not an image; {FIX}"
             ) from e
 
     def _check_size(self, path: pathlib.Path, size: tuple[int, int]) -> None:

@@ -1,10 +1,13 @@
 """The image-folder source on PNG files written by the tests."""
 
+import io
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from ssl_jax.data import DataError, FolderSource
+from ssl_jax.data import BatchIterator, DataError, FolderSource, iterate_eval
 
 
 def write_image(path, value, size=(4, 4), mode="RGB"):
@@ -174,3 +177,60 @@ def test_channel_order_is_rgb(tmp_path):
     Image.fromarray(np.full((3, 3, 3), [10, 120, 230], np.uint8)).save(tmp_path / "a" / "0.png")
     images, _ = FolderSource(tmp_path, "train").get(np.array([0]))
     np.testing.assert_array_equal(images[0, 2, 2], [10, 120, 230])
+
+
+def corrupt_bytes(kind):
+    """A 16x16 image file's bytes, ``"jpg_half"`` etc.: damaged as files get damaged."""
+    fmt, damage = kind.split("_")
+    buffer = io.BytesIO()
+    image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(image).save(buffer, format={"jpg": "JPEG", "png": "PNG"}[fmt])
+    data = buffer.getvalue()
+    damaged = {"half": data[: len(data) // 2], "empty": b"", "garbage": b"<html>404</html>"}
+    return damaged[damage]
+
+
+@pytest.mark.parametrize("kind", ["jpg_half", "jpg_garbage", "png_half", "png_empty"])
+def test_a_corrupt_image_is_named_with_the_fix(tmp_path, kind):
+    """Start-up decodes one image and reads one header per class; a later corrupt file fails
+    when its batch is loaded. Either way the error names the file and says what to do."""
+    write_image(tmp_path / "a" / "0.png", 1)
+    write_image(tmp_path / "a" / "1.png", 1)
+    bad = tmp_path / "a" / f"2.{kind[:3]}"
+    bad.write_bytes(corrupt_bytes(kind))
+    with pytest.raises(DataError) as info:
+        source = FolderSource(tmp_path, "train")
+        source.get(np.arange(len(source)))
+    message = str(info.value)
+    assert message.startswith(f"{bad}: cannot decode the image"), message
+    assert "replace it with a valid image" in message and "start a new run" in message
+
+
+def test_a_corrupt_first_image_of_a_class_fails_at_construction(tmp_path):
+    write_image(tmp_path / "a" / "0.png", 1)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "0.jpg").write_bytes(corrupt_bytes("jpg_garbage"))
+    with pytest.raises(
+        DataError, match=r"b/0.jpg: cannot open the image.*replace it with a valid image"
+    ):
+        FolderSource(tmp_path, "train")  # image_size unset: every class's first header is read
+
+
+def test_a_corrupt_image_stops_training_and_evaluation_batches_at_its_batch(tmp_path):
+    """The error crosses the prefetch thread unchanged, after the batches before it."""
+    for name in ("a", "b"):
+        for i in range(8):
+            write_image(tmp_path / name / f"{i}.png", i)
+    bad = tmp_path / "b" / "3.png"  # index 11: the third batch of 4
+    bad.write_bytes(corrupt_bytes("png_half"))
+    source = FolderSource(tmp_path, "train")
+    steps = []
+    with pytest.raises(DataError, match=re.escape(f"{bad}: cannot decode")):
+        for step, _ in BatchIterator(source, global_batch_size=4, seed=0, shuffle=False).iterate():
+            steps.append(step)
+    assert steps == [0, 1]
+    batches = []
+    with pytest.raises(DataError, match=re.escape(f"{bad}: cannot decode")):
+        for batch in iterate_eval(source, batch_size=4):
+            batches.append(batch)
+    assert len(batches) == 2
