@@ -1,0 +1,351 @@
+"""Planted bugs the default suite must catch: plant each in a copy, run the tests that guard it.
+
+    python tests/mutants.py                 # every mutant: killed / survived / stale
+    python tests/mutants.py --only simsiam_no_stop_gradient byol_no_swap
+    python tests/mutants.py --list          # names, files and guarding tests
+    python tests/mutants.py --json out.json # also write the table as JSON
+
+Each mutant is one plausible bug: an exact piece of library code (it must occur exactly once
+in the named file) and what replaces it. For each one the script copies ``ssl_jax/``,
+``tests/``, ``configs/``, ``launch/`` and ``pyproject.toml`` into a temporary folder, plants
+the bug there (the checkout is never touched), and runs the guarding tests with pytest's
+default options (slow tests excluded: the default suite must catch the bug). ``killed`` means
+at least one of them failed; ``survived`` means they all passed, a hole in the suite;
+``stale`` means the code to mutate is no longer there (a refactor moved it: update the
+mutant, do not delete it). ``--baseline`` first runs every guarding test on an unmutated
+copy, which must pass, so that a kill is the bug's doing.
+
+Not part of the default test run (pytest collects ``test_*.py`` only). About 10-15 minutes
+for all mutants on 2 CPU cores, most of it compiling the tiny models once per pytest run.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COPIED = ("ssl_jax", "tests", "configs", "launch", "pyproject.toml")
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutant:
+    name: str
+    issue_item: str  # which item of the tests issue (#12) it plants
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+NAN_CHECK = "if not (np.isfinite(loss) and np.isfinite(gnorm) and finite):"
+NAN_TESTS = (
+    "tests/programs/test_pretrain.py::test_a_non_finite_gradient_alone_stops_the_run",
+    "tests/programs/test_pretrain.py::test_non_finite_parameters_alone_stop_the_run",
+)
+
+MUTANTS = (
+    Mutant(
+        "simsiam_no_stop_gradient",
+        "1",
+        "ssl_jax/methods/simsiam.py",
+        "        z1, z2 = jax.lax.stop_gradient(z1), jax.lax.stop_gradient(z2)\n",
+        "",
+        ("tests/methods/test_two_view.py::test_simsiam_stops_the_gradient_of_the_target_branch",),
+    ),
+    Mutant(
+        "mocov2_reads_queue_after_push",
+        "2",
+        "ssl_jax/methods/moco.py",
+        "info_nce(q, k, queue[i], temperature=temperature)",
+        'info_nce(q, k, enqueue(queue, method_state["queue_ptr"], jnp.stack(keys))[0][i], '
+        "temperature=temperature)",
+        ("tests/methods/test_moco.py::test_loss_enqueues_this_steps_keys_of_the_whole_batch",),
+    ),
+    Mutant(
+        "simclr_misaligned_positives",
+        "3",
+        "ssl_jax/methods/simclr.py",
+        "return nt_xent(z1, z2, temperature=temperature)",
+        "return nt_xent(z1, jnp.roll(z2, 1, axis=0), temperature=temperature)",
+        ("tests/methods/test_simclr.py::test_loss_is_nt_xent_of_matching_views_by_hand",),
+    ),
+    Mutant(
+        "byol_no_view_swap",
+        "3",
+        "ssl_jax/methods/byol.py",
+        "value = byol_loss(p1, z2) + byol_loss(p2, z1)",
+        "value = byol_loss(p1, z1) + byol_loss(p2, z2)",
+        ("tests/methods/test_byol.py::test_loss_is_the_swapped_prediction_by_hand",),
+    ),
+    Mutant(
+        "swav_temperature_hard_coded",
+        "4",
+        "ssl_jax/methods/swav.py",
+        "value = swav_loss(scores, jax.lax.stop_gradient(codes), temperature=temperature)",
+        "value = swav_loss(scores, jax.lax.stop_gradient(codes), temperature=1.0)",
+        ("tests/methods/test_swav.py::test_loss_is_the_swapped_prediction_by_hand",),
+    ),
+    Mutant(
+        "view_drops_grayscale",
+        "8",
+        "ssl_jax/augment/pipeline.py",
+        "    x = random_grayscale(x, k_gray, prob=spec.gray_prob)\n",
+        "",
+        ("tests/augment/test_pipeline.py::test_grayscale_alone_gives_luma_normalized_per_channel",),
+    ),
+    Mutant(
+        "view_flip_prob_as_jitter_prob",
+        "8",
+        "ssl_jax/augment/pipeline.py",
+        "        prob=spec.jitter_prob,\n",
+        "        prob=spec.flip_prob,\n",
+        ("tests/augment/test_pipeline.py::test_flip_alone_mirrors_without_changing_colours",),
+    ),
+    Mutant(
+        "blur_sigma_reuses_the_apply_draw",
+        "also: blur sigma",
+        "ssl_jax/augment/blur.py",
+        "(sigma[1] - sigma[0]) * draw_sigma",
+        "(sigma[1] - sigma[0]) * draw_apply",
+        ("tests/augment/test_blur.py::test_sampled_sigma_is_uniform_on_simclr_default_interval",),
+    ),
+    Mutant(
+        "crop_ratio_uniform_not_log_uniform",
+        "also: aspect ratio",
+        "ssl_jax/augment/geometric.py",
+        "aspect = jnp.exp(log_ratio)",
+        "aspect = ratio[0] + (ratio[1] - ratio[0]) * u[n : 2 * n]",
+        ("tests/augment/test_geometric.py::test_crop_box_distribution_matches_torchvision",),
+    ),
+    Mutant(
+        "vit_pos_embed_grid_transposed",
+        "also: ViT positions",
+        "ssl_jax/models/vit.py",
+        "patch_pos, (1, *grid, dim), method",
+        "patch_pos, (1, *grid[::-1], dim), method",
+        ("tests/models/test_vit.py::test_interpolate_pos_embed_matches_numpy_bicubic",),
+    ),
+    Mutant(
+        "clipped_lars_optax_denominator",
+        "also: LARS",
+        "ssl_jax/optim.py",
+        "denominator = g_norm + weight_decay * w_norm",
+        "denominator = jnp.linalg.norm(g + weight_decay * w)",
+        ("tests/test_optim.py::test_clipped_lars_two_steps_match_numpy",),
+    ),
+    Mutant(
+        "config_misspelled_method_field",
+        "also: 18 configs",
+        "configs/swav_cifar10.py",
+        "c.method.sinkhorn_epsilon = 0.05",
+        "c.method.sinkhorn_epsilom = 0.05",
+        ("tests/test_configs.py::test_every_method_field_a_config_sets_is_read_by_its_method",),
+    ),
+    Mutant(
+        "config_string_fields_share_a_reference",
+        "also: every field type",
+        "configs/simclr_cifar10.py",
+        '    c.augment.recipe = "simclr"\n',
+        '    c.augment.recipe = "simclr"\n    c.data.test_split = c.data.get_ref("train_split")\n',
+        ("tests/test_configs.py::test_overriding_one_field_changes_no_other",),
+    ),
+    Mutant(
+        "nonfinite_policy_checks_only_the_loss",
+        "6",
+        "ssl_jax/programs/pretrain.py",
+        NAN_CHECK,
+        "if not np.isfinite(loss):",
+        NAN_TESTS,
+    ),
+    Mutant(
+        "nonfinite_policy_ignores_the_grad_norm",
+        "6",
+        "ssl_jax/programs/pretrain.py",
+        NAN_CHECK,
+        "if not (np.isfinite(loss) and finite):",
+        NAN_TESTS[:1],
+    ),
+    Mutant(
+        "nonfinite_policy_ignores_the_params",
+        "6",
+        "ssl_jax/programs/pretrain.py",
+        NAN_CHECK,
+        "if not (np.isfinite(loss) and np.isfinite(gnorm)):",
+        NAN_TESTS[1:],
+    ),
+    Mutant(
+        "constant_step_key",
+        "7",
+        "ssl_jax/train_step.py",
+        "key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)",
+        "key = jax.random.wrap_key_data(state.rng)",
+        ("tests/test_train_step.py::test_the_step_key_is_the_state_key_folded_with_the_step",),
+    ),
+    Mutant(
+        "init_from_drops_the_method_state",
+        "also: init_from",
+        "ssl_jax/programs/pretrain.py",
+        'state = state.replace(params=loaded["params"], method_state=loaded["method_state"])',
+        'state = state.replace(params=loaded["params"])',
+        (
+            "tests/programs/test_pretrain.py::"
+            "test_init_from_takes_params_and_method_state_with_a_fresh_optimizer",
+        ),
+    ),
+    Mutant(
+        "partial_save_counted_as_a_step",
+        "also: killed mid-save",
+        "ssl_jax/checkpoint.py",
+        "return sorted(ocp.utils.checkpoint_steps(directory))",
+        'return sorted(int(n.split(".")[0]) for n in os.listdir(directory))',
+        (
+            "tests/programs/test_pretrain.py::"
+            "test_a_run_killed_mid_save_keeps_the_last_checkpoint_and_resumes",
+        ),
+    ),
+    Mutant(
+        "knn_monitor_memory_bank_from_test",
+        "5",
+        "ssl_jax/evaluators/knn_monitor.py",
+        "train = extract_features(self.encode, export, self.train, **kw)",
+        "train = extract_features(self.encode, export, self.test, **kw)",
+        ("tests/programs/test_leakage.py::test_knn_monitor_memory_bank_is_the_train_split",),
+    ),
+    Mutant(
+        "linear_probe_trained_on_test",
+        "5",
+        "ssl_jax/programs/linear_probe.py",
+        "        train_x,\n        train_y,\n        test_x,",
+        "        test_x,\n        test_y,\n        test_x,",
+        ("tests/programs/test_leakage.py::test_linear_probe_is_trained_on_the_train_split_only",),
+    ),
+    Mutant(
+        "knn_program_memory_bank_from_test",
+        "5",
+        "ssl_jax/programs/knn.py",
+        "(train_x, train_y),",
+        "(test_x, test_y),",
+        ("tests/programs/test_leakage.py::test_knn_memory_bank_is_the_train_split",),
+    ),
+    Mutant(
+        "extract_features_keeps_padding",
+        "also: extract_features",
+        "ssl_jax/evaluators/features.py",
+        "feats.append(f[m])",
+        "feats.append(f)",
+        ("tests/evaluators/test_features.py::test_features_equal_a_direct_encode_in_source_order",),
+    ),
+    Mutant(
+        "quickstart_probes_ssl_twice",
+        "also: launch scripts",
+        "launch/quickstart.py",
+        '("random_init", True)',
+        '("random_init", False)',
+        ("tests/programs/test_launch.py::test_quickstart_pretrains_probes_and_prints_a_summary",),
+    ),
+)
+
+
+def make_copy(root: str) -> str:
+    """A fresh copy of the package and its tests under ``root``; returns its path."""
+    dest = tempfile.mkdtemp(prefix="mutant_", dir=root)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in COPIED:
+        src = os.path.join(REPO, name)
+        if os.path.isdir(src):
+            shutil.copytree(src, os.path.join(dest, name), ignore=ignore)
+        else:
+            shutil.copy2(src, dest)
+    return dest
+
+
+def plant(copy: str, mutant: Mutant) -> bool:
+    """Apply the mutant in ``copy``; False when its code is not found exactly once (stale)."""
+    path = os.path.join(copy, mutant.path)
+    with open(path) as f:
+        text = f.read()
+    if text.count(mutant.old) != 1:
+        return False
+    with open(path, "w") as f:
+        f.write(text.replace(mutant.old, mutant.new))
+    return True
+
+
+def run_tests(copy: str, tests) -> tuple[int, str]:
+    """pytest on ``tests`` inside ``copy`` (its ``ssl_jax`` shadows an installed one)."""
+    env = {**os.environ, "PYTHONPATH": copy, "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("XLA_FLAGS", None)  # tests/conftest.py sets the 8 fake devices
+    where = subprocess.run(
+        [sys.executable, "-c", "import ssl_jax; print(ssl_jax.__file__)"],
+        cwd=copy, env=env, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    if not where.startswith(copy):
+        raise RuntimeError(f"the copy's ssl_jax is not the one imported ({where}); cannot test")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+        cwd=copy, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def first_failure(output: str) -> str:
+    """The first ``E ...`` lines of pytest's report: why the bug was caught."""
+    lines = [line[1:].strip() for line in output.splitlines() if line.startswith("E ")]
+    return " | ".join(line for line in lines[:3] if line)[:200]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these mutants")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--baseline", action="store_true", help="check unmutated tests pass")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    mutants = MUTANTS
+    if args.only:
+        unknown = sorted(set(args.only) - {m.name for m in MUTANTS})
+        if unknown:
+            parser.error(f"unknown mutant(s) {unknown}; valid: {[m.name for m in MUTANTS]}")
+        mutants = tuple(m for m in MUTANTS if m.name in args.only)
+    if args.list:
+        for m in mutants:
+            print(f"{m.name} (item {m.issue_item}) in {m.path}\n  guarded by: {', '.join(m.tests)}")
+        return 0
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ssl_jax_mutants_") as root:
+        if args.baseline:
+            tests = sorted({t for m in mutants for t in m.tests})
+            code, output = run_tests(make_copy(root), tests)
+            print(f"baseline (unmutated): {'pass' if code == 0 else 'FAIL'}", flush=True)
+            if code != 0:
+                print(output[-3000:])
+                return 1
+        for m in mutants:
+            t0 = time.perf_counter()
+            copy = make_copy(root)
+            if not plant(copy, m):
+                status, why = "stale", f"code to mutate not found exactly once in {m.path}"
+            else:
+                code, output = run_tests(copy, m.tests)
+                status = {0: "survived", 1: "killed"}.get(code, f"error (pytest exit {code})")
+                why = first_failure(output) if code == 1 else output[-300:].strip()
+            shutil.rmtree(copy, ignore_errors=True)
+            rows.append(dict(mutant=m.name, item=m.issue_item, status=status, reason=why,
+                             seconds=round(time.perf_counter() - t0, 1)))  # fmt: skip
+            print(f"{status:9s} {m.name:40s} {rows[-1]['seconds']:6.1f}s  {why}", flush=True)
+    killed = sum(r["status"] == "killed" for r in rows)
+    print(f"\n{killed} of {len(rows)} mutants killed")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+    return 0 if killed == len(rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
