@@ -158,7 +158,7 @@ MUTANTS = (
     Mutant(
         "nonfinite_policy_checks_only_the_loss",
         "6",
-        "ssl_jax/programs/pretrain.py",
+        "ssl_jax/programs/loop.py",
         NAN_CHECK,
         "if not np.isfinite(loss):",
         NAN_TESTS,
@@ -166,7 +166,7 @@ MUTANTS = (
     Mutant(
         "nonfinite_policy_ignores_the_grad_norm",
         "6",
-        "ssl_jax/programs/pretrain.py",
+        "ssl_jax/programs/loop.py",
         NAN_CHECK,
         "if not (np.isfinite(loss) and finite):",
         NAN_TESTS[:1],
@@ -174,7 +174,7 @@ MUTANTS = (
     Mutant(
         "nonfinite_policy_ignores_the_params",
         "6",
-        "ssl_jax/programs/pretrain.py",
+        "ssl_jax/programs/loop.py",
         NAN_CHECK,
         "if not (np.isfinite(loss) and np.isfinite(gnorm)):",
         NAN_TESTS[1:],

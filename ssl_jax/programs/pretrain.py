@@ -15,16 +15,10 @@ differ, as its saved state is not read.
 
 import logging
 import os
-import signal
-import threading
-import time
 from collections.abc import Callable
 
 import jax
 import ml_collections
-import numpy as np
-from jax.experimental import multihost_utils
-from tqdm.auto import tqdm
 
 from ssl_jax import config as config_lib
 from ssl_jax.checkpoint import Checkpointer
@@ -35,42 +29,12 @@ from ssl_jax.methods.views import eval_settings
 from ssl_jax.metrics import MetricsWriter, truncate_after, write_results
 from ssl_jax.optim import make_optimizer, make_schedule
 from ssl_jax.parallel import check_batch_size, global_batch, make_mesh
+from ssl_jax.programs.loop import Loop, NonFiniteLossError, train
 from ssl_jax.train_step import make_init_fn, make_train_step
 
 log = logging.getLogger(__name__)
 
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss, the gradient norm or the parameters became NaN or infinite."""
-
-
-class _StopFlag:
-    """Set by SIGTERM (or a caller's predicate); checked once per step."""
-
-    def __init__(self, should_stop: Callable[[int], bool] | None):
-        self.should_stop = should_stop
-        self.signalled = False
-        self._previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        del signum, frame
-        self.signalled = True
-
-    def __call__(self, step: int) -> bool:
-        if jax.process_count() > 1:
-            # JAX's preemption service sees SIGTERM on any host and agrees on a step.
-            if multihost_utils.reached_preemption_sync_point(step):
-                return True
-        return self.signalled or (self.should_stop is not None and self.should_stop(step))
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+__all__ = ["NonFiniteLossError", "run"]
 
 
 def _restore_other(run_dir: str, field: str, abstract_state, partial: bool = False):
@@ -162,7 +126,7 @@ def run(
         )
     config_json = config.to_dict()
 
-    def save(step, force=False):
+    def save(step, state, force):
         return ckpt.save(
             step,
             state=state,
@@ -172,72 +136,32 @@ def run(
             force=force,
         )
 
-    results = {"start_step": start, "total_steps": total, "steps_per_epoch": steps_per_epoch}
-    step = start
-    last_row = {}
-    warned = False  # a method's diagnose warning is logged once per run
-    t_log, n_log = time.perf_counter(), 0
-    t_start = time.perf_counter()
-    bar = tqdm(
-        total=total,
-        initial=start,
+    def evaluate(step, state):
+        if monitor is None or (step % config.evals.knn.every_steps and step != total):
+            return {}
+        return monitor(method.export(state.params, state.method_state))
+
+    loop = Loop(
+        train_step=train_step,
+        batches=((step, global_batch(local, mesh)) for step, local in iterator.iterate(start)),
+        save=save,
+        total_steps=total,
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        log_every=config.log.every_steps,
+        evaluate=evaluate,
+        diagnose=method.diagnose,
+        progress=config.log.progress,
         desc="pretrain",
-        disable=not config.log.progress or jax.process_index() != 0,
-        dynamic_ncols=True,
     )
-    batches = iterator.iterate(start)
+    results = {"start_step": start, "total_steps": total, "steps_per_epoch": steps_per_epoch}
     try:
-        with _StopFlag(should_stop) as stop:
-            while step < total:
-                _, local = next(batches)
-                state, metrics = train_step(state, global_batch(local, mesh))
-                step += 1
-                n_log += 1
-                loss, gnorm, finite = jax.device_get(
-                    (metrics.pop("loss"), metrics["grad_norm"], metrics.pop("params_finite"))
-                )
-                loss = float(loss)
-                if not (np.isfinite(loss) and np.isfinite(gnorm) and finite):
-                    ckpt.wait()
-                    raise NonFiniteLossError(
-                        f"Non-finite loss ({loss}), gradient norm ({gnorm}) or parameters "
-                        f"(finite: {bool(finite)}) at step {step}. Checkpoints up to step "
-                        f"{ckpt.latest_step()} in {workdir} are intact and nothing was saved "
-                        "after the failure. Try a lower optim.base_learning_rate, "
-                        "optim.grad_clip_norm=1.0, a longer warmup, or check the data."
-                    )
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-                if step % config.log.every_steps == 0 or step == total:
-                    elapsed = time.perf_counter() - t_log
-                    row = {"loss": loss, **metrics, "epoch": step / steps_per_epoch}
-                    row["images_per_sec"] = n_log * batch_size / max(elapsed, 1e-9)
-                    if monitor is not None and (
-                        step % config.evals.knn.every_steps == 0 or step == total
-                    ):
-                        row.update(monitor(method.export(state.params, state.method_state)))
-                    last_row = writer.write(step, row)
-                    warning = method.diagnose(last_row) if method.diagnose and not warned else None
-                    if warning:
-                        warned = True
-                        log.warning("Step %d: %s", step, warning)
-                        results["warnings"] = [f"step {step}: {warning}"]
-                    bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{row['images_per_sec']:.0f}")
-                    t_log, n_log = time.perf_counter(), 0
-                stopping = stop(step)
-                save(step, force=stopping or step == total)
-                if stopping:
-                    log.info("Stop requested: saved step %d to %s", step, workdir)
-                    results["interrupted_at"] = step
-                    break
+        _, loop_results = train(
+            loop, state, start, ckpt=ckpt, writer=writer, workdir=workdir, should_stop=should_stop
+        )
     finally:
-        bar.close()
         ckpt.close()
         writer.close()
-    results.update(
-        final_step=step,
-        wall_time_s=time.perf_counter() - t_start,
-        **{k: v for k, v in last_row.items() if k != "step"},
-    )
+    results.update(loop_results)
     write_results(workdir, results)
     return results

@@ -11,11 +11,11 @@ import numpy as np
 import optax
 import pytest
 
-from ssl_jax import checkpoint, methods
+from ssl_jax import checkpoint
 from ssl_jax.data import DataError
 from ssl_jax.metrics import read_metrics
 from ssl_jax.optim import make_optimizer
-from ssl_jax.programs import knn, linear_probe, pretrain
+from ssl_jax.programs import knn, linear_probe, loop, pretrain
 from tests.programs import toy
 from tests.programs.tiny import tiny_pretrain_config, tiny_probe_config
 
@@ -142,6 +142,7 @@ def test_one_and_eight_devices_give_the_same_trajectory(tmp_path):
     )
 
 
+@pytest.mark.slow  # the real model diverging (about 20 s); the toy test below is the fast one
 def test_non_finite_loss_stops_and_keeps_good_checkpoints(tmp_path):
     workdir = str(tmp_path / "nan")
     pretrain.run(tiny_pretrain_config(**{"total_steps": 2}), workdir)
@@ -258,6 +259,18 @@ def check_stopped_cleanly(workdir, config, failed, monkeypatch, tmp_path):
     assert got_data == want_data
     for part in ("step", "params", "method_state", "rng"):
         assert trees_equal(got[part], want[part]), f"checkpoint {failed - 1}: {part} differs"
+
+
+def test_a_non_finite_loss_stops_the_run(tmp_path, monkeypatch):
+    """From step 3 the loss is NaN: the run stops there, step 2's checkpoint is kept."""
+    monkeypatch.setattr(pretrain, "get_method", toy.with_toy_method(nan_loss_from_step=2))
+    workdir = str(tmp_path / "w")
+    config = tiny_pretrain_config(**{"total_steps": 5, "ckpt.every_steps": 1})
+    report = run_until_non_finite(config, workdir, "a NaN loss at step 3")
+    message = report.pop("message")
+    assert not report["loss_finite"], message
+    assert (report["step"], report["checkpoints_up_to"]) == (3, 2), message
+    check_stopped_cleanly(workdir, config, 3, monkeypatch, tmp_path)
 
 
 def test_a_non_finite_gradient_alone_stops_the_run(tmp_path, monkeypatch):
@@ -425,11 +438,11 @@ def test_a_method_diagnosis_is_logged_once_and_kept_in_results(tmp_path, monkeyp
             seen.append(row["step"])
             return "the loss looks odd" if row["step"] >= 2 else None
 
-        return methods.get_method(config, **kwargs)._replace(diagnose=diagnose)
+        return toy.toy_method()._replace(diagnose=diagnose)
 
     monkeypatch.setattr(pretrain, "get_method", get_method)
     workdir = str(tmp_path / "w")
-    with caplog.at_level("WARNING", logger=pretrain.__name__):
+    with caplog.at_level("WARNING", logger=loop.__name__):
         results = pretrain.run(tiny_pretrain_config(**{"total_steps": 4}), workdir)
     assert seen == [1, 2]  # every logged row until the first warning, then no more
     assert results["warnings"] == ["step 2: the loss looks odd"]

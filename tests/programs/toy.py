@@ -33,9 +33,11 @@ def _poison_bwd(poison, g):
 _poison_grad.defvjp(_poison_fwd, _poison_bwd)
 
 
-def toy_method(*, nan_grad_from_step: int | None = None) -> Method:
+def toy_method(
+    *, nan_grad_from_step: int | None = None, nan_loss_from_step: int | None = None
+) -> Method:
     """The toy method; from 0-based step ``nan_grad_from_step`` on, the loss value stays
-    finite but its gradient is NaN."""
+    finite but its gradient is NaN; from ``nan_loss_from_step`` on, the loss is NaN."""
 
     def init(key, sample_batch=None):
         del key, sample_batch
@@ -47,6 +49,8 @@ def toy_method(*, nan_grad_from_step: int | None = None) -> Method:
         value = jnp.sum((params["w"] - target) ** 2)
         if nan_grad_from_step is not None:
             value = _poison_grad(value, method_state["t"] >= nan_grad_from_step)
+        if nan_loss_from_step is not None:
+            value = jnp.where(method_state["t"] >= nan_loss_from_step, jnp.nan, value)
         return value, (method_state, {"target": target})
 
     def update_state(params, method_state, step):
@@ -63,14 +67,14 @@ def toy_method(*, nan_grad_from_step: int | None = None) -> Method:
     )
 
 
-def _get_toy_method(config, *, total_steps, nan_grad_from_step=None):
+def _get_toy_method(config, *, total_steps, **kwargs):
     del config, total_steps
-    return toy_method(nan_grad_from_step=nan_grad_from_step)
+    return toy_method(**kwargs)
 
 
-def with_toy_method(nan_grad_from_step=None):
-    """Drop-in for ``ssl_jax.methods.get_method`` returning :func:`toy_method`."""
-    return functools.partial(_get_toy_method, nan_grad_from_step=nan_grad_from_step)
+def with_toy_method(**kwargs):
+    """Drop-in for ``ssl_jax.methods.get_method`` returning :func:`toy_method` (``kwargs``)."""
+    return functools.partial(_get_toy_method, **kwargs)
 
 
 def inf_updates_from(count: int) -> optax.GradientTransformation:

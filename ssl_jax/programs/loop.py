@@ -1,0 +1,177 @@
+"""The one training loop: steps, stop on SIGTERM, the non-finite policy, log, evaluate, save.
+
+Every training program (pretraining now; fine-tuning and distillation next) builds its
+train step, state, data and checkpointer, then calls :func:`train`. The loop owns what they
+share: the progress bar and the metrics writer's rows, throughput, periodic evaluation, a
+method's one-time diagnosis, a checkpoint after every step the checkpointer's policy picks
+(forced at the last step and when stopping), a clean stop on SIGTERM or preemption, and the
+non-finite policy (a NaN/inf loss, gradient norm or parameter stops the run before anything
+of that step is logged or saved).
+"""
+
+import dataclasses
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from tqdm.auto import tqdm
+
+from ssl_jax.checkpoint import Checkpointer
+from ssl_jax.metrics import MetricsWriter
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss, the gradient norm or the parameters became NaN or infinite."""
+
+
+class StopFlag:
+    """Set by SIGTERM (or a caller's predicate); checked once per step."""
+
+    def __init__(self, should_stop: Callable[[int], bool] | None):
+        self.should_stop = should_stop
+        self.signalled = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        del signum, frame
+        self.signalled = True
+
+    def __call__(self, step: int) -> bool:
+        if jax.process_count() > 1:
+            # JAX's preemption service sees SIGTERM on any host and agrees on a step.
+            if multihost_utils.reached_preemption_sync_point(step):
+                return True
+        return self.signalled or (self.should_stop is not None and self.should_stop(step))
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+@dataclasses.dataclass
+class Loop:
+    """What a program hands to :func:`train`.
+
+    - ``train_step(state, global_batch) -> (state, metrics)``; ``metrics`` holds ``loss``,
+      ``grad_norm`` and ``params_finite`` (the non-finite policy reads them) and any rows.
+    - ``batches``: yields ``(step, global_batch)`` from ``start``.
+    - ``save(step, state, force)``: checkpoint ``state`` after ``step`` steps if due (or
+      ``force``).
+    - ``evaluate(step, state) -> dict``: extra metric columns at a logged step (may be empty).
+    - ``diagnose(row) -> str | None``: a warning from a logged row, reported once per run.
+    """
+
+    train_step: Callable[[Any, Any], tuple[Any, dict]]
+    batches: Iterator[tuple[int, Any]]
+    save: Callable[[int, Any, bool], Any]
+    total_steps: int
+    batch_size: int
+    steps_per_epoch: int
+    log_every: int
+    evaluate: Callable[[int, Any], dict] = lambda step, state: {}
+    diagnose: Callable[[dict], str | None] | None = None
+    progress: bool = True
+    desc: str = "train"
+
+
+def train(
+    loop: Loop,
+    state,
+    start: int,
+    *,
+    ckpt: Checkpointer,
+    writer: MetricsWriter,
+    workdir: str,
+    should_stop: Callable[[int], bool] | None = None,
+) -> tuple[Any, dict]:
+    """Run ``loop`` from ``state`` at step ``start``; returns ``(state, results)``.
+
+    ``results`` has ``final_step``, ``wall_time_s``, the last logged row's columns, and
+    ``interrupted_at`` (stopped by SIGTERM or ``should_stop(step)``) and ``warnings``
+    (a diagnosis) when they happened. Raises :class:`NonFiniteLossError` with the step.
+    """
+    total = loop.total_steps
+    results: dict[str, Any] = {}
+    step, last_row, warned = start, {}, False
+    t_log, n_log = time.perf_counter(), 0
+    t_start = time.perf_counter()
+    bar = tqdm(
+        total=total,
+        initial=start,
+        desc=loop.desc,
+        disable=not loop.progress or jax.process_index() != 0,
+        dynamic_ncols=True,
+    )
+    try:
+        with StopFlag(should_stop) as stop:
+            while step < total:
+                _, batch = next(loop.batches)
+                state, metrics = loop.train_step(state, batch)
+                step += 1
+                n_log += 1
+                loss = check_finite(metrics, step, ckpt, workdir)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                if step % loop.log_every == 0 or step == total:
+                    elapsed = time.perf_counter() - t_log
+                    row = {"loss": loss, **metrics, "epoch": step / loop.steps_per_epoch}
+                    row["images_per_sec"] = n_log * loop.batch_size / max(elapsed, 1e-9)
+                    row.update(loop.evaluate(step, state))
+                    last_row = writer.write(step, row)
+                    warning = loop.diagnose(last_row) if loop.diagnose and not warned else None
+                    if warning:
+                        warned = True
+                        log.warning("Step %d: %s", step, warning)
+                        results["warnings"] = [f"step {step}: {warning}"]
+                    bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{row['images_per_sec']:.0f}")
+                    t_log, n_log = time.perf_counter(), 0
+                stopping = stop(step)
+                loop.save(step, state, stopping or step == total)
+                if stopping:
+                    log.info("Stop requested: saved step %d to %s", step, workdir)
+                    results["interrupted_at"] = step
+                    break
+    finally:
+        bar.close()
+    results.update(
+        final_step=step,
+        wall_time_s=time.perf_counter() - t_start,
+        **{k: v for k, v in last_row.items() if k != "step"},
+    )
+    return state, results
+
+
+def check_finite(metrics: dict, step: int, ckpt: Checkpointer, workdir: str) -> float:
+    """The step's loss as a float; pops ``loss`` and ``params_finite`` from ``metrics``.
+
+    Raises :class:`NonFiniteLossError` when the loss, the gradient norm or the parameters
+    are not finite, after waiting for saves in flight (so the message's last good step is
+    on disk).
+    """
+    loss, gnorm, finite = jax.device_get(
+        (metrics.pop("loss"), metrics["grad_norm"], metrics.pop("params_finite"))
+    )
+    loss = float(loss)
+    if not (np.isfinite(loss) and np.isfinite(gnorm) and finite):
+        ckpt.wait()
+        raise NonFiniteLossError(
+            f"Non-finite loss ({loss}), gradient norm ({gnorm}) or parameters "
+            f"(finite: {bool(finite)}) at step {step}. Checkpoints up to step "
+            f"{ckpt.latest_step()} in {workdir} are intact and nothing was saved "
+            "after the failure. Try a lower optim.base_learning_rate, "
+            "optim.grad_clip_norm=1.0, a longer warmup, or check the data."
+        )
+    return loss
