@@ -11,17 +11,6 @@ from tests.augment.test_geometric import pil_resize
 
 MEAN = np.array(pipeline.IMAGENET_MEAN, np.float32)
 STD = np.array(pipeline.IMAGENET_STD, np.float32)
-# Every step but blur and solarize disabled, with visible blur, to isolate the BYOL asymmetry.
-NEUTRAL = dict(
-    crop_scale=(1.0, 1.0),
-    crop_ratio=(1.0, 1.0),
-    flip_prob=0.0,
-    jitter_prob=0.0,
-    gray_prob=0.0,
-    blur_sigma=(1.0, 2.0),
-)
-
-
 # Every step of apply_view off; crop scale and ratio (1, 1) make the crop the whole image.
 OFF = dict(
     crop_scale=(1.0, 1.0),
@@ -32,6 +21,12 @@ OFF = dict(
     blur_prob=0.0,
     solarize_prob=0.0,
 )
+# Every step but blur and solarize disabled (their probabilities left to the recipe), with
+# visible blur, to isolate the BYOL asymmetry.
+NEUTRAL = {
+    **{k: v for k, v in OFF.items() if k not in ("blur_prob", "solarize_prob")},
+    "blur_sigma": (1.0, 2.0),
+}
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601-2 luma, as `random_grayscale` documents
 
 

@@ -123,6 +123,15 @@ def test_quickstart_pretrains_probes_and_prints_a_summary(quickstart):
     assert f"Checkpoint: {summary['checkpoint']}" in out
 
 
+def printed_results(proc, workdir):
+    """The JSON a probe launch prints, checked equal to its WORKDIR/results.json."""
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    results = json.loads(out)
+    assert json.loads((workdir / "results.json").read_text()) == results
+    return results
+
+
 def test_linear_probe_launch_prints_and_writes_its_results(quickstart, tmp_path):
     workdir, _ = quickstart
     proc = launch(
@@ -133,10 +142,7 @@ def test_linear_probe_launch_prints_and_writes_its_results(quickstart, tmp_path)
         "--config.seed=3",
         f"--workdir={tmp_path}",
     )
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-3000:]
-    results = json.loads(out)
-    assert json.loads((tmp_path / "results.json").read_text()) == results
+    results = printed_results(proc, tmp_path)
     assert results["encoder"] == "pretrained" and results["step"] == 400
     assert results["num_train"] == 1437 and results["num_test"] == 360
     # The quickstart probed the same checkpoint with the same config, seed 3 included.
@@ -155,10 +161,7 @@ def test_knn_launch_prints_and_writes_its_results(quickstart, tmp_path):
         "--config.log.progress=False",
         f"--workdir={tmp_path}",
     )
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-3000:]
-    results = json.loads(out)
-    assert json.loads((tmp_path / "results.json").read_text()) == results
+    results = printed_results(proc, tmp_path)
     accuracies = {"top1_k5", "top5_k5", "top1_k10", "top5_k10"}  # --config.knn.k
     assert {k for k in results if k.startswith("top")} == accuracies
     assert results["encoder"] == "pretrained" and results["step"] == 400

@@ -261,6 +261,18 @@ def check_stopped_cleanly(workdir, config, failed, monkeypatch, tmp_path):
         assert trees_equal(got[part], want[part]), f"checkpoint {failed - 1}: {part} differs"
 
 
+def expect_stop_at_step_3(tmp_path, monkeypatch, cause, **not_finite):
+    """A 5-step run that must stop at step 3 with exactly the ``not_finite`` checks failing
+    (the others finite), keeping step 2's checkpoint as a clean run saves it."""
+    workdir = str(tmp_path / "w")
+    config = tiny_pretrain_config(**{"total_steps": 5, "ckpt.every_steps": 1})
+    report = run_until_non_finite(config, workdir, cause)
+    message = report.pop("message")
+    finite = {"loss_finite": True, "grad_norm_finite": True, "params_finite": True}
+    assert report == {**finite, **not_finite, "step": 3, "checkpoints_up_to": 2}, message
+    check_stopped_cleanly(workdir, config, 3, monkeypatch, tmp_path)
+
+
 def test_a_non_finite_loss_stops_the_run(tmp_path, monkeypatch):
     """From step 3 the loss is NaN: the run stops there, step 2's checkpoint is kept."""
     monkeypatch.setattr(pretrain, "get_method", toy.with_toy_method(nan_loss_from_step=2))
@@ -282,20 +294,8 @@ def test_a_non_finite_gradient_alone_stops_the_run(tmp_path, monkeypatch):
         "make_optimizer",
         lambda optim, schedule: optax.chain(optax.zero_nans(), make_optimizer(optim, schedule)),
     )
-    workdir = str(tmp_path / "w")
-    config = tiny_pretrain_config(**{"total_steps": 5, "ckpt.every_steps": 1})
-    report = run_until_non_finite(
-        config, workdir, "a NaN gradient at step 3 (loss and parameters finite)"
-    )
-    message = report.pop("message")
-    assert report == {
-        "loss_finite": True,
-        "grad_norm_finite": False,
-        "params_finite": True,
-        "step": 3,
-        "checkpoints_up_to": 2,
-    }, message
-    check_stopped_cleanly(workdir, config, 3, monkeypatch, tmp_path)
+    cause = "a NaN gradient at step 3 (loss and parameters finite)"
+    expect_stop_at_step_3(tmp_path, monkeypatch, cause, grad_norm_finite=False)
 
 
 def test_non_finite_parameters_alone_stop_the_run(tmp_path, monkeypatch):
@@ -309,20 +309,8 @@ def test_non_finite_parameters_alone_stop_the_run(tmp_path, monkeypatch):
             make_optimizer(optim, schedule), toy.inf_updates_from(2)
         ),
     )
-    workdir = str(tmp_path / "w")
-    config = tiny_pretrain_config(**{"total_steps": 5, "ckpt.every_steps": 1})
-    report = run_until_non_finite(
-        config, workdir, "infinite parameters after step 3 (loss and gradient finite)"
-    )
-    message = report.pop("message")
-    assert report == {
-        "loss_finite": True,
-        "grad_norm_finite": True,
-        "params_finite": False,
-        "step": 3,
-        "checkpoints_up_to": 2,
-    }, message
-    check_stopped_cleanly(workdir, config, 3, monkeypatch, tmp_path)
+    cause = "infinite parameters after step 3 (loss and gradient finite)"
+    expect_stop_at_step_3(tmp_path, monkeypatch, cause, params_finite=False)
 
 
 # Run in a subprocess by the crash test: resume the toy run in argv[1] and, while writing
