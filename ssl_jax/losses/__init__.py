@@ -1,7 +1,7 @@
 """Pure loss functions of arrays: no Flax, no config, no devices."""
 
 from ssl_jax.losses.clustering import sinkhorn_knopp, swav_codes, swav_loss
-from ssl_jax.losses.contrastive import info_nce, nt_xent
+from ssl_jax.losses.contrastive import info_nce, moco_v3_ctr, nt_xent
 from ssl_jax.losses.distillation import dino_center_update, dino_loss, dino_teacher_temperature
 from ssl_jax.losses.normalize import l2_normalize
 from ssl_jax.losses.redundancy import barlow_twins_loss, vicreg_loss, vicreg_terms
@@ -15,6 +15,7 @@ __all__ = [
     "dino_teacher_temperature",
     "info_nce",
     "l2_normalize",
+    "moco_v3_ctr",
     "nt_xent",
     "simsiam_loss",
     "sinkhorn_knopp",

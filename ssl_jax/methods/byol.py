@@ -16,8 +16,9 @@ from ssl_jax.augment import make_multiview_fn
 from ssl_jax.encoder import make_backbone
 from ssl_jax.losses import byol_loss
 from ssl_jax.methods.base import Method
-from ssl_jax.methods.common import (
-    embedding_std,
+from ssl_jax.methods.common import embedding_std
+from ssl_jax.methods.momentum import (
+    cosine_momentum,
     export_network,
     momentum_update,
     target_export,
@@ -26,12 +27,6 @@ from ssl_jax.methods.networks import apply_chain, init_parts, mlp_head
 from ssl_jax.methods.views import view_specs_from_config
 
 TARGET_PARTS = ("backbone", "projector")
-
-
-def cosine_momentum(step, *, base_momentum: float, total_steps: int) -> jax.Array:
-    """BYOL's target decay rate: ``1 - (1 - base) * (cos(pi * step / total) + 1) / 2``."""
-    progress = jnp.minimum(step / total_steps, 1.0)
-    return 1.0 - (1.0 - base_momentum) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0
 
 
 def make_byol(config: ml_collections.ConfigDict, *, total_steps: int | None = None) -> Method:

@@ -1,10 +1,7 @@
 """Pieces every two-view joint-embedding method shares: views, init, forward, export."""
 
-from collections.abc import Callable
-
 import jax.numpy as jnp
 import ml_collections
-import optax
 
 from ssl_jax.augment import make_multiview_fn
 from ssl_jax.losses import l2_normalize
@@ -87,42 +84,3 @@ def make_two_view_method(config, name: str, parts: dict, objective) -> Method:
         export=online_export,
         backbone=parts["backbone"],
     )
-
-
-def export_network(config: ml_collections.ConfigDict, method: str, target: str) -> str:
-    """``export.network`` validated for a method with a momentum/EMA ``target`` network."""
-    network = config.export.network
-    if network not in ("online", "target"):
-        raise ValueError(
-            f"export.network={network!r}: {method} exports 'online' or 'target' (the {target})."
-        )
-    return network
-
-
-def target_export(network: str):
-    """``export(params, method_state)`` of the online or the target backbone."""
-
-    def export(params, method_state):
-        if network == "target":
-            return {
-                "params": method_state["target"]["backbone"],
-                "batch_stats": method_state["target_batch_stats"]["backbone"],
-            }
-        return online_export(params, method_state)
-
-    return export
-
-
-def momentum_update(schedule: Callable, parts: tuple[str, ...]):
-    """``update_state``: ``target <- m target + (1 - m) online`` over ``parts``.
-
-    ``m = schedule(step)``: constant or cosine for MoCo, cosine to 1 for BYOL and DINO.
-    """
-
-    def update_state(params, method_state, step):
-        m = schedule(step)
-        online = {name: params[name] for name in parts}
-        target = optax.incremental_update(online, method_state["target"], 1.0 - m)
-        return {**method_state, "target": target}
-
-    return update_state

@@ -1,12 +1,12 @@
 """DINO (Caron et al., 2021): self-distillation with no labels, a student and an EMA teacher.
 
-Student: backbone -> :class:`DINOHead` on every crop. Teacher: the same structure, an
-exponential moving average of the student held in ``method_state["target"]`` (params) and
-``method_state["target_batch_stats"]`` (its own BatchNorm statistics, as in BYOL), never
-trained by gradients; it sees only the two global crops. Crops of one resolution go through
-the backbone as one batch (the authors' ``MultiCropWrapper``), the head runs once on all
-features. The loss is :func:`~ssl_jax.losses.dino_loss` between the sharpened, centred
-teacher outputs and the student outputs of every other crop.
+Student: backbone -> :class:`~ssl_jax.models.DINOHead` on every crop. Teacher: the same
+structure, an exponential moving average of the student held in ``method_state["target"]``
+(params) and ``method_state["target_batch_stats"]`` (its own BatchNorm statistics, as in
+BYOL), never trained by gradients; it sees only the two global crops. Crops of one
+resolution go through the backbone as one batch (the authors' ``MultiCropWrapper``), the
+head runs once on all features. The loss is :func:`~ssl_jax.losses.dino_loss` between the
+sharpened, centred teacher outputs and the student outputs of every other crop.
 
 ``method_state`` holds, besides the teacher:
 
@@ -26,7 +26,7 @@ Metrics: ``teacher_entropy``, the mean entropy of the centred, sharpened teacher
 (near 0 for the other collapse, every image on one output); DINO's Fig. 7.
 
 ``update_state`` moves the teacher with the cosine momentum schedule of BYOL
-(:func:`~ssl_jax.methods.byol.cosine_momentum`, from ``base_momentum`` to 1).
+(:func:`~ssl_jax.methods.momentum.cosine_momentum`, from ``base_momentum`` to 1).
 https://arxiv.org/abs/2104.14294 ; code: https://github.com/facebookresearch/dino
 """
 
@@ -35,7 +35,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
-from flax import nnx
 
 from ssl_jax.augment.multicrop import make_multicrop_fn
 from ssl_jax.encoder import make_backbone
@@ -43,16 +42,17 @@ from ssl_jax.losses import (
     dino_center_update,
     dino_loss,
     dino_teacher_temperature,
-    l2_normalize,
 )
 from ssl_jax.methods.base import Method
-from ssl_jax.methods.byol import cosine_momentum
 from ssl_jax.methods.collapse import entropy_of_mean, mean_entropy, uniform_collapse_check
-from ssl_jax.methods.common import export_network, momentum_update, target_export
-from ssl_jax.methods.networks import HeadDef, init_parts
+from ssl_jax.methods.momentum import (
+    cosine_momentum,
+    export_network,
+    momentum_update,
+    target_export,
+)
+from ssl_jax.methods.networks import dino_head, embed_crops, init_parts
 from ssl_jax.methods.views import multicrop_from_config
-from ssl_jax.models import split_module
-from ssl_jax.models.resnet import BN_EPSILON, BN_MOMENTUM
 
 TARGET_PARTS = ("backbone", "head")
 
@@ -71,114 +71,6 @@ DEFAULTS: dict[str, Any] = dict(
     base_momentum=0.996,
     freeze_last_layer_steps=0,
 )
-
-_TRUNC_NORMAL = nnx.initializers.truncated_normal(stddev=0.02)
-
-
-class WeightNormLinear(nnx.Module):
-    """``x @ (g * v / ||v||)``, no bias: ``torch.nn.utils.weight_norm(Linear(bias=False))``.
-
-    Each output's weight column ``v[:, k]`` is divided by its norm in the forward pass, so
-    only its direction is learnt; with ``learn_norm=False`` the norm ``g`` is fixed to 1
-    (DINO's ``norm_last_layer=True``), otherwise ``g`` is a parameter starting at 1.
-    """
-
-    def __init__(self, in_features: int, out_features: int, *, learn_norm: bool, rngs: nnx.Rngs):
-        self.kernel = nnx.Param(_TRUNC_NORMAL(rngs.params(), (in_features, out_features)))
-        self.scale = nnx.Param(jnp.ones((out_features,))) if learn_norm else None
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        v = self.kernel[...]
-        w = l2_normalize(v, axis=0)
-        if self.scale is not None:
-            w = w * self.scale[...]
-        return x @ w
-
-
-class DINOHead(nnx.Module):
-    """DINO's projection head: MLP -> L2-normalise -> weight-normalised linear to K outputs.
-
-    The MLP has ``num_layers`` Linear layers (in -> hidden -> ... -> bottleneck), exact GELU
-    after each hidden one, BatchNorm before the GELU if ``use_bn``; weights start from a
-    truncated normal with std 0.02, biases from 0 (the authors' ``DINOHead``). The last layer
-    (:class:`WeightNormLinear`, ``last_layer``) has its norm fixed to 1 when
-    ``norm_last_layer``.
-    """
-
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        *,
-        hidden_features: int = 2048,
-        bottleneck_features: int = 256,
-        num_layers: int = 3,
-        use_bn: bool = False,
-        norm_last_layer: bool = True,
-        rngs: nnx.Rngs,
-    ):
-        if num_layers < 1:
-            raise ValueError(f"DINOHead needs num_layers >= 1, got {num_layers}.")
-        dims = [in_features] + [hidden_features] * (num_layers - 1) + [bottleneck_features]
-        self.linears = nnx.List(
-            nnx.Linear(a, b, kernel_init=_TRUNC_NORMAL, rngs=rngs)
-            for a, b in zip(dims[:-1], dims[1:], strict=True)
-        )
-        self.norms = nnx.List(
-            nnx.BatchNorm(hidden_features, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
-            if use_bn
-            else None
-            for _ in range(num_layers - 1)
-        )
-        self.last_layer = WeightNormLinear(
-            bottleneck_features, out_features, learn_norm=not norm_last_layer, rngs=rngs
-        )
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        for linear, norm in zip(self.linears[:-1], self.norms, strict=True):
-            x = linear(x)
-            if norm is not None:
-                x = norm(x)
-            x = nnx.gelu(x, approximate=False)
-        x = self.linears[-1](x)
-        x = l2_normalize(x)
-        return self.last_layer(x)
-
-
-def dino_head(in_features: int, out_features: int, **kwargs) -> HeadDef:
-    """A :class:`DINOHead` as a :class:`~ssl_jax.methods.networks.HeadDef`."""
-
-    def build(rngs):
-        return DINOHead(in_features, out_features, rngs=rngs, **kwargs)
-
-    graphdef, _, _ = split_module(nnx.eval_shape(lambda: build(nnx.Rngs(0))))
-    return HeadDef(graphdef=graphdef, build=build)
-
-
-def embed_crops(parts: dict, head: str, params: dict, stats: dict, crops) -> tuple[jax.Array, dict]:
-    """``parts[head]`` on the backbone features of ``crops``, in order; returns (out, stats).
-
-    Consecutive crops of one shape are one backbone batch (the authors'
-    ``MultiCropWrapper``: BatchNorm statistics per resolution, updated batch after batch);
-    the head then runs once on all features concatenated.
-    """
-    groups = []
-    for crop in crops:
-        if groups and groups[-1][0].shape == crop.shape:
-            groups[-1].append(crop)
-        else:
-            groups.append([crop])
-    backbone_stats = stats["backbone"]
-    features = []
-    for group in groups:
-        f, backbone_stats = parts["backbone"].apply(
-            params["backbone"], backbone_stats, jnp.concatenate(group), train=True
-        )
-        features.append(f)
-    out, head_stats = parts[head].apply(
-        params[head], stats[head], jnp.concatenate(features), train=True
-    )
-    return out, {**stats, "backbone": backbone_stats, head: head_stats}
 
 
 def stop_gradient_where(tree, frozen, name: str):

@@ -36,8 +36,6 @@ variant would need ``jax.shard_map`` and is not implemented.
 https://arxiv.org/abs/1911.05722, https://arxiv.org/abs/2003.04297
 """
 
-from collections.abc import Callable
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -45,51 +43,16 @@ import ml_collections
 from ssl_jax.encoder import make_backbone
 from ssl_jax.losses import info_nce, l2_normalize
 from ssl_jax.methods.base import Method
-from ssl_jax.methods.byol import cosine_momentum
-from ssl_jax.methods.common import (
-    embedding_std,
+from ssl_jax.methods.common import embedding_std, mean_cosine, two_view_fn
+from ssl_jax.methods.momentum import (
     export_network,
-    mean_cosine,
+    make_momentum_schedule,
     momentum_update,
     target_export,
-    two_view_fn,
 )
 from ssl_jax.methods.networks import apply_chain, init_parts, mlp_head
 
 ENCODER_PARTS = ("backbone", "projector")
-MOMENTUM_SCHEDULES = ("constant", "cosine")
-
-
-def make_momentum_schedule(
-    hp: ml_collections.ConfigDict, *, total_steps: int | None, method: str
-) -> Callable[[jax.Array], jax.Array]:
-    """``step -> m`` from ``hp.momentum``, ``hp.momentum_schedule`` and ``hp.final_momentum``.
-
-    ``constant``: ``m``. ``cosine``: ``final - (final - m) * (cos(pi step / total) + 1) / 2``,
-    BYOL's :func:`~ssl_jax.methods.byol.cosine_momentum` when ``final = 1``.
-    """
-    kind = hp.get("momentum_schedule", "constant")
-    base = float(hp.momentum)
-    final = float(hp.get("final_momentum", 1.0))
-    if kind not in MOMENTUM_SCHEDULES:
-        raise ValueError(
-            f"method.momentum_schedule={kind!r} is unknown; valid: {list(MOMENTUM_SCHEDULES)}."
-        )
-    if not 0.0 <= base <= 1.0 or (kind == "cosine" and not base <= final <= 1.0):
-        raise ValueError(
-            f"{method} needs 0 <= method.momentum <= method.final_momentum <= 1 (the cosine "
-            f"schedule rises from the first to the second), got {base} and {final}."
-        )
-    if kind == "constant":
-        return lambda step: jnp.asarray(base, jnp.float32)
-    if total_steps is None:
-        raise ValueError(f"{method} needs total_steps for its cosine momentum schedule.")
-
-    def schedule(step):
-        rise = 1.0 - cosine_momentum(step, base_momentum=0.0, total_steps=total_steps)
-        return final - (final - base) * rise
-
-    return schedule
 
 
 def enqueue(queue: jax.Array, ptr: jax.Array, keys: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -25,70 +25,21 @@ implemented. https://arxiv.org/abs/2104.02057
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
-from jax.typing import ArrayLike
 
 from ssl_jax.encoder import make_backbone
-from ssl_jax.losses import l2_normalize
+from ssl_jax.losses import moco_v3_ctr
 from ssl_jax.methods.base import Method
-from ssl_jax.methods.common import (
-    embedding_std,
+from ssl_jax.methods.common import embedding_std, mean_cosine, two_view_fn
+from ssl_jax.methods.momentum import (
     export_network,
-    mean_cosine,
+    make_momentum_schedule,
     momentum_update,
     target_export,
-    two_view_fn,
 )
-from ssl_jax.methods.moco import ENCODER_PARTS, make_momentum_schedule
 from ssl_jax.methods.networks import apply_chain, init_parts, mlp_head
 
-ONLINE_PARTS = ("backbone", "projector", "predictor")
-
-
-def moco_v3_ctr(query: ArrayLike, key: ArrayLike, *, temperature: float) -> jax.Array:
-    r"""MoCo v3's contrastive loss: cross-entropy over in-batch keys, scaled by ``2 T``.
-
-    With ``q`` and ``k`` L2-normalised,
-
-    .. math::
-        \mathrm{ctr}(q, k) = \frac{2\tau}{N} \sum_{i=1}^{N}
-            -\log \frac{\exp(q_i^\top k_i/\tau)}{\sum_{j=1}^{N} \exp(q_i^\top k_j/\tau)}
-
-    (the authors' ``CrossEntropyLoss()(q @ k.T / T, arange(N)) * (2 * T)``; the ``2 T`` factor
-    makes the gradient's scale independent of ``T``). Unlike :func:`~ssl_jax.losses.info_nce`
-    with a queue, the negatives are the other ``N - 1`` keys of the same batch and the positive
-    is on the diagonal. ``key`` should be wrapped in ``jax.lax.stop_gradient`` by the caller.
-
-    Args:
-      query: ``(N, D)`` base-encoder predictions.
-      key: ``(N, D)`` momentum-encoder projections, ``key[i]`` the positive of ``query[i]``.
-      temperature: :math:`\tau > 0` (1.0 for the authors' ResNet-50, 0.2 for ViT).
-
-    Returns:
-      Scalar loss, float32 (float64 for float64 inputs).
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> e = jnp.eye(2)
-      >>> round(float(moco_v3_ctr(e, e, temperature=1.0)), 4)
-      0.6265
-    """
-    query = jnp.asarray(query)
-    key = jnp.asarray(key)
-    if query.ndim != 2 or query.shape != key.shape:
-        raise ValueError(
-            f"moco_v3_ctr expects query and key of the same (N, D) shape, got {query.shape} "
-            f"and {key.shape}."
-        )
-    if temperature <= 0:
-        raise ValueError(f"moco_v3_ctr needs temperature > 0, got {temperature}.")
-    dtype = jnp.promote_types(jnp.result_type(query, key), jnp.float32)
-    q = l2_normalize(query.astype(dtype))
-    k = l2_normalize(key.astype(dtype))
-    logits = q @ k.T / temperature
-    labels = jnp.arange(q.shape[0])
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    return 2.0 * temperature * jnp.mean(ce)
+ENCODER_PARTS = ("backbone", "projector")
+ONLINE_PARTS = (*ENCODER_PARTS, "predictor")
 
 
 def make_mocov3(config: ml_collections.ConfigDict, *, total_steps: int | None = None) -> Method:

@@ -1,12 +1,13 @@
-"""Heads as (graphdef, init, apply) triples, and running a chain of parts on the views."""
+"""Heads as (graphdef, init, apply) triples, and running chains of parts on views and crops."""
 
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
-from ssl_jax.models import MLPHead, apply_module, split_module
+from ssl_jax.models import DINOHead, MLPHead, apply_module, split_module
 
 
 class HeadDef(NamedTuple):
@@ -50,3 +51,39 @@ def apply_chain(
     for name in names:
         x, new_stats[name] = parts[name].apply(params[name], stats[name], x, train=train)
     return x, new_stats
+
+
+def dino_head(in_features: int, out_features: int, **kwargs) -> HeadDef:
+    """A :class:`~ssl_jax.models.DINOHead` as a :class:`HeadDef`."""
+
+    def build(rngs):
+        return DINOHead(in_features, out_features, rngs=rngs, **kwargs)
+
+    graphdef, _, _ = split_module(nnx.eval_shape(lambda: build(nnx.Rngs(0))))
+    return HeadDef(graphdef=graphdef, build=build)
+
+
+def embed_crops(parts: dict, head: str, params: dict, stats: dict, crops) -> tuple[jax.Array, dict]:
+    """``parts[head]`` on the backbone features of ``crops``, in order; returns (out, stats).
+
+    Consecutive crops of one shape are one backbone batch (the authors'
+    ``MultiCropWrapper``: BatchNorm statistics per resolution, updated batch after batch);
+    the head then runs once on all features concatenated.
+    """
+    groups = []
+    for crop in crops:
+        if groups and groups[-1][0].shape == crop.shape:
+            groups[-1].append(crop)
+        else:
+            groups.append([crop])
+    backbone_stats = stats["backbone"]
+    features = []
+    for group in groups:
+        f, backbone_stats = parts["backbone"].apply(
+            params["backbone"], backbone_stats, jnp.concatenate(group), train=True
+        )
+        features.append(f)
+    out, head_stats = parts[head].apply(
+        params[head], stats[head], jnp.concatenate(features), train=True
+    )
+    return out, {**stats, "backbone": backbone_stats, head: head_stats}

@@ -49,8 +49,7 @@ from ssl_jax.losses import l2_normalize, swav_codes, swav_loss
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.collapse import mean_entropy, uniform_collapse_check
 from ssl_jax.methods.common import embedding_std, online_export, require_online_export
-from ssl_jax.methods.dino import embed_crops
-from ssl_jax.methods.networks import init_parts, mlp_head
+from ssl_jax.methods.networks import embed_crops, init_parts, mlp_head
 from ssl_jax.methods.views import multicrop_from_config
 
 NUM_ASSIGNED = 2  # the authors' crops_for_assign = [0, 1]: the two global crops

@@ -8,7 +8,7 @@ from ssl_jax.models.functional import (
     split_module,
     to_pure_dict,
 )
-from ssl_jax.models.heads import LinearClassifier, MLPHead
+from ssl_jax.models.heads import DINOHead, LinearClassifier, MLPHead, WeightNormLinear
 from ssl_jax.models.registry import BACKBONES, get_backbone
 from ssl_jax.models.resnet import (
     RESNETS,
@@ -34,10 +34,12 @@ __all__ = [
     "VITS",
     "BasicBlock",
     "Bottleneck",
+    "DINOHead",
     "LinearClassifier",
     "MLPHead",
     "ResNet",
     "VisionTransformer",
+    "WeightNormLinear",
     "apply_module",
     "from_pure_dict",
     "get_backbone",

@@ -1,10 +1,12 @@
-"""Heads on top of backbone features: MLP projector/predictor and a linear classifier."""
+"""Heads on top of backbone features: MLP projector/predictor, DINO's head, a linear classifier."""
 
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
+from ssl_jax.losses.normalize import l2_normalize
 from ssl_jax.models.resnet import BN_EPSILON, BN_MOMENTUM
 
 
@@ -109,3 +111,76 @@ class LinearClassifier(nnx.Module):
 
 
 __all__ = ["LinearClassifier", "MLPHead"]
+
+
+_TRUNC_NORMAL = nnx.initializers.truncated_normal(stddev=0.02)
+
+
+class WeightNormLinear(nnx.Module):
+    """``x @ (g * v / ||v||)``, no bias: ``torch.nn.utils.weight_norm(Linear(bias=False))``.
+
+    Each output's weight column ``v[:, k]`` is divided by its norm in the forward pass, so
+    only its direction is learnt; with ``learn_norm=False`` the norm ``g`` is fixed to 1
+    (DINO's ``norm_last_layer=True``), otherwise ``g`` is a parameter starting at 1.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, learn_norm: bool, rngs: nnx.Rngs):
+        self.kernel = nnx.Param(_TRUNC_NORMAL(rngs.params(), (in_features, out_features)))
+        self.scale = nnx.Param(jnp.ones((out_features,))) if learn_norm else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        v = self.kernel[...]
+        w = l2_normalize(v, axis=0)
+        if self.scale is not None:
+            w = w * self.scale[...]
+        return x @ w
+
+
+class DINOHead(nnx.Module):
+    """DINO's projection head: MLP -> L2-normalise -> weight-normalised linear to K outputs.
+
+    The MLP has ``num_layers`` Linear layers (in -> hidden -> ... -> bottleneck), exact GELU
+    after each hidden one, BatchNorm before the GELU if ``use_bn``; weights start from a
+    truncated normal with std 0.02, biases from 0 (the authors' ``DINOHead``). The last layer
+    (:class:`WeightNormLinear`, ``last_layer``) has its norm fixed to 1 when
+    ``norm_last_layer``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        hidden_features: int = 2048,
+        bottleneck_features: int = 256,
+        num_layers: int = 3,
+        use_bn: bool = False,
+        norm_last_layer: bool = True,
+        rngs: nnx.Rngs,
+    ):
+        if num_layers < 1:
+            raise ValueError(f"DINOHead needs num_layers >= 1, got {num_layers}.")
+        dims = [in_features] + [hidden_features] * (num_layers - 1) + [bottleneck_features]
+        self.linears = nnx.List(
+            nnx.Linear(a, b, kernel_init=_TRUNC_NORMAL, rngs=rngs)
+            for a, b in zip(dims[:-1], dims[1:], strict=True)
+        )
+        self.norms = nnx.List(
+            nnx.BatchNorm(hidden_features, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
+            if use_bn
+            else None
+            for _ in range(num_layers - 1)
+        )
+        self.last_layer = WeightNormLinear(
+            bottleneck_features, out_features, learn_norm=not norm_last_layer, rngs=rngs
+        )
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for linear, norm in zip(self.linears[:-1], self.norms, strict=True):
+            x = linear(x)
+            if norm is not None:
+                x = norm(x)
+            x = nnx.gelu(x, approximate=False)
+        x = self.linears[-1](x)
+        x = l2_normalize(x)
+        return self.last_layer(x)

@@ -6,8 +6,8 @@ import pytest
 
 from ssl_jax.data import make_digits_source
 from ssl_jax.methods import get_method
-from ssl_jax.methods.byol import cosine_momentum
 from ssl_jax.methods.common import two_view_fn
+from ssl_jax.methods.momentum import cosine_momentum
 from ssl_jax.methods.networks import apply_chain, mlp_head
 from tests.losses.test_regression import byol_reference
 from tests.programs.tiny import tiny_pretrain_config

@@ -13,9 +13,9 @@ from ssl_jax.data import make_digits_source
 from ssl_jax.encoder import make_backbone
 from ssl_jax.losses import dino_loss, dino_teacher_temperature
 from ssl_jax.methods import get_method
-from ssl_jax.methods.byol import cosine_momentum
-from ssl_jax.methods.dino import dino_head, embed_crops, multicrop_from_config
-from ssl_jax.methods.views import eval_settings
+from ssl_jax.methods.momentum import cosine_momentum
+from ssl_jax.methods.networks import dino_head, embed_crops
+from ssl_jax.methods.views import eval_settings, multicrop_from_config
 from ssl_jax.programs import pretrain
 from tests.programs.tiny import tiny_pretrain_config
 

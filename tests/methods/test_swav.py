@@ -12,8 +12,8 @@ from ssl_jax.augment.multicrop import make_multicrop_fn
 from ssl_jax.data import make_digits_source
 from ssl_jax.encoder import make_backbone
 from ssl_jax.methods import get_method
-from ssl_jax.methods.dino import embed_crops, multicrop_from_config
-from ssl_jax.methods.networks import mlp_head
+from ssl_jax.methods.networks import embed_crops, mlp_head
+from ssl_jax.methods.views import multicrop_from_config
 from ssl_jax.programs import pretrain
 from tests.losses.test_clustering import sinkhorn_reference, swav_loss_reference
 from tests.programs.tiny import tiny_pretrain_config

@@ -1,0 +1,95 @@
+"""Momentum (EMA) target networks: momentum schedules, the update, and the export choice.
+
+BYOL, MoCo v2/v3 and DINO keep a target network as an extra param tree of the online
+network's structure in ``method_state["target"]`` (and its BatchNorm statistics in
+``method_state["target_batch_stats"]``), moved after every optimizer step by
+``target <- m target + (1 - m) online`` with a constant or cosine ``m``.
+"""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from ssl_jax.methods.common import online_export
+
+MOMENTUM_SCHEDULES = ("constant", "cosine")
+
+
+def cosine_momentum(step, *, base_momentum: float, total_steps: int) -> jax.Array:
+    """BYOL's target decay rate: ``1 - (1 - base) * (cos(pi * step / total) + 1) / 2``."""
+    progress = jnp.minimum(step / total_steps, 1.0)
+    return 1.0 - (1.0 - base_momentum) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0
+
+
+def make_momentum_schedule(
+    hp: ml_collections.ConfigDict, *, total_steps: int | None, method: str
+) -> Callable[[jax.Array], jax.Array]:
+    """``step -> m`` from ``hp.momentum``, ``hp.momentum_schedule`` and ``hp.final_momentum``.
+
+    ``constant``: ``m``. ``cosine``: ``final - (final - m) * (cos(pi step / total) + 1) / 2``,
+    BYOL's :func:`cosine_momentum` when ``final = 1``.
+    """
+    kind = hp.get("momentum_schedule", "constant")
+    base = float(hp.momentum)
+    final = float(hp.get("final_momentum", 1.0))
+    if kind not in MOMENTUM_SCHEDULES:
+        raise ValueError(
+            f"method.momentum_schedule={kind!r} is unknown; valid: {list(MOMENTUM_SCHEDULES)}."
+        )
+    if not 0.0 <= base <= 1.0 or (kind == "cosine" and not base <= final <= 1.0):
+        raise ValueError(
+            f"{method} needs 0 <= method.momentum <= method.final_momentum <= 1 (the cosine "
+            f"schedule rises from the first to the second), got {base} and {final}."
+        )
+    if kind == "constant":
+        return lambda step: jnp.asarray(base, jnp.float32)
+    if total_steps is None:
+        raise ValueError(f"{method} needs total_steps for its cosine momentum schedule.")
+
+    def schedule(step):
+        rise = 1.0 - cosine_momentum(step, base_momentum=0.0, total_steps=total_steps)
+        return final - (final - base) * rise
+
+    return schedule
+
+
+def export_network(config: ml_collections.ConfigDict, method: str, target: str) -> str:
+    """``export.network`` validated for a method with a momentum/EMA ``target`` network."""
+    network = config.export.network
+    if network not in ("online", "target"):
+        raise ValueError(
+            f"export.network={network!r}: {method} exports 'online' or 'target' (the {target})."
+        )
+    return network
+
+
+def target_export(network: str):
+    """``export(params, method_state)`` of the online or the target backbone."""
+
+    def export(params, method_state):
+        if network == "target":
+            return {
+                "params": method_state["target"]["backbone"],
+                "batch_stats": method_state["target_batch_stats"]["backbone"],
+            }
+        return online_export(params, method_state)
+
+    return export
+
+
+def momentum_update(schedule: Callable, parts: tuple[str, ...]):
+    """``update_state``: ``target <- m target + (1 - m) online`` over ``parts``.
+
+    ``m = schedule(step)``: constant or cosine for MoCo, cosine to 1 for BYOL and DINO.
+    """
+
+    def update_state(params, method_state, step):
+        m = schedule(step)
+        online = {name: params[name] for name in parts}
+        target = optax.incremental_update(online, method_state["target"], 1.0 - m)
+        return {**method_state, "target": target}
+
+    return update_state
