@@ -110,7 +110,7 @@ class LinearClassifier(nnx.Module):
         return self.linear(x)
 
 
-__all__ = ["LinearClassifier", "MLPHead"]
+__all__ = ["DINOHead", "LinearClassifier", "MLPHead", "WeightNormLinear"]
 
 
 _TRUNC_NORMAL = nnx.initializers.truncated_normal(stddev=0.02)
