@@ -2,7 +2,6 @@
 
 import jax
 import jax.numpy as jnp
-import optax
 from jax.typing import ArrayLike
 
 from ssl_jax.losses.normalize import l2_normalize
@@ -184,7 +183,5 @@ def moco_v3_ctr(query: ArrayLike, key: ArrayLike, *, temperature: float) -> jax.
     dtype = jnp.promote_types(jnp.result_type(query, key), jnp.float32)
     q = l2_normalize(query.astype(dtype))
     k = l2_normalize(key.astype(dtype))
-    logits = q @ k.T / temperature
-    labels = jnp.arange(q.shape[0])
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    return 2.0 * temperature * jnp.mean(ce)
+    log_prob = jax.nn.log_softmax(q @ k.T / temperature, axis=-1)
+    return -2.0 * temperature * jnp.mean(jnp.diagonal(log_prob))

@@ -166,9 +166,7 @@ class DINOHead(nnx.Module):
             for a, b in zip(dims[:-1], dims[1:], strict=True)
         )
         self.norms = nnx.List(
-            nnx.BatchNorm(hidden_features, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
-            if use_bn
-            else None
+            _bn(hidden_features, dtype=None, rngs=rngs) if use_bn else None
             for _ in range(num_layers - 1)
         )
         self.last_layer = WeightNormLinear(
