@@ -75,6 +75,22 @@ def pretrain_defaults() -> ml_collections.ConfigDict:
             trust_clip=False,  # LARS: clip the effective lr at the scheduled lr (LARC "clip")
             exclude_bias_and_norm=True,
             grad_clip_norm=placeholder(float),
+            # Per-group overrides (ssl_jax.param_groups), None = inherit: a part, a kind
+            # (weight: >= 2 dims, norm_bias: < 2 dims) or, added in a config file, a
+            # "part/kind" label such as "head/norm_bias".
+            param_groups={
+                group: dict(lr_mult=placeholder(float), weight_decay=placeholder(float))
+                for group in (
+                    "backbone",
+                    "projector",
+                    "predictor",
+                    "head",
+                    "prototypes",
+                    "weight",
+                    "norm_bias",
+                )
+            },
+            layer_decay=placeholder(float),  # ViT backbone: lr * decay ** (depth + 1 - layer)
         )
     )
     c.schedule = ml_collections.ConfigDict(

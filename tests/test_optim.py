@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from ssl_jax.config import pretrain_defaults, scaled_learning_rate
-from ssl_jax.optim import decay_mask, make_optimizer, make_schedule
+from ssl_jax.optim import clipped_lars_direction, decay_mask, make_optimizer, make_schedule
 
 
 def schedule_config(**schedule):
@@ -294,3 +294,237 @@ def test_clipped_lars_leaves_zero_lr_and_zero_norms_finite():
     params = jax.tree.map(np.zeros_like, toy_params())
     (u,), _ = run_steps(tx, params, [toy_grads(1)])
     assert all(np.all(np.isfinite(leaf)) and not np.any(leaf) for leaf in jax.tree.leaves(u))
+
+
+# ------------------------------------------------------------------ parameter groups
+
+
+# The four optimizers, with weight decay and momentum, as (name, extra optim fields).
+OPTIMIZERS = [
+    ("sgd", {}),
+    ("adamw", {"b1": 0.5, "b2": 0.9}),
+    ("lars", {}),
+    ("lars", {"trust_clip": True, "trust_coefficient": 0.02}),
+]
+OPTIMIZER_IDS = ["sgd", "adamw", "lars", "lars_clip"]
+
+
+def grouped_config(name, fields, groups=(), **optim):
+    """``optim_config`` with ``param_groups`` entries ``(pattern, field, value)`` set."""
+    c = optim_config(name, **{"weight_decay": 0.05, "momentum": 0.9, **fields, **optim})
+    for pattern, field, value in groups:
+        if pattern not in c.param_groups:
+            c.param_groups[pattern] = {}
+        c.param_groups[pattern][field] = value
+    return c
+
+
+def two_part_params():
+    rng = np.random.default_rng(3)
+    return {
+        "backbone": toy_params(),
+        "head": {
+            "kernel": rng.normal(size=(4, 2)).astype(np.float32),
+            "bias": rng.normal(size=(2,)).astype(np.float32),
+        },
+    }
+
+
+def two_part_grads(seed):
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda p: rng.normal(size=p.shape).astype(np.float32), two_part_params())
+
+
+def reference_optimizer(optim, schedule):
+    """``make_optimizer`` as it was before parameter groups existed, verbatim."""
+    mask = decay_mask if optim.exclude_bias_and_norm else True
+    if optim.name == "lars" and optim.get("trust_clip", False):
+        direction = clipped_lars_direction(optim.trust_coefficient, optim.weight_decay, schedule)
+        return optax.chain(
+            optax.masked(direction, mask),
+            optax.scale_by_learning_rate(schedule),
+            optax.trace(decay=optim.momentum),
+        )
+    if optim.name == "lars":
+        return optax.lars(
+            schedule,
+            weight_decay=optim.weight_decay,
+            weight_decay_mask=mask,
+            trust_coefficient=optim.trust_coefficient,
+            trust_ratio_mask=mask,
+            momentum=optim.momentum,
+        )
+    if optim.name == "sgd":
+        return optax.chain(
+            optax.add_decayed_weights(optim.weight_decay, mask=mask),
+            optax.sgd(schedule, momentum=optim.momentum),
+        )
+    return optax.adamw(
+        schedule, b1=optim.b1, b2=optim.b2, weight_decay=optim.weight_decay, mask=mask
+    )
+
+
+def assert_trees_equal(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize(("name", "fields"), OPTIMIZERS, ids=OPTIMIZER_IDS)
+def test_default_config_builds_the_optimizer_as_before(name, fields):
+    """No groups (every ``param_groups`` entry unset, no ``layer_decay``): the same updates
+    bit for bit and the same state structure as the optimizer built before groups existed."""
+    optim = optim_config(name, weight_decay=0.05, **fields)
+    params, grads = two_part_params(), [two_part_grads(1), two_part_grads(2)]
+    expected, _ = run_steps(reference_optimizer(optim, lr_at), params, grads)
+    for tx in (make_optimizer(optim, lr_at), make_optimizer(optim, lr_at, params=params)):
+        got, _ = run_steps(tx, params, grads)
+        assert_trees_equal(got, expected)
+        assert jax.tree.structure(tx.init(params)) == jax.tree.structure(
+            reference_optimizer(optim, lr_at).init(params)
+        )
+
+
+@pytest.mark.parametrize(("name", "fields"), OPTIMIZERS, ids=OPTIMIZER_IDS)
+def test_neutral_groups_change_no_update(name, fields):
+    """Groups that restate the defaults take the grouped path and still give the same bits."""
+    groups = [("backbone", "lr_mult", 1.0), ("weight", "weight_decay", 0.05)]
+    params, grads = two_part_params(), [two_part_grads(1), two_part_grads(2)]
+    got, _ = run_steps(make_optimizer(grouped_config(name, fields, groups), lr_at), params, grads)
+    expected, _ = run_steps(make_optimizer(grouped_config(name, fields), lr_at), params, grads)
+    assert_trees_equal(got, expected)
+
+
+@pytest.mark.parametrize(("name", "fields"), OPTIMIZERS, ids=OPTIMIZER_IDS)
+def test_lr_mult_scales_that_group_only(name, fields):
+    """``head.lr_mult=3``: the head trains as with a 3x schedule, the backbone bit for bit
+    as without groups (LARS with ``trust_clip`` clips at the group's 3x learning rate)."""
+    params, grads = two_part_params(), [two_part_grads(1), two_part_grads(2)]
+    tx = make_optimizer(grouped_config(name, fields, [("head", "lr_mult", 3.0)]), lr_at)
+    got, _ = run_steps(tx, params, grads)
+    base, _ = run_steps(make_optimizer(grouped_config(name, fields), lr_at), params, grads)
+    scaled, _ = run_steps(
+        make_optimizer(grouped_config(name, fields), lambda s: 3.0 * lr_at(s)), params, grads
+    )
+    for step in range(2):
+        assert_trees_equal(got[step]["backbone"], base[step]["backbone"])
+        for key in ("kernel", "bias"):
+            np.testing.assert_allclose(
+                got[step]["head"][key], scaled[step]["head"][key], rtol=1e-6, atol=1e-7
+            )
+    np.testing.assert_allclose(got[0]["head"]["bias"], 3.0 * base[0]["head"]["bias"], rtol=1e-6)
+
+
+@pytest.mark.parametrize(("name", "fields"), OPTIMIZERS, ids=OPTIMIZER_IDS)
+def test_group_weight_decay_changes_that_group_only(name, fields):
+    """``head.weight_decay=0``: the head trains as with no decay, the backbone as before."""
+    params, grads = two_part_params(), [two_part_grads(1), two_part_grads(2)]
+    tx = make_optimizer(grouped_config(name, fields, [("head", "weight_decay", 0.0)]), lr_at)
+    got, _ = run_steps(tx, params, grads)
+    decayed, _ = run_steps(make_optimizer(grouped_config(name, fields), lr_at), params, grads)
+    undecayed, _ = run_steps(
+        make_optimizer(grouped_config(name, fields, weight_decay=0.0), lr_at), params, grads
+    )
+    for step in range(2):
+        assert_trees_equal(got[step]["backbone"], decayed[step]["backbone"])
+        assert_trees_equal(got[step]["head"], undecayed[step]["head"])
+    kernel = [u["head"]["kernel"] for u in (decayed[1], undecayed[1])]
+    assert not np.allclose(*kernel, rtol=1e-3)  # the decay does move the head
+
+
+@pytest.mark.parametrize(("name", "fields"), OPTIMIZERS[:2], ids=OPTIMIZER_IDS[:2])
+def test_norm_bias_group_decay_overrides_the_exclusion(name, fields):
+    """``norm_bias.weight_decay`` decays biases and norms despite ``exclude_bias_and_norm``."""
+    params, grads = two_part_params(), [two_part_grads(1), two_part_grads(2)]
+    tx = make_optimizer(grouped_config(name, fields, [("norm_bias", "weight_decay", 0.05)]), lr_at)
+    got, _ = run_steps(tx, params, grads)
+    everywhere = grouped_config(name, fields, exclude_bias_and_norm=False)
+    expected, _ = run_steps(make_optimizer(everywhere, lr_at), params, grads)
+    for g, e in zip(got, expected, strict=True):
+        assert_trees_equal(g, e)
+
+
+def test_clipped_lars_decays_excluded_leaves_by_their_group():
+    """With ``trust_clip``, an excluded leaf has no trust ratio: its step is ``lr (g + wd w)``."""
+    c = grouped_config("lars", OPTIMIZERS[3][1], [("head/norm_bias", "weight_decay", 0.5)])
+    params, grads = two_part_params(), two_part_grads(1)
+    (got,), _ = run_steps(make_optimizer(c, lr_at), params, [grads])
+    (base,), _ = run_steps(
+        make_optimizer(grouped_config("lars", OPTIMIZERS[3][1]), lr_at), params, [grads]
+    )
+    bias, g = params["head"]["bias"].astype(np.float64), grads["head"]["bias"]
+    np.testing.assert_allclose(got["head"]["bias"], -lr_at(0) * (g + 0.5 * bias), rtol=1e-6)
+    np.testing.assert_allclose(base["head"]["bias"], -lr_at(0) * g, rtol=1e-6)
+    assert_trees_equal(got["backbone"], base["backbone"])
+    assert_trees_equal(got["head"]["kernel"], base["head"]["kernel"])
+
+
+def vit_like_params():
+    """A depth-2 ViT's parameter paths and ranks (int block keys, as ``nnx.State``) and a head."""
+    rng = np.random.default_rng(4)
+
+    def normal(*shape):
+        return rng.normal(size=shape).astype(np.float32)
+
+    def block():
+        return {"norm1": {"scale": normal(4)}, "attn": {"qkv": {"kernel": normal(4, 12)}}}
+
+    backbone = {
+        "patch_embed": {"kernel": normal(2, 2, 3, 4), "bias": normal(4)},
+        "cls_token": normal(1, 1, 4),
+        "pos_embed": normal(1, 5, 4),
+        "blocks": {0: block(), 1: block()},
+        "norm": {"scale": normal(4), "bias": normal(4)},
+    }
+    return {"backbone": backbone, "head": {"kernel": normal(4, 3), "bias": normal(3)}}
+
+
+def test_layer_decay_scales_each_backbone_leaf_as_mae():
+    """SGD, lr 1, no momentum or decay: each update is ``-scale * g`` with MAE's scale
+    ``decay ** (depth + 1 - layer_id)``, from a hand-written table; the head keeps its
+    ``lr_mult``. Run under ``jax.jit``."""
+    c = grouped_config("sgd", {}, [("head", "lr_mult", 10.0)], weight_decay=0.0, momentum=0.0)
+    c.layer_decay = 0.5
+    params = vit_like_params()
+    grads = jax.tree.map(lambda p: np.full(p.shape, 1.0, np.float32), params)
+    tx = make_optimizer(c, optax.constant_schedule(1.0), params=params)
+    updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+    scale = {  # layer ids 0 (embeddings), 1 and 2 (blocks), 3 (final norm); depth + 1 = 3
+        ("backbone", "patch_embed", "kernel"): 0.125,
+        ("backbone", "patch_embed", "bias"): 0.125,
+        ("backbone", "cls_token"): 0.125,
+        ("backbone", "pos_embed"): 0.125,
+        ("backbone", "blocks", 0, "norm1", "scale"): 0.25,
+        ("backbone", "blocks", 0, "attn", "qkv", "kernel"): 0.25,
+        ("backbone", "blocks", 1, "norm1", "scale"): 0.5,
+        ("backbone", "blocks", 1, "attn", "qkv", "kernel"): 0.5,
+        ("backbone", "norm", "scale"): 1.0,
+        ("backbone", "norm", "bias"): 1.0,
+        ("head", "kernel"): 10.0,
+        ("head", "bias"): 10.0,
+    }
+    flat = jax.tree_util.tree_flatten_with_path(updates)[0]
+    assert len(flat) == len(scale)
+    for path, u in flat:
+        keys = tuple(getattr(k, "key", None) for k in path)
+        np.testing.assert_array_equal(u, np.full(u.shape, -scale[keys], np.float32), err_msg=keys)
+
+
+def test_layer_decay_without_a_vit_raises():
+    c = grouped_config("sgd", {}, layer_decay=0.75)
+    with pytest.raises(ValueError, match="ViT"):
+        make_optimizer(c, lr_at, params=two_part_params())
+    with pytest.raises(ValueError, match="ViT"):
+        make_optimizer(c, lr_at).init(two_part_params())
+
+
+def test_unknown_group_raises_listing_the_valid_ones():
+    c = grouped_config("sgd", {}, [("predictor", "lr_mult", 2.0)])
+    params = two_part_params()
+    valid = r"'backbone', 'backbone/norm_bias', 'backbone/weight', 'head', .*'weight'\]"
+    with pytest.raises(ValueError, match=r"\['predictor'\].*" + valid):
+        make_optimizer(c, lr_at, params=params)
+    with pytest.raises(ValueError, match=r"\['predictor'\]"):
+        make_optimizer(c, lr_at).init(params)
+    c = grouped_config("sgd", {}, [("head", "lr_mult", -1.0)])
+    with pytest.raises(ValueError, match=r"lr_mult=-1.0; expected >= 0"):
+        make_optimizer(c, lr_at)
