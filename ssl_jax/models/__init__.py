@@ -1,4 +1,4 @@
-"""Flax NNX backbones and heads, and the functional bridge the train step uses."""
+"""Flax NNX backbones and heads, and the functional bridge the train step uses (``ModuleDef``)."""
 
 from ssl_jax.models.functional import (
     apply_module,
@@ -9,6 +9,7 @@ from ssl_jax.models.functional import (
     to_pure_dict,
 )
 from ssl_jax.models.heads import DINOHead, LinearClassifier, MLPHead, WeightNormLinear
+from ssl_jax.models.module_def import ModuleDef, module_def
 from ssl_jax.models.registry import BACKBONES, get_backbone
 from ssl_jax.models.resnet import (
     RESNETS,
@@ -37,6 +38,7 @@ __all__ = [
     "DINOHead",
     "LinearClassifier",
     "MLPHead",
+    "ModuleDef",
     "ResNet",
     "VisionTransformer",
     "WeightNormLinear",
@@ -45,6 +47,7 @@ __all__ = [
     "get_backbone",
     "interpolate_pos_embed",
     "make_model",
+    "module_def",
     "num_params",
     "resnet18",
     "resnet34",

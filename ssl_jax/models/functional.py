@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any
 
 import jax
+import numpy as np
 from flax import nnx
 
 from ssl_jax.models.registry import get_backbone
@@ -53,18 +54,31 @@ def apply_module(
     averages, returned as ``new_batch_stats``. ``train=False``: BatchNorm uses the running
     averages and ``batch_stats`` is returned unchanged. The mode is set on the merged copy with
     ``Module.train()`` / ``Module.eval()`` (Flax's ``use_running_average``/``deterministic``
-    attributes), so it never leaks into ``graphdef``. ``kwargs`` go to the module's ``__call__``.
+    attributes), so it never leaks into ``graphdef``.
+
+    ``kwargs`` go to the module's ``__call__``. Those holding arrays (``jax.Array``, including
+    typed PRNG keys and tracers, or ``np.ndarray``, possibly inside a pytree: e.g.
+    ``keep_indices=...``, ``rngs=jax.random.key(...)``) are traced, so new values reuse the
+    compiled program and may be traced values of the caller; the others (``return_all=True``,
+    ``None``, Python numbers and strings) are static and must be hashable: each new value
+    retraces.
 
     Works inside ``jax.jit`` and under ``jax.grad`` w.r.t. ``params``: the merge uses
     ``copy=True``, otherwise updating BatchNorm statistics under ``grad`` inside ``jit`` fails
     with ``TraceContextError`` (the merged module would reuse Variables of an outer trace).
     """
-    out, new_stats = _apply(graphdef, params, batch_stats, x, train, tuple(sorted(kwargs.items())))
+    static, dynamic = {}, {}
+    for name, value in kwargs.items():
+        is_array = any(isinstance(v, jax.Array | np.ndarray) for v in jax.tree.leaves(value))
+        (dynamic if is_array else static)[name] = value
+    out, new_stats = _apply(
+        graphdef, params, batch_stats, x, train, tuple(sorted(static.items())), dynamic
+    )
     return out, (new_stats if train else batch_stats)
 
 
 @partial(jax.jit, static_argnums=(0, 4, 5))
-def _apply(graphdef, params, batch_stats, x, train, kwargs):
+def _apply(graphdef, params, batch_stats, x, train, static_kwargs, dynamic_kwargs):
     # A nested jit: inlined into the caller's program, but traced once per graphdef and
     # input shape. Tracing NNX's BatchNorm updates directly in a large outer trace grows
     # quadratically with the graph (Variable.set_value inspects the tracer's sharding).
@@ -73,7 +87,7 @@ def _apply(graphdef, params, batch_stats, x, train, kwargs):
         module.train()
     else:
         module.eval()
-    out = module(x, **dict(kwargs))
+    out = module(x, **dict(static_kwargs), **dynamic_kwargs)
     return out, nnx.state(module, nnx.BatchStat)
 
 

@@ -1,5 +1,8 @@
 """ResNet backbones in Flax NNX, returning globally pooled features (no classifier).
 
+Called with ``return_all=True``, a ``ResNet`` returns the feature maps of its stem and of every
+stage as well.
+
 The layout follows torchvision's ResNet v1.5 (He et al., 2016, "Deep Residual Learning for Image
 Recognition"; stride on the 3×3 conv of the bottleneck), so that at ``width=64`` with the
 ``"imagenet"`` stem the parameter counts equal torchvision's models without their ``fc`` layer:
@@ -162,6 +165,9 @@ Block = type[BasicBlock] | type[Bottleneck]
 class ResNet(nnx.Module):
     """ResNet feature extractor: ``(N, H, W, in_channels)`` → ``(N, feature_dim)``.
 
+    Called with ``return_all=True`` it also returns the stem's and every stage's feature map
+    (for dense or multi-scale objectives); see ``__call__``.
+
     Stage ``i`` has ``stage_sizes[i]`` blocks of ``width * 2**i`` base channels; every stage after
     the first halves the resolution in its first block. ``feature_dim`` is
     ``width * 2**(len(stage_sizes) - 1) * block.expansion`` (8w for BasicBlock and 32w for
@@ -216,14 +222,30 @@ class ResNet(nnx.Module):
         self.stages = nnx.List(stages)
         self.feature_dim = in_features
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, *, return_all: bool = False
+    ) -> jax.Array | dict[str, jax.Array]:
+        """Pooled features ``(N, feature_dim)``, or with ``return_all`` every stage's output.
+
+        ``return_all=True`` returns a dict of float32 arrays: ``"stem"`` ``(N, H', W', width)``
+        after the stem (conv, BatchNorm, ReLU, and the 3×3 stride-2 max-pool of the
+        ``"imagenet"`` stem: ``H' = H / 4`` there, ``H' = H`` for ``"cifar"``), ``"stage1"`` …
+        ``"stage{len(stage_sizes)}"`` the feature map after each stage (stage ``i`` at
+        ``H' / 2**(i - 1)``, ``width * 2**(i - 1) * block.expansion`` channels; torchvision's
+        ``layer1`` … ``layer4``) and ``"pooled"`` the default output.
+        """
         x = nnx.relu(self.bn1(self.conv1(x)))
         if self.stem == "imagenet":
             x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-        for stage in self.stages:
+        features = {"stem": x}
+        for i, stage in enumerate(self.stages):
             for block in stage:
                 x = block(x)
-        return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+            features[f"stage{i + 1}"] = x
+        pooled = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+        if not return_all:
+            return pooled
+        return {name: f.astype(jnp.float32) for name, f in features.items()} | {"pooled": pooled}
 
 
 def resnet18(*, rngs: nnx.Rngs, **kwargs: Any) -> ResNet:

@@ -18,8 +18,13 @@ zero. The patch convolution keeps PyTorch's default weight initialisation (unifo
 Other input sizes than ``img_size`` (DINO's 96px local crops, or evaluation at another
 resolution) are handled as DINO's ``interpolate_pos_encoding``: the patch position embeddings are
 resized bicubically to the input's patch grid, the [CLS] one is kept. The CIFAR variant is
-``patch_size=4, img_size=32`` (an 8×8 grid of 64 patches). No dropout or stochastic depth: the
-modules hold no RNG state, as ``split_module`` requires.
+``patch_size=4, img_size=32`` (an 8×8 grid of 64 patches).
+
+``keep_indices`` runs the encoder on a subset of the patches, as MAE's (He et al., 2022) random
+masking. Dropout (``drop_rate``) and stochastic depth (``drop_path_rate``, Huang et al., 2016)
+follow timm as used by DeiT and MAE fine-tuning. They need randomness, but the modules hold no
+RNG state (``split_module`` carries only parameters and batch statistics): the key is a call
+argument, ``rngs``.
 """
 
 from collections.abc import Callable
@@ -56,6 +61,34 @@ def _layer_norm(num_features: int, *, dtype: Any, rngs: nnx.Rngs) -> nnx.LayerNo
     return nnx.LayerNorm(num_features, epsilon=LN_EPSILON, dtype=dtype, rngs=rngs)
 
 
+def dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
+    """Inverted dropout of each element of ``x`` with probability ``rate`` (``nn.Dropout``).
+
+    Kept elements are scaled by ``1 / (1 - rate)``, so the expectation is unchanged.
+    """
+    if rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+
+
+def drop_path(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
+    """Stochastic depth on a residual branch ``x`` of shape ``(N, ...)``, per sample.
+
+    Each sample's whole branch is zeroed with probability ``rate`` (one Bernoulli draw per
+    sample, shared by all its tokens and features) and kept ones are scaled by
+    ``1 / (1 - rate)``: timm's ``drop_path(scale_by_keep=True)`` (Huang et al., 2016, "Deep
+    Networks with Stochastic Depth"; DeiT). ``rate=1`` drops every sample.
+    """
+    if rate == 0.0:
+        return x
+    keep_prob = 1.0 - rate
+    keep = jax.random.bernoulli(key, keep_prob, (x.shape[0],) + (1,) * (x.ndim - 1))
+    if keep_prob > 0.0:
+        x = x / keep_prob
+    return jnp.where(keep, x, 0.0).astype(x.dtype)
+
+
 def interpolate_pos_embed(pos_embed: jax.Array, grid: tuple[int, int]) -> jax.Array:
     """Resizes ``(1, 1 + h * w, D)`` position embeddings of an ``h``×``w`` grid to ``grid``.
 
@@ -87,38 +120,64 @@ class Attention(nnx.Module):
 
     ``qkv`` maps to ``3 * D`` features laid out ``(3, num_heads, D // num_heads)`` as timm's, then
     ``softmax(q kᵀ / sqrt(D // num_heads)) v`` per head (``jax.nn.dot_product_attention``,
-    softmax in float32) and the output projection ``proj``.
+    softmax in float32) and the output projection ``proj``, followed by dropout at ``drop_rate``
+    when called with a ``key`` (timm's ``proj_drop``; no attention-weight dropout).
     """
 
     def __init__(
-        self, dim: int, num_heads: int, *, qkv_bias: bool = True, dtype: Any, rngs: nnx.Rngs
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        qkv_bias: bool = True,
+        drop_rate: float = 0.0,
+        dtype: Any,
+        rngs: nnx.Rngs,
     ):
         if dim % num_heads:
             raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}.")
         self.num_heads = num_heads
+        self.drop_rate = drop_rate
         self.qkv = _linear(dim, 3 * dim, use_bias=qkv_bias, dtype=dtype, rngs=rngs)
         self.proj = _linear(dim, dim, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
         n, t, d = x.shape
         qkv = self.qkv(x).reshape(n, t, 3, self.num_heads, d // self.num_heads)
         y = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])
-        return self.proj(y.reshape(n, t, d))
+        y = self.proj(y.reshape(n, t, d))
+        return y if key is None else dropout(y, self.drop_rate, key)
 
 
 class Mlp(nnx.Module):
-    """``fc2(gelu(fc1(x)))`` with the exact (erf) GELU, as PyTorch's ``nn.GELU()``."""
+    """``fc2(gelu(fc1(x)))`` with the exact (erf) GELU, as PyTorch's ``nn.GELU()``.
 
-    def __init__(self, dim: int, hidden_dim: int, *, dtype: Any, rngs: nnx.Rngs):
+    Called with a ``key``, dropout at ``drop_rate`` follows the GELU and ``fc2`` (timm's ``Mlp``).
+    """
+
+    def __init__(
+        self, dim: int, hidden_dim: int, *, drop_rate: float = 0.0, dtype: Any, rngs: nnx.Rngs
+    ):
+        self.drop_rate = drop_rate
         self.fc1 = _linear(dim, hidden_dim, dtype=dtype, rngs=rngs)
         self.fc2 = _linear(hidden_dim, dim, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.fc2(nnx.gelu(self.fc1(x), approximate=False))
+    def __call__(self, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+        h = nnx.gelu(self.fc1(x), approximate=False)
+        if key is None:
+            return self.fc2(h)
+        hidden_key, out_key = jax.random.split(key)
+        h = dropout(h, self.drop_rate, hidden_key)
+        return dropout(self.fc2(h), self.drop_rate, out_key)
 
 
 class Block(nnx.Module):
-    """Pre-norm transformer block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``."""
+    """Pre-norm transformer block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``.
+
+    Called with a ``key``, each residual branch goes through dropout at ``drop_rate`` inside
+    ``attn`` and ``mlp``, then ``drop_path`` at ``drop_path_rate`` (independent draws for the
+    two branches, as timm's ``Block``); without one the block is deterministic.
+    """
 
     def __init__(
         self,
@@ -127,17 +186,28 @@ class Block(nnx.Module):
         *,
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
         dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ):
+        self.drop_path_rate = drop_path_rate
         self.norm1 = _layer_norm(dim, dtype=dtype, rngs=rngs)
-        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, dtype=dtype, rngs=rngs)
+        self.attn = Attention(
+            dim, num_heads, qkv_bias=qkv_bias, drop_rate=drop_rate, dtype=dtype, rngs=rngs
+        )
         self.norm2 = _layer_norm(dim, dtype=dtype, rngs=rngs)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), dtype=dtype, rngs=rngs)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop_rate=drop_rate, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+    def __call__(self, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+        if key is None:
+            x = x + self.attn(self.norm1(x))
+            return x + self.mlp(self.norm2(x))
+        attn_key, attn_path_key, mlp_key, mlp_path_key = jax.random.split(key, 4)
+        y = self.attn(self.norm1(x), key=attn_key)
+        x = x + drop_path(y, self.drop_path_rate, attn_path_key)
+        y = self.mlp(self.norm2(x), key=mlp_key)
+        return x + drop_path(y, self.drop_path_rate, mlp_path_key)
 
 
 class VisionTransformer(nnx.Module):
@@ -149,8 +219,14 @@ class VisionTransformer(nnx.Module):
     patch tokens (timm's ``global_pool="avg"``, MAE). ``feature_dim = embed_dim``. Features are
     float32 whatever ``dtype`` (the computation dtype; parameters are always float32).
 
-    Blocks live in ``self.blocks[i]``. There is no BatchNorm, so ``batch_stats`` is empty and
-    train and eval mode compute the same function.
+    ``drop_rate`` is timm's dropout (after the position embeddings, the attention projection,
+    the MLP's GELU and its output); ``drop_path_rate`` is the stochastic-depth rate of the last
+    block, block ``i`` (from 0) getting ``drop_path_rate * i / (depth - 1)`` (timm's
+    ``linspace(0, drop_path_rate, depth)``, DeiT, MAE). Both act only in train mode (the
+    ``deterministic`` attribute, set by ``.train()`` / ``.eval()``, as for ``nnx.Dropout``) and
+    need a key passed as ``rngs``; at the defaults (0) train and eval mode compute the same
+    function. There is no BatchNorm, so ``batch_stats`` is empty. Blocks live in
+    ``self.blocks[i]``.
     """
 
     def __init__(
@@ -165,6 +241,8 @@ class VisionTransformer(nnx.Module):
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         pool: str = "cls",
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
         dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ):
@@ -177,9 +255,16 @@ class VisionTransformer(nnx.Module):
             )
         if depth < 1:
             raise ValueError(f"depth must be a positive int, got {depth!r}.")
+        if not 0.0 <= drop_rate < 1.0:
+            raise ValueError(f"drop_rate must lie in [0, 1), got {drop_rate!r}.")
+        if not 0.0 <= drop_path_rate <= 1.0:
+            raise ValueError(f"drop_path_rate must lie in [0, 1], got {drop_path_rate!r}.")
         self.patch_size = patch_size
         self.grid_size = (img_size // patch_size,) * 2
         self.pool = pool
+        self.drop_rate = drop_rate
+        self.drop_path_rate = drop_path_rate
+        self.deterministic = False
         self.patch_embed = nnx.Conv(
             in_channels,
             embed_dim,
@@ -201,16 +286,42 @@ class VisionTransformer(nnx.Module):
                     num_heads,
                     mlp_ratio=mlp_ratio,
                     qkv_bias=qkv_bias,
+                    drop_rate=drop_rate,
+                    drop_path_rate=drop_path_rate * i / max(depth - 1, 1),
                     dtype=dtype,
                     rngs=rngs,
                 )
-                for _ in range(depth)
+                for i in range(depth)
             ]
         )
         self.norm = _layer_norm(embed_dim, dtype=dtype, rngs=rngs)
         self.feature_dim = embed_dim
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        return_all: bool = False,
+        keep_indices: jax.typing.ArrayLike | None = None,
+        rngs: jax.Array | None = None,
+    ) -> jax.Array | dict[str, jax.Array]:
+        """Pooled features ``(N, D)``, or with ``return_all`` the token sequences too.
+
+        ``keep_indices``: int array ``(N, K)`` of the patch positions (row-major, ``0 … L - 1``
+        for ``L = (H / p) (W / p)`` patches) each image keeps, as MAE's random masking: patches
+        are embedded, position embeddings added, then only the ``K`` listed are gathered, in the
+        given order, behind the [CLS] token (always kept); the blocks see ``1 + K`` tokens and
+        ``pool="mean"`` averages the ``K`` kept ones. Values are not checked (they may be
+        traced): an index ``>= L`` gives NaN tokens, a negative one counts from the end.
+
+        ``return_all=True`` returns a dict of float32 arrays: ``"tokens"`` ``(N, 1 + K, D)``
+        the final-LayerNorm-ed sequence, [CLS] first (MAE's encoder output; ``K = L`` without
+        ``keep_indices``); ``"block1"`` … ``"block{depth}"`` ``(N, 1 + K, D)`` each block's
+        output before the final norm; ``"pooled"`` the default output.
+
+        ``rngs``: a ``jax.random.key`` for dropout and drop path, needed in train mode when
+        ``drop_rate`` or ``drop_path_rate`` is positive and ignored otherwise.
+        """
         n, h, w, _ = x.shape
         p = self.patch_size
         if h % p or w % p:
@@ -218,15 +329,62 @@ class VisionTransformer(nnx.Module):
                 f"Input of {h}x{w} pixels is not a multiple of patch_size {p}; resize or crop "
                 f"the images to a multiple of {p}."
             )
-        x = self.patch_embed(x).reshape(n, (h // p) * (w // p), -1)
+        key = self._dropout_key(rngs)
+        num_patches = (h // p) * (w // p)
+        x = self.patch_embed(x).reshape(n, num_patches, -1)
         dtype = x.dtype
         cls = jnp.broadcast_to(self.cls_token[...], (n, 1, x.shape[-1])).astype(dtype)
         pos = interpolate_pos_embed(self.pos_embed[...], (h // p, w // p)).astype(dtype)
-        x = jnp.concatenate([cls, x], axis=1) + pos
-        for block in self.blocks:
-            x = block(x)
-        x = x[:, 0] if self.pool == "cls" else jnp.mean(x[:, 1:], axis=1)
-        return self.norm(x).astype(jnp.float32)
+        if keep_indices is None:
+            x = jnp.concatenate([cls, x], axis=1) + pos
+        else:
+            keep_indices = _check_keep_indices(keep_indices, n, num_patches)
+            x = jnp.take_along_axis(x + pos[:, 1:], keep_indices[:, :, None], axis=1)
+            x = jnp.concatenate([cls + pos[:, :1], x], axis=1)
+        if key is not None:
+            key, pos_drop_key = jax.random.split(key)
+            x = dropout(x, self.drop_rate, pos_drop_key)
+        block_keys = (
+            [None] * len(self.blocks) if key is None else jax.random.split(key, len(self.blocks))
+        )
+        outputs = {}
+        for i, (block, block_key) in enumerate(zip(self.blocks, block_keys, strict=True)):
+            x = block(x, key=block_key)
+            outputs[f"block{i + 1}"] = x
+        pooled = x[:, 0] if self.pool == "cls" else jnp.mean(x[:, 1:], axis=1)
+        pooled = self.norm(pooled).astype(jnp.float32)
+        if not return_all:
+            return pooled
+        outputs = {name: y.astype(jnp.float32) for name, y in outputs.items()}
+        return {"tokens": self.norm(x).astype(jnp.float32), **outputs, "pooled": pooled}
+
+    def _dropout_key(self, rngs: jax.Array | None) -> jax.Array | None:
+        """``rngs`` if dropout or drop path is active, else ``None``; raises if it is needed."""
+        if self.deterministic or (self.drop_rate == 0.0 and self.drop_path_rate == 0.0):
+            return None
+        if rngs is None:
+            raise ValueError(
+                f"VisionTransformer has drop_rate={self.drop_rate} and drop_path_rate="
+                f"{self.drop_path_rate} and is in train mode, so it needs a random key: pass "
+                "rngs=jax.random.key(...) (apply_module(..., train=True, rngs=key)), or call "
+                ".eval() (train=False) for deterministic features."
+            )
+        return rngs
+
+
+def _check_keep_indices(keep_indices: jax.typing.ArrayLike, n: int, num_patches: int) -> jax.Array:
+    keep_indices = jnp.asarray(keep_indices)
+    if keep_indices.ndim != 2 or keep_indices.shape[0] != n:
+        raise ValueError(
+            f"keep_indices must have shape (N, K) = ({n}, K), one row of patch indices per image; "
+            f"got shape {keep_indices.shape}."
+        )
+    if not jnp.issubdtype(keep_indices.dtype, jnp.integer):
+        raise ValueError(
+            f"keep_indices must be integer patch indices in 0..{num_patches - 1}; got dtype "
+            f"{keep_indices.dtype}."
+        )
+    return keep_indices
 
 
 def _vit(defaults: dict[str, Any], rngs: nnx.Rngs, kwargs: dict[str, Any]) -> VisionTransformer:
@@ -264,6 +422,8 @@ __all__ = [
     "Block",
     "Mlp",
     "VisionTransformer",
+    "drop_path",
+    "dropout",
     "interpolate_pos_embed",
     "vit_base",
     "vit_small",

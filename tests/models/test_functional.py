@@ -15,6 +15,7 @@ from ssl_jax.models import (
     BasicBlock,
     MLPHead,
     ResNet,
+    VisionTransformer,
     apply_module,
     from_pure_dict,
     make_model,
@@ -212,3 +213,58 @@ def test_sharded_params_and_batch_split_inputs():
     np.testing.assert_allclose(
         out_eval, apply_module(graphdef, params, ref_stats, x, train=False)[0], rtol=1e-5, atol=1e-6
     )
+
+
+class CountingViT(VisionTransformer):
+    """A ViT counting how often it is traced (a class of its own: a fresh jit cache entry)."""
+
+    traces = 0
+
+    def __call__(self, x, **kwargs):
+        type(self).traces += 1
+        return super().__call__(x, **kwargs)
+
+
+def test_array_kwargs_are_traced_not_static():
+    vit = {"img_size": 8, "patch_size": 4, "embed_dim": 16, "depth": 2, "num_heads": 2}
+    model = nnx.eval_shape(lambda: CountingViT(**vit, drop_path_rate=0.5, rngs=nnx.Rngs(0)))
+    graphdef, params, stats = split_module(model)
+    rng = np.random.default_rng(0)  # NumPy: an initialisation would compile a program
+    params = jax.tree.map(lambda p: rng.normal(0, 0.2, p.shape).astype(np.float32), params)
+    x = images(n=2, size=8)
+    first = np.array([[0, 1], [2, 3]], np.int32)
+    second = np.array([[3, 1], [0, 2]], np.int32)
+
+    # keep_indices (NumPy or jax) and a typed key are traced: new values reuse the program;
+    # return_all stays static.
+    def run(indices, key):
+        out, _ = apply_module(
+            graphdef, params, stats, x, train=True, return_all=True, keep_indices=indices, rngs=key
+        )
+        return out["pooled"]
+
+    out1 = run(first, jax.random.key(0))
+    out2 = run(jnp.asarray(second), jax.random.key(1))
+    assert CountingViT.traces == 1
+    assert not np.allclose(out1, out2, atol=1e-3)
+
+    # Under an outer jit the indices and the key are tracers, passed through as such.
+    outer_traces = []
+
+    @jax.jit
+    def outer(params, indices, key):
+        outer_traces.append(1)
+        out, _ = apply_module(
+            graphdef, params, stats, x, train=True, return_all=True, keep_indices=indices, rngs=key
+        )
+        return out["pooled"]
+
+    for indices, seed in ((first, 0), (second, 1), (first, 1)):
+        np.testing.assert_allclose(
+            outer(params, indices, jax.random.key(seed)),
+            run(indices, jax.random.key(seed)),
+            rtol=1e-6,
+            atol=1e-6,
+        )
+    assert len(outer_traces) == 1
+    assert CountingViT.traces <= 2  # at most once more, inside the outer trace

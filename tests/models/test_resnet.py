@@ -226,3 +226,50 @@ def test_registry():
         get_backbone("resnet101", rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="resnet101"):
         make_model("resnet101", seed=0)
+
+
+@pytest.mark.parametrize(("stem", "size", "stem_size"), [("cifar", 16, 16), ("imagenet", 32, 8)])
+def test_return_all_shapes(stem, size, stem_size):
+    model = abstract(resnet18, width=4, stem=stem)
+    out = abstract_call(model, lambda m, x: m(x, return_all=True), (2, size, size, 3))
+    assert set(out) == {"stem", "stage1", "stage2", "stage3", "stage4", "pooled"}
+    assert out["stem"].shape == (2, stem_size, stem_size, 4)
+    for i in range(4):
+        side = stem_size // 2**i
+        assert out[f"stage{i + 1}"].shape == (2, side, side, 4 * 2**i), i
+    assert out["pooled"].shape == (2, model.feature_dim) == (2, 32)
+    assert all(v.dtype == jnp.float32 for v in out.values())
+    bottleneck = abstract(resnet50, width=4, stem=stem)
+    out = abstract_call(bottleneck, lambda m, x: m(x, return_all=True), (2, size, size, 3))
+    assert out["stage1"].shape == (2, stem_size, stem_size, 16)  # 4 * width channels
+    assert out["stage4"].shape[-1] == bottleneck.feature_dim == 128
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_return_all_pooled_equals_default_output(resnet18_w8, train):
+    graphdef, params, stats = split_module(resnet18_w8)
+    x = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
+    default, default_stats = apply_module(graphdef, params, stats, x, train=train)
+    out, out_stats = apply_module(graphdef, params, stats, x, train=train, return_all=True)
+    np.testing.assert_array_equal(out["pooled"], default)
+    jax.tree.map(np.testing.assert_array_equal, out_stats, default_stats)
+    assert out["stem"].shape == (2, 16, 16, 8)
+    assert float(out["stem"].min()) >= 0.0  # after the ReLU
+    # Each stage's map is its blocks applied to the previous one; pooled is the last one's mean.
+    np.testing.assert_allclose(out["pooled"], out["stage4"].mean(axis=(1, 2)), rtol=1e-6)
+    if not train:
+
+        @jax.jit
+        def run_stages(params, stats, maps):
+            model = nnx.merge(graphdef, params, stats, copy=True)
+            model.eval()
+            outputs = []
+            for stage, previous in zip(model.stages, maps, strict=True):
+                for block in stage:
+                    previous = block(previous)
+                outputs.append(previous)
+            return outputs
+
+        inputs = [out[name] for name in ("stem", "stage1", "stage2", "stage3")]
+        for i, expected in enumerate(run_stages(params, stats, inputs)):
+            np.testing.assert_allclose(out[f"stage{i + 1}"], expected, rtol=1e-5, atol=1e-5)

@@ -377,3 +377,213 @@ def test_encoder_builds_vit_from_model_config():
     )
     assert params["pos_embed"].shape == (1, 197, 384)
     assert make_backbone(model_config(backbone="resnet18")).feature_dim == 512
+
+
+# MAE-style keep indices, return_all, dropout and drop path.
+
+
+def np_vit_tokens(model, x, num_heads, keep=None):
+    """``np_vit`` returning every block's output and the normed tokens, keeping ``keep`` patches
+    (MAE: position embeddings added to all patches, then the kept ones gathered)."""
+    x = np.asarray(x, np.float64)
+    n, h, w, c = x.shape
+    p = model.patch_size
+    patches = x.reshape(n, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
+    patches = patches.reshape(n, (h // p) * (w // p), p * p * c)
+    kernel = np.asarray(model.patch_embed.kernel[...]).reshape(p * p * c, -1)
+    pos = np.asarray(model.pos_embed[...])
+    tokens = patches @ kernel + np.asarray(model.patch_embed.bias[...]) + pos[:, 1:]
+    if keep is not None:
+        tokens = np.stack([tokens[i, keep[i]] for i in range(n)])
+    cls = np.asarray(model.cls_token[...]) + pos[:, :1]
+    tokens = np.concatenate([np.broadcast_to(cls, (n, 1, tokens.shape[-1])), tokens], axis=1)
+    out = {}
+    for i, block in enumerate(model.blocks):
+        tokens = np_block(tokens, block, num_heads)
+        out[f"block{i + 1}"] = tokens
+    pooled = tokens[:, 0] if model.pool == "cls" else tokens[:, 1:].mean(1)
+    return out | {
+        "tokens": np_layer_norm(tokens, model.norm),
+        "pooled": np_layer_norm(pooled, model.norm),
+    }
+
+
+def test_return_all_matches_numpy_reference(small_vit):
+    x = images()
+    graphdef, params, stats = split_module(small_vit)
+    out, _ = apply_module(graphdef, params, stats, x, train=True, return_all=True)
+    assert set(out) == {"tokens", "block1", "block2", "pooled"}
+    assert out["tokens"].shape == out["block2"].shape == (2, 17, 32)
+    assert all(v.dtype == jnp.float32 for v in out.values())
+    expected = np_vit_tokens(small_vit, x, num_heads=4)
+    for name, value in expected.items():
+        np.testing.assert_allclose(out[name], value, atol=2e-5, err_msg=name)
+    np.testing.assert_array_equal(out["pooled"], forward(small_vit, x))
+    np.testing.assert_array_equal(out["tokens"][:, 0], out["pooled"])  # pool="cls"
+
+
+def test_keep_all_indices_in_order_equals_default(small_vit):
+    x = images()
+    graphdef, params, stats = split_module(small_vit)
+    keep = np.tile(np.arange(16), (2, 1))
+    default, _ = apply_module(graphdef, params, stats, x, train=True, return_all=True)
+    kept, _ = apply_module(graphdef, params, stats, x, train=True, keep_indices=keep)
+    np.testing.assert_allclose(kept, default["pooled"], rtol=1e-6, atol=1e-6)
+    kept_all, _ = apply_module(
+        graphdef, params, stats, x, train=True, keep_indices=keep, return_all=True
+    )
+    jax.tree.map(partial(np.testing.assert_allclose, rtol=1e-6, atol=1e-6), kept_all, default)
+
+
+@pytest.mark.parametrize("pool", ["mean", "cls"])
+def test_keep_indices_matches_numpy_reference(pool):
+    model = build(VisionTransformer, **SMALL, pool=pool)
+    x = images(n=3)
+    # A different subset per image, in shuffled order (MAE keeps ids_shuffle[:, :K]).
+    rng = np.random.default_rng(0)
+    keep = np.stack([rng.permutation(16)[:5] for _ in range(3)]).astype(np.int32)
+    out, _ = apply_module(
+        *split_module(model), x, train=True, keep_indices=jnp.asarray(keep), return_all=True
+    )
+    assert out["tokens"].shape == out["block1"].shape == (3, 6, 32)
+    expected = np_vit_tokens(model, x, num_heads=4, keep=keep)
+    for name, value in expected.items():
+        np.testing.assert_allclose(out[name], value, atol=2e-5, err_msg=name)
+    # Kept tokens are computed as on their own: the same as the full sequence only in block 0's
+    # token-wise layers, not after attention (which now sees 1 + K tokens).
+    full = np_vit_tokens(model, x, num_heads=4)
+    assert not np.allclose(out["pooled"], full["pooled"], atol=1e-3)
+
+
+def test_keep_indices_of_wrong_shape_or_dtype_raise(small_vit):
+    x = images()
+    with pytest.raises(ValueError, match=r"keep_indices must have shape \(N, K\) = \(2, K\)"):
+        small_vit(x, keep_indices=np.arange(4))
+    with pytest.raises(ValueError, match=r"got shape \(3, 4\)"):
+        small_vit(x, keep_indices=np.zeros((3, 4), np.int32))
+    with pytest.raises(ValueError, match="integer patch indices in 0..15"):
+        small_vit(x, keep_indices=np.zeros((2, 4), np.float32))
+
+
+def test_drop_path_rates_increase_linearly_per_block():
+    model = abstract(VisionTransformer, **{**SMALL, "depth": 5}, drop_path_rate=0.2)
+    rates = [block.drop_path_rate for block in model.blocks]
+    np.testing.assert_allclose(rates, [0.0, 0.05, 0.1, 0.15, 0.2])
+    one = abstract(VisionTransformer, **{**SMALL, "depth": 1}, drop_path_rate=0.2)
+    assert [block.drop_path_rate for block in one.blocks] == [0.0]  # timm's linspace(0, r, 1)
+    with pytest.raises(ValueError, match=r"drop_path_rate must lie in \[0, 1\], got 1.5"):
+        VisionTransformer(**SMALL, drop_path_rate=1.5, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"drop_rate must lie in \[0, 1\), got 1.0"):
+        VisionTransformer(**SMALL, drop_rate=1.0, rngs=nnx.Rngs(0))
+
+
+def small_graphdef(**rates):
+    """The graphdef of the ``SMALL`` ViT with ``rates``, which share ``small_vit``'s parameters."""
+    model = abstract(VisionTransformer, **SMALL, **rates)
+    plain = abstract(VisionTransformer, **SMALL)
+    assert jax.tree.structure(nnx.state(model)) == jax.tree.structure(nnx.state(plain))
+    return split_module(model)[0]
+
+
+NOISY = {"drop_rate": 0.1, "drop_path_rate": 0.3}
+
+
+def rbg_key(seed):
+    """A key of the "rbg" PRNG: on CPU, XLA compiles threefry bits for a dropout mask in about
+    0.6 s, and RngBitGenerator's in 0.1 s. The model works with any key."""
+    return jax.random.key(seed, impl="rbg")
+
+
+def test_dropout_and_drop_path_off_in_eval_mode_or_at_zero_rates(small_vit):
+    graphdef, params, stats = split_module(small_vit)
+    noisy_graphdef = small_graphdef(**NOISY)
+    key = rbg_key(0)
+
+    @jax.jit  # one program for all variants: a compilation each would cost seconds
+    def variants(params, x):
+        return [
+            apply_module(graphdef, params, stats, x, train=True)[0],
+            apply_module(graphdef, params, stats, x, train=True, rngs=key)[0],
+            apply_module(noisy_graphdef, params, stats, x, train=False)[0],
+            apply_module(noisy_graphdef, params, stats, x, train=False, rngs=key)[0],
+        ]
+
+    default, *others = variants(params, images())
+    for out in others:
+        np.testing.assert_array_equal(out, default)
+
+
+def test_train_mode_noise_depends_on_the_key_only(small_vit):
+    graphdef, params, stats = split_module(small_vit)
+    noisy_graphdef = small_graphdef(**NOISY)
+
+    @jax.jit  # the key is traced: one compilation for all keys
+    def run(params, x, key):
+        noisy = apply_module(noisy_graphdef, params, stats, x, train=True, rngs=key)[0]
+        return noisy, apply_module(graphdef, params, stats, x, train=True)[0]
+
+    x = images(n=4)
+    (a, default), (b, _), (c, _) = (run(params, x, rbg_key(seed)) for seed in (0, 0, 1))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c, atol=1e-4)
+    assert not np.allclose(a, default, atol=1e-4)
+    assert bool(jnp.all(jnp.isfinite(a)))
+
+
+def test_missing_key_in_train_mode_raises(small_vit):
+    _, params, stats = split_module(small_vit)
+    graphdef = small_graphdef(**NOISY)
+    x = images()
+    with pytest.raises(ValueError, match=r"drop_rate=0.1 and drop_path_rate=0.3 .* pass rngs="):
+        apply_module(graphdef, params, stats, x, train=True)
+    model = nnx.merge(graphdef, params, stats)
+    with pytest.raises(ValueError, match="needs a random key"):
+        model(x)  # a freshly built module is in train mode, as nnx.Dropout
+
+
+def test_drop_path_mask_is_per_sample_and_scaled():
+    from ssl_jax.models.vit import drop_path, dropout
+
+    x = jnp.ones((4000, 3, 2))
+    y = np.asarray(drop_path(x, 0.3, jax.random.key(0)))
+    kept = y[:, 0, 0] != 0
+    assert np.all(y == y[:, :1, :1])  # one draw per sample, shared by its tokens and features
+    np.testing.assert_allclose(y[kept], 1 / 0.7, rtol=1e-6)  # scaled by 1 / keep_prob
+    assert abs((~kept).mean() - 0.3) < 0.04  # binomial std 0.007
+    np.testing.assert_array_equal(drop_path(x, 1.0, jax.random.key(0)), 0.0)
+    assert drop_path(x, 0.0, jax.random.key(0)) is x
+    # Dropout draws per element.
+    y = np.asarray(dropout(x, 0.25, jax.random.key(1)))
+    assert set(np.unique(y)) == {0.0, np.float32(1 / 0.75)}
+    assert abs((y == 0).mean() - 0.25) < 0.02
+    assert not np.all(y == y[:, :1, :1])
+
+
+def test_drop_path_drops_whole_residual_branches_of_the_last_block(small_vit):
+    # depth 2: block 1 has rate 0, block 2 the full drop_path_rate; no dropout. Each sample's
+    # block-2 output is one of four cases: attention and MLP branches kept (scaled 1 / 0.5)
+    # or dropped, independently, each with probability 1/4.
+    _, params, stats = split_module(small_vit)
+    half = small_graphdef(drop_path_rate=0.5)
+
+    @jax.jit
+    def run(params, x, key):
+        out = apply_module(half, params, stats, x, train=True, return_all=True, rngs=key)[0]
+        model = nnx.merge(half, params, stats, copy=True)
+        model.eval()
+        h = model(x, return_all=True)["block1"]
+        block = model.blocks[1]
+        cases = []
+        for keep_attn in (0.0, 2.0):
+            y = h + keep_attn * block.attn(block.norm1(h))
+            for keep_mlp in (0.0, 2.0):
+                cases.append(y + keep_mlp * block.mlp(block.norm2(y)))
+        return out, h, jnp.stack(cases)  # cases: (4, N, T, D)
+
+    x = images(n=400)
+    out, clean_block1, cases = run(params, x, jax.random.key(3))
+    np.testing.assert_allclose(out["block1"], clean_block1, rtol=1e-6, atol=1e-6)
+    err = np.abs(np.asarray(cases) - np.asarray(out["block2"])[None]).max(axis=(2, 3))  # (4, N)
+    assert np.all(err.min(axis=0) < 1e-5)  # every sample is one of the four cases
+    counts = np.bincount(err.argmin(axis=0), minlength=4) / len(x)
+    np.testing.assert_allclose(counts, 0.25, atol=0.09)  # binomial std 0.022
