@@ -32,8 +32,8 @@ def measure(width: int, batch: int, steps: int) -> dict:
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
     from configs.simclr_cifar10 import get_config
     from ssl_jax.augment import make_multiview_fn
+    from ssl_jax.augment.from_config import view_specs_from_config
     from ssl_jax.methods import get_method
-    from ssl_jax.methods.views import view_specs_from_config
     from ssl_jax.optim import make_optimizer, make_schedule
     from ssl_jax.parallel import global_batch, make_mesh
     from ssl_jax.train_step import make_init_fn, make_train_step

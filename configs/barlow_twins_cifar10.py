@@ -10,16 +10,19 @@ Smoke test on the embedded digits: --config configs/barlow_twins_cifar10.py:runl
 """
 
 from ssl_jax.config import cifar10_recipe, finish, pretrain_defaults
+from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
     c = cifar10_recipe(pretrain_defaults())
     c.augment.recipe = "byol"
-    c.method.name = "barlow_twins"
-    c.method.proj_hidden_dim = 2048
-    c.method.proj_dim = 2048
-    c.method.lambda_ = 0.0051
-    c.method.scale_loss = 1.0  # solo-learn's CIFAR recipe: 0.1 (with its clipped LARS)
+    c.method = method_config(
+        "barlow_twins",
+        proj_hidden_dim=2048,
+        proj_dim=2048,
+        lambda_=0.0051,
+        scale_loss=1.0,  # solo-learn's CIFAR recipe: 0.1 (with its clipped LARS)
+    )
     c.optim.name = "lars"
     c.optim.base_learning_rate = 0.3
     c.optim.weight_decay = 1e-4

@@ -10,17 +10,20 @@ Smoke test on the embedded digits: --config configs/barlow_twins_imagenet.py:run
 """
 
 from ssl_jax.config import finish, imagenet_recipe, pretrain_defaults
+from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
     c = imagenet_recipe(pretrain_defaults(), batch_size=2048)
     c.epochs = 1000
     c.augment.recipe = "byol"
-    c.method.name = "barlow_twins"
-    c.method.proj_hidden_dim = 8192
-    c.method.proj_dim = 8192
-    c.method.lambda_ = 0.0051
-    c.method.scale_loss = 1.0
+    c.method = method_config(
+        "barlow_twins",
+        proj_hidden_dim=8192,
+        proj_dim=8192,
+        lambda_=0.0051,
+        scale_loss=1.0,
+    )
     c.optim.name = "lars"
     c.optim.base_learning_rate = 0.2
     c.optim.weight_decay = 1.5e-6

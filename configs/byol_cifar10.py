@@ -11,16 +11,19 @@ Smoke test on the embedded digits: --config configs/byol_cifar10.py:runlocal
 """
 
 from ssl_jax.config import cifar10_recipe, finish, pretrain_defaults
+from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
     c = cifar10_recipe(pretrain_defaults())
     c.augment.recipe = "byol"
-    c.method.name = "byol"
-    c.method.proj_hidden_dim = 4096
-    c.method.proj_dim = 256
-    c.method.pred_hidden_dim = 4096
-    c.method.base_momentum = 0.99
+    c.method = method_config(
+        "byol",
+        proj_hidden_dim=4096,
+        proj_dim=256,
+        pred_hidden_dim=4096,
+        base_momentum=0.99,
+    )
     c.optim.name = "lars"
     c.optim.base_learning_rate = 1.0
     c.optim.weight_decay = 1e-5

@@ -10,17 +10,20 @@ Smoke test on the embedded digits: --config configs/byol_imagenet.py:runlocal
 """
 
 from ssl_jax.config import finish, imagenet_recipe, pretrain_defaults
+from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
     c = imagenet_recipe(pretrain_defaults(), batch_size=4096)
     c.epochs = 1000
     c.augment.recipe = "byol"
-    c.method.name = "byol"
-    c.method.proj_hidden_dim = 4096
-    c.method.proj_dim = 256
-    c.method.pred_hidden_dim = 4096
-    c.method.base_momentum = 0.996
+    c.method = method_config(
+        "byol",
+        proj_hidden_dim=4096,
+        proj_dim=256,
+        pred_hidden_dim=4096,
+        base_momentum=0.996,
+    )
     c.optim.name = "lars"
     c.optim.base_learning_rate = 0.2
     c.optim.weight_decay = 1.5e-6

@@ -18,6 +18,7 @@ Smoke test on the embedded digits: --config configs/dino_cifar10.py:runlocal
 """
 
 from ssl_jax.config import cifar10_recipe, epoch_steps, finish, pretrain_defaults
+from ssl_jax.methods import method_config
 
 TRAIN_IMAGES = 50_000
 
@@ -30,20 +31,22 @@ def get_config(arg=None):
     c.augment.local_crop_scale = (0.05, 0.4)
     c.augment.local_crop_size = 16
     c.augment.num_local_crops = 4
-    c.method.name = "dino"
-    c.method.proj_hidden_dim = 2048
-    c.method.proj_dim = 256
-    c.method.out_dim = 4096
-    c.method.head_layers = 3
-    c.method.head_use_bn = False
-    c.method.norm_last_layer = True
-    c.method.student_temp = 0.1
-    c.method.warmup_teacher_temp = 0.04
-    c.method.teacher_temp = 0.07
-    c.method.warmup_teacher_temp_steps = epoch_steps(c, 50, TRAIN_IMAGES)
-    c.method.center_momentum = 0.9
-    c.method.base_momentum = 0.9995
-    c.method.freeze_last_layer_steps = epoch_steps(c, 1, TRAIN_IMAGES)
+    c.method = method_config(
+        "dino",
+        proj_hidden_dim=2048,
+        proj_dim=256,
+        out_dim=4096,
+        head_layers=3,
+        head_use_bn=False,
+        norm_last_layer=True,
+        student_temp=0.1,
+        warmup_teacher_temp=0.04,
+        teacher_temp=0.07,
+        warmup_teacher_temp_steps=epoch_steps(c, 50, TRAIN_IMAGES),
+        center_momentum=0.9,
+        base_momentum=0.9995,
+        freeze_last_layer_steps=epoch_steps(c, 1, TRAIN_IMAGES),
+    )
     c.optim.name = "lars"
     c.optim.base_learning_rate = 0.3
     c.optim.weight_decay = 1e-6

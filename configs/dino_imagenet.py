@@ -22,6 +22,7 @@ Smoke test on the embedded digits: --config configs/dino_imagenet.py:runlocal
 """
 
 from ssl_jax.config import epoch_steps, finish, imagenet_recipe, pretrain_defaults
+from ssl_jax.methods import method_config
 
 TRAIN_IMAGES = 1_281_167
 
@@ -37,20 +38,22 @@ def get_config(arg=None):
     c.model.backbone = "vit_small"
     c.model.patch_size = 16
     c.model.img_size = 224
-    c.method.name = "dino"
-    c.method.proj_hidden_dim = 2048
-    c.method.proj_dim = 256
-    c.method.out_dim = 65536
-    c.method.head_layers = 3
-    c.method.head_use_bn = False
-    c.method.norm_last_layer = True
-    c.method.student_temp = 0.1
-    c.method.warmup_teacher_temp = 0.04
-    c.method.teacher_temp = 0.04
-    c.method.warmup_teacher_temp_steps = 0
-    c.method.center_momentum = 0.9
-    c.method.base_momentum = 0.996
-    c.method.freeze_last_layer_steps = epoch_steps(c, 1, TRAIN_IMAGES)
+    c.method = method_config(
+        "dino",
+        proj_hidden_dim=2048,
+        proj_dim=256,
+        out_dim=65536,
+        head_layers=3,
+        head_use_bn=False,
+        norm_last_layer=True,
+        student_temp=0.1,
+        warmup_teacher_temp=0.04,
+        teacher_temp=0.04,
+        warmup_teacher_temp_steps=0,
+        center_momentum=0.9,
+        base_momentum=0.996,
+        freeze_last_layer_steps=epoch_steps(c, 1, TRAIN_IMAGES),
+    )
     c.optim.name = "adamw"
     c.optim.base_learning_rate = 5e-4
     c.optim.weight_decay = 0.04

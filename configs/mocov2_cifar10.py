@@ -13,6 +13,7 @@ Smoke test on the embedded digits: --config configs/mocov2_cifar10.py:runlocal
 """
 
 from ssl_jax.config import cifar10_recipe, finish, pretrain_defaults
+from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
@@ -23,15 +24,17 @@ def get_config(arg=None):
     c.augment.saturation = 0.4
     c.augment.hue = 0.1
     c.augment.blur_prob = 0.5
-    c.method.name = "mocov2"
-    c.method.temperature = 0.2
-    c.method.proj_hidden_dim = 2048
-    c.method.proj_dim = 256
-    c.method.queue_length = 32768
-    c.method.momentum = 0.99
-    c.method.momentum_schedule = "cosine"
-    c.method.final_momentum = 0.999
-    c.method.symmetric = True
+    c.method = method_config(
+        "mocov2",
+        temperature=0.2,
+        proj_hidden_dim=2048,
+        proj_dim=256,
+        queue_length=32768,
+        momentum=0.99,
+        momentum_schedule="cosine",
+        final_momentum=0.999,
+        symmetric=True,
+    )
     c.optim.name = "sgd"
     c.optim.base_learning_rate = 0.3
     c.optim.weight_decay = 1e-4

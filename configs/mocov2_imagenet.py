@@ -14,6 +14,7 @@ Smoke test on the embedded digits: --config configs/mocov2_imagenet.py:runlocal
 """
 
 from ssl_jax.config import finish, imagenet_recipe, pretrain_defaults
+from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
@@ -26,15 +27,17 @@ def get_config(arg=None):
     c.augment.saturation = 0.4
     c.augment.hue = 0.1
     c.augment.blur_prob = 0.5
-    c.method.name = "mocov2"
-    c.method.temperature = 0.2
-    c.method.proj_hidden_dim = 2048
-    c.method.proj_dim = 128
-    c.method.queue_length = 65536
-    c.method.momentum = 0.999
-    c.method.momentum_schedule = "constant"
-    c.method.final_momentum = 1.0
-    c.method.symmetric = False
+    c.method = method_config(
+        "mocov2",
+        temperature=0.2,
+        proj_hidden_dim=2048,
+        proj_dim=128,
+        queue_length=65536,
+        momentum=0.999,
+        momentum_schedule="constant",
+        final_momentum=1.0,
+        symmetric=False,
+    )
     c.optim.name = "sgd"
     c.optim.base_learning_rate = 0.03
     c.optim.weight_decay = 1e-4

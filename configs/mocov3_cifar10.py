@@ -14,20 +14,23 @@ Smoke test on the embedded digits: --config configs/mocov3_cifar10.py:runlocal
 """
 
 from ssl_jax.config import cifar10_recipe, finish, pretrain_defaults
+from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
     c = cifar10_recipe(pretrain_defaults())
     c.augment.recipe = "byol"
-    c.method.name = "mocov3"
-    c.method.temperature = 0.2
-    c.method.proj_hidden_dim = 4096
-    c.method.proj_dim = 256
-    c.method.proj_num_layers = 2
-    c.method.pred_hidden_dim = 4096
-    c.method.momentum = 0.99
-    c.method.momentum_schedule = "cosine"
-    c.method.final_momentum = 1.0
+    c.method = method_config(
+        "mocov3",
+        temperature=0.2,
+        proj_hidden_dim=4096,
+        proj_dim=256,
+        proj_num_layers=2,
+        pred_hidden_dim=4096,
+        momentum=0.99,
+        momentum_schedule="cosine",
+        final_momentum=1.0,
+    )
     c.optim.name = "lars"
     c.optim.base_learning_rate = 0.3
     c.optim.weight_decay = 1e-6

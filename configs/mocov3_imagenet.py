@@ -14,6 +14,7 @@ Smoke test on the embedded digits: --config configs/mocov3_imagenet.py:runlocal
 """
 
 from ssl_jax.config import finish, imagenet_recipe, pretrain_defaults
+from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
@@ -26,15 +27,17 @@ def get_config(arg=None):
     c.model.backbone = "vit_small" if arg == "vit_small" else "vit_base"
     c.model.patch_size = 16
     c.model.img_size = 224
-    c.method.name = "mocov3"
-    c.method.temperature = 0.2
-    c.method.proj_hidden_dim = 4096
-    c.method.proj_dim = 256
-    c.method.proj_num_layers = 3
-    c.method.pred_hidden_dim = 4096
-    c.method.momentum = 0.99
-    c.method.momentum_schedule = "cosine"
-    c.method.final_momentum = 1.0
+    c.method = method_config(
+        "mocov3",
+        temperature=0.2,
+        proj_hidden_dim=4096,
+        proj_dim=256,
+        proj_num_layers=3,
+        pred_hidden_dim=4096,
+        momentum=0.99,
+        momentum_schedule="cosine",
+        final_momentum=1.0,
+    )
     c.optim.name = "adamw"
     c.optim.base_learning_rate = 1.5e-4
     c.optim.weight_decay = 0.1

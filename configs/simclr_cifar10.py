@@ -14,16 +14,19 @@ Smoke test on the embedded digits: --config configs/simclr_cifar10.py:runlocal
 """
 
 from ssl_jax.config import cifar10_recipe, finish, pretrain_defaults
+from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
     c = cifar10_recipe(pretrain_defaults())
     c.augment.recipe = "simclr"
     c.augment.blur_prob = 0.0
-    c.method.name = "simclr"
-    c.method.temperature = 0.2
-    c.method.proj_hidden_dim = 2048
-    c.method.proj_dim = 256
+    c.method = method_config(
+        "simclr",
+        temperature=0.2,
+        proj_hidden_dim=2048,
+        proj_dim=256,
+    )
     c.optim.name = "lars"
     c.optim.base_learning_rate = 0.4
     c.optim.weight_decay = 1e-5

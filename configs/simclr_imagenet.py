@@ -10,16 +10,19 @@ Smoke test on the embedded digits: --config configs/simclr_imagenet.py:runlocal
 """
 
 from ssl_jax.config import finish, imagenet_recipe, pretrain_defaults
+from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
     c = imagenet_recipe(pretrain_defaults(), batch_size=4096)
     c.epochs = 1000
     c.augment.recipe = "simclr"
-    c.method.name = "simclr"
-    c.method.temperature = 0.1
-    c.method.proj_hidden_dim = 2048
-    c.method.proj_dim = 128
+    c.method = method_config(
+        "simclr",
+        temperature=0.1,
+        proj_hidden_dim=2048,
+        proj_dim=128,
+    )
     c.optim.name = "lars"
     c.optim.base_learning_rate = 0.3
     c.optim.weight_decay = 1e-6

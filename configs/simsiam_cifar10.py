@@ -11,6 +11,7 @@ Smoke test on the embedded digits: --config configs/simsiam_cifar10.py:runlocal
 """
 
 from ssl_jax.config import cifar10_recipe, finish, pretrain_defaults
+from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
@@ -21,10 +22,12 @@ def get_config(arg=None):
     c.augment.contrast = 0.4
     c.augment.saturation = 0.4
     c.augment.hue = 0.1
-    c.method.name = "simsiam"
-    c.method.proj_hidden_dim = 2048
-    c.method.proj_dim = 2048
-    c.method.pred_hidden_dim = 512
+    c.method = method_config(
+        "simsiam",
+        proj_hidden_dim=2048,
+        proj_dim=2048,
+        pred_hidden_dim=512,
+    )
     c.optim.name = "sgd"
     c.optim.base_learning_rate = 0.5
     c.optim.weight_decay = 1e-5

@@ -16,6 +16,7 @@ Smoke test on the embedded digits: --config configs/swav_cifar10.py:runlocal
 """
 
 from ssl_jax.config import cifar10_recipe, epoch_steps, finish, pretrain_defaults
+from ssl_jax.methods import method_config
 
 TRAIN_IMAGES = 50_000
 
@@ -27,16 +28,18 @@ def get_config(arg=None):
     c.augment.local_crop_scale = (0.05, 0.14)
     c.augment.local_crop_size = 16
     c.augment.num_local_crops = 0
-    c.method.name = "swav"
-    c.method.proj_hidden_dim = 2048
-    c.method.proj_dim = 128
-    c.method.num_prototypes = 3000
-    c.method.temperature = 0.1
-    c.method.sinkhorn_epsilon = 0.05
-    c.method.sinkhorn_iters = 3
-    c.method.queue_length = 3840
-    c.method.queue_start_step = epoch_steps(c, 50, TRAIN_IMAGES)
-    c.method.freeze_prototypes_steps = epoch_steps(c, 2, TRAIN_IMAGES)
+    c.method = method_config(
+        "swav",
+        proj_hidden_dim=2048,
+        proj_dim=128,
+        num_prototypes=3000,
+        temperature=0.1,
+        sinkhorn_epsilon=0.05,
+        sinkhorn_iters=3,
+        queue_length=3840,
+        queue_start_step=epoch_steps(c, 50, TRAIN_IMAGES),
+        freeze_prototypes_steps=epoch_steps(c, 2, TRAIN_IMAGES),
+    )
     c.optim.name = "lars"
     c.optim.base_learning_rate = 0.6
     c.optim.weight_decay = 1e-6

@@ -10,17 +10,20 @@ Smoke test on the embedded digits: --config configs/vicreg_cifar10.py:runlocal
 """
 
 from ssl_jax.config import cifar10_recipe, finish, pretrain_defaults
+from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
     c = cifar10_recipe(pretrain_defaults())
     c.augment.recipe = "byol"
-    c.method.name = "vicreg"
-    c.method.proj_hidden_dim = 2048
-    c.method.proj_dim = 2048
-    c.method.sim_coeff = 25.0
-    c.method.std_coeff = 25.0
-    c.method.cov_coeff = 1.0
+    c.method = method_config(
+        "vicreg",
+        proj_hidden_dim=2048,
+        proj_dim=2048,
+        sim_coeff=25.0,
+        std_coeff=25.0,
+        cov_coeff=1.0,
+    )
     c.optim.name = "lars"
     c.optim.base_learning_rate = 0.3
     c.optim.weight_decay = 1e-4

@@ -9,18 +9,21 @@ Smoke test on the embedded digits: --config configs/vicreg_imagenet.py:runlocal
 """
 
 from ssl_jax.config import finish, imagenet_recipe, pretrain_defaults
+from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
     c = imagenet_recipe(pretrain_defaults(), batch_size=2048)
     c.epochs = 1000
     c.augment.recipe = "byol"
-    c.method.name = "vicreg"
-    c.method.proj_hidden_dim = 8192
-    c.method.proj_dim = 8192
-    c.method.sim_coeff = 25.0
-    c.method.std_coeff = 25.0
-    c.method.cov_coeff = 1.0
+    c.method = method_config(
+        "vicreg",
+        proj_hidden_dim=8192,
+        proj_dim=8192,
+        sim_coeff=25.0,
+        std_coeff=25.0,
+        cov_coeff=1.0,
+    )
     c.optim.name = "lars"
     c.optim.base_learning_rate = 0.2
     c.optim.weight_decay = 1e-6

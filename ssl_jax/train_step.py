@@ -33,7 +33,7 @@ def make_init_fn(method: Method, tx: optax.GradientTransformation, mesh: Mesh):
     def init(seed: int) -> TrainState:
         root = jax.random.key(seed)
         init_key, step_key = jax.random.split(root)
-        params, method_state = method.init(init_key, None)
+        params, method_state = method.init(init_key)
         return TrainState(
             step=jnp.zeros((), jnp.int32),
             params=params,
@@ -54,17 +54,19 @@ def all_finite(tree) -> jax.Array:
 def make_train_step(
     method: Method, tx: optax.GradientTransformation, schedule: optax.Schedule, mesh: Mesh
 ):
-    """``train_step(state, batch) -> (state, metrics)``, jitted over ``mesh``.
+    """``train_step(state, batch, frozen=None) -> (state, metrics)``, jitted over ``mesh``.
 
-    State is replicated and donated, the batch is split over the ``data`` axis. Gradients
-    of the loss (a mean over the global batch) are already global: no ``pmean``.
+    State is replicated and donated, the batch is split over the ``data`` axis, ``frozen``
+    (the method's frozen inputs, e.g. a teacher's export) is replicated and *not* donated:
+    the same arrays serve every step. Gradients of the loss (a mean over the global batch)
+    are already global: no ``pmean``.
     """
 
-    def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    def train_step(state: TrainState, batch: dict, frozen: Any) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         grad_fn = jax.value_and_grad(method.loss, has_aux=True)
         (loss, (method_state, metrics)), grads = grad_fn(
-            state.params, state.method_state, batch, key
+            state.params, state.method_state, batch, key, state.step, frozen
         )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -83,9 +85,14 @@ def make_train_step(
         )
         return new_state, metrics
 
-    return jax.jit(
+    step = jax.jit(
         train_step,
-        in_shardings=(replicated(mesh), batch_sharded(mesh)),
+        in_shardings=(replicated(mesh), batch_sharded(mesh), replicated(mesh)),
         out_shardings=(replicated(mesh), replicated(mesh)),
         donate_argnums=0,
     )
+
+    def run(state: TrainState, batch: dict, frozen: Any = None) -> tuple[TrainState, dict]:
+        return step(state, batch, frozen)
+
+    return run

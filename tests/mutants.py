@@ -143,9 +143,11 @@ MUTANTS = (
         "config_misspelled_method_field",
         "also: 18 configs",
         "configs/swav_cifar10.py",
-        "c.method.sinkhorn_epsilon = 0.05",
-        "c.method.sinkhorn_epsilom = 0.05",
-        ("tests/test_configs.py::test_every_method_field_a_config_sets_is_read_by_its_method",),
+        "        sinkhorn_epsilon=0.05,\n",
+        "        sinkhorn_epsilom=0.05,\n",
+        (
+            "tests/test_configs.py::test_every_config_builds_its_method_from_exactly_its_hyperparameters",
+        ),
     ),
     Mutant(
         "config_string_fields_share_a_reference",

@@ -48,7 +48,7 @@ def test_command_line_overrides_reach_every_field_type():
     script = (
         "from absl import flags\n"
         "from ml_collections import config_flags\n"
-        "from ssl_jax.methods.views import view_specs_from_config\n"
+        "from ssl_jax.augment.from_config import view_specs_from_config\n"
         "c = config_flags.DEFINE_config_file('config')\n"
         "flags.FLAGS(__import__('sys').argv)\n"
         "v = c.value\n"
@@ -151,36 +151,16 @@ def test_epoch_based_fields_follow_the_batch_size(name, fields):
         assert rest == 0 and a == epochs * (50_000 // 512), (b, a)
 
 
-@pytest.fixture
-def read_fields(monkeypatch):
-    """``{id(section): keys read}`` of every ConfigDict read while the fixture is active."""
-    from ml_collections.config_dict import config_dict
-
-    read = {}
-    getitem = config_dict.ConfigDict.__getitem__
-
-    def recording_getitem(self, key):
-        read.setdefault(id(self), set()).add(key)
-        return getitem(self, key)
-
-    monkeypatch.setattr(config_dict.ConfigDict, "__getitem__", recording_getitem)
-    return read
-
-
 @pytest.mark.parametrize("path", PRETRAIN, ids=os.path.basename)
 @pytest.mark.parametrize("variant", [None, "runlocal"])
-def test_every_method_field_a_config_sets_is_read_by_its_method(path, variant, read_fields):
-    """Each shipped config builds its method, and the method reads every ``method`` field the
-    config sets: a misspelled field (``sinkhorn_epsilom``) would otherwise be silently ignored
-    while the method falls back to its default. Fields left at the shared default of
-    ``pretrain_defaults`` (``temperature`` for methods without one) are exempt."""
-    from ssl_jax.config import pretrain_defaults
-    from ssl_jax.methods import get_method
+def test_every_config_builds_its_method_from_exactly_its_hyperparameters(path, variant):
+    """Each shipped config builds its method, and its ``method`` section holds exactly the
+    method's hyperparameters (its factory's keywords): a misspelled field
+    (``sinkhorn_epsilom``) is an error, never a silent fall back to the default."""
+    from ssl_jax.methods import get_method, hyperparameters
 
     config = load(path).get_config(variant)
     method = get_method(config, total_steps=1000)
     assert method.name == config.method.name
-    shared = pretrain_defaults().method
-    unread = sorted(set(config.method.keys()) - read_fields.get(id(config.method), set()))
-    set_here = [k for k in unread if k not in shared or config.method[k] != shared[k]]
-    assert not set_here, f"{os.path.basename(path)} sets method fields nobody reads: {set_here}"
+    fields = set(config.method.keys()) - {"name"}
+    assert fields == set(hyperparameters(method.name)), os.path.basename(path)

@@ -14,14 +14,14 @@ from ssl_jax.train_step import all_finite, make_init_fn, make_train_step
 def toy_method(project_params=None) -> Method:
     """Params ``w`` (2,), loss ``sum((w - mean image value)^2)``."""
 
-    def loss(params, method_state, batch, key):
-        del key
+    def loss(params, method_state, batch, key, step, frozen):
+        del key, step, frozen
         target = jnp.mean(batch["images"].astype(jnp.float32))
         return jnp.sum((params["w"] - target) ** 2), (method_state, {})
 
     return Method(
         name="toy",
-        init=lambda key, sample_batch=None: ({"w": jnp.array([3.0, 4.0])}, {}),
+        init=lambda key: ({"w": jnp.array([3.0, 4.0])}, {}),
         loss=loss,
         update_state=no_state_update,
         export=lambda params, state: params,
@@ -51,14 +51,14 @@ def test_one_step_is_sgd_and_project_params_follows_the_update():
 def test_grad_norm_is_the_global_norm_of_the_gradient():
     """Two leaves: the loss ``sum((w - m)^2) + sum((v - m)^2)`` has gradient ``2 (x - m)``."""
 
-    def loss(params, method_state, batch, key):
-        del key
+    def loss(params, method_state, batch, key, step, frozen):
+        del key, step, frozen
         m = jnp.mean(batch["images"].astype(jnp.float32))
         value = jnp.sum((params["w"] - m) ** 2) + jnp.sum((params["v"] - m) ** 2)
         return value, (method_state, {})
 
     method = toy_method()._replace(
-        init=lambda key, sample_batch=None: (
+        init=lambda key: (
             {"w": jnp.array([3.0, 4.0]), "v": jnp.array([[0.0], [-2.0]])},
             {},
         ),
@@ -111,8 +111,8 @@ def test_all_finite_looks_at_every_leaf():
 def key_method() -> Method:
     """The loss returns the raw data of the key it receives as a metric."""
 
-    def loss(params, method_state, batch, key):
-        del batch
+    def loss(params, method_state, batch, key, step, frozen):
+        del batch, step, frozen
         return jnp.sum(params["w"] ** 2), (method_state, {"key": jax.random.key_data(key)})
 
     return toy_method()._replace(loss=loss)
@@ -148,3 +148,32 @@ def test_the_step_key_is_the_state_key_folded_with_the_step():
         keys.append(np.asarray(metrics["key"]))
     assert keys[0].tobytes() != keys[1].tobytes(), "the key does not depend on state.step"
     np.testing.assert_array_equal(keys[1], expected(7))
+
+
+def test_the_loss_gets_the_global_step_and_the_frozen_inputs_which_are_not_donated():
+    """``step`` is the state's step; ``frozen`` arrives as given and stays alive (the train
+    state is donated, the frozen inputs serve every step)."""
+
+    def loss(params, method_state, batch, key, step, frozen):
+        del batch, key
+        value = jnp.sum((params["w"] - frozen["anchor"]) ** 2)
+        return value, (method_state, {"seen_step": step, "anchor_sum": jnp.sum(frozen["anchor"])})
+
+    method = toy_method()._replace(loss=loss)
+    mesh = make_mesh(8)
+    schedule = optax.constant_schedule(0.1)
+    tx = optax.sgd(schedule)
+    batch = {"images": jnp.ones((8, 2, 2, 3), jnp.uint8)}
+    frozen = {"anchor": jnp.array([1.0, 2.0])}
+    state = make_init_fn(method, tx, mesh)(0)
+    step = make_train_step(method, tx, schedule, mesh)
+    for expected in range(3):
+        old = state
+        state, metrics = step(state, batch, frozen)
+        assert int(metrics["seen_step"]) == expected
+        np.testing.assert_allclose(metrics["anchor_sum"], 3.0)
+        assert old.params["w"].is_deleted() and not frozen["anchor"].is_deleted()
+    w = np.array([3.0, 4.0])
+    for _ in range(3):
+        w = w - 0.1 * 2 * (w - np.array([1.0, 2.0]))
+    np.testing.assert_allclose(state.params["w"], w, rtol=1e-6)

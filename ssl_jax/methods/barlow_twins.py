@@ -9,31 +9,33 @@ https://arxiv.org/abs/2103.03230
 """
 
 import jax.numpy as jnp
-import ml_collections
 
-from ssl_jax.encoder import make_backbone
 from ssl_jax.losses import barlow_twins_loss
 from ssl_jax.methods.base import Method
-from ssl_jax.methods.common import embed_views, embedding_std, make_two_view_method, projector
+from ssl_jax.methods.common import embed_views, embedding_std, make_two_view_method
+from ssl_jax.methods.networks import mlp_head
 
 
 def make_barlow_twins(
-    config: ml_collections.ConfigDict, *, total_steps: int | None = None
+    backbone,
+    views,
+    *,
+    lambda_: float = 0.0051,
+    scale_loss: float = 1.0,
+    proj_hidden_dim: int = 8192,
+    proj_dim: int = 8192,
 ) -> Method:
-    """Barlow Twins from the ``model``, ``method`` (dims, ``lambda_``, optional ``scale_loss``)
-    and ``augment`` sections."""
-    del total_steps
-    backbone = make_backbone(config.model)
+    """Barlow Twins on ``backbone`` and the two-view function ``views``: a 3-layer projector,
+    ``scale_loss * barlow_twins_loss(z1, z2, lambda_=lambda_)``."""
     parts = {
         "backbone": backbone,
-        "projector": projector(config, backbone.feature_dim, num_layers=3),
+        "projector": mlp_head(backbone.feature_dim, proj_hidden_dim, proj_dim, num_layers=3),
     }
-    lambda_ = float(config.method.lambda_)
-    scale = float(config.method.get("scale_loss", 1.0))
+    scale = float(scale_loss)
 
     def objective(params, stats, views):
         (z1, z2), stats = embed_views(parts, ("backbone", "projector"), params, stats, views)
         value = scale * barlow_twins_loss(z1, z2, lambda_=lambda_)
         return value, stats, {"embedding_std": embedding_std(jnp.concatenate([z1, z2]))}
 
-    return make_two_view_method(config, "barlow_twins", parts, objective)
+    return make_two_view_method("barlow_twins", parts, views, objective)

@@ -1,40 +1,49 @@
 """The method protocol: an SSL algorithm as data plus pure functions.
 
-Shaped like an optax ``GradientTransformation``. Hyperparameters are read once when the
-method is built and closed over; jitted code never sees a config.
+Shaped like an optax ``GradientTransformation``: a library factory (``make_simclr(backbone,
+views, *, temperature=...)``) takes the networks' structure, the view function and keyword
+hyperparameters, and closes over them; jitted code never sees a config.
+:func:`ssl_jax.methods.get_method` is the config adapter the programs use.
 
-- ``init(key, sample_batch) -> (params, method_state)``: trainable params and everything
-  not trained by gradients (batch statistics, EMA targets, queues, centers).
-- ``loss(params, method_state, batch, key) -> (loss, (method_state, metrics))``: the
-  views are made from ``batch["images"]`` (uint8) inside, on the accelerator.
+- ``init(key) -> (params, method_state)``: trainable params and everything not trained by
+  gradients (batch statistics, EMA targets, queues, centers).
+- ``loss(params, method_state, batch, key, step, frozen) -> (loss, (method_state,
+  metrics))``: the views are made from ``batch["images"]`` (uint8) inside, on the
+  accelerator. ``step`` is the global step being computed (no method keeps a counter of its
+  own); ``frozen`` holds the method's frozen inputs (see ``load_frozen``), else ``None``.
 - ``update_state(params, method_state, step) -> method_state``: after the optimizer
   step (EMA, queue push, center update).
-- ``export(params, method_state) -> {"params", "batch_stats"}``: the encoder that
-  downstream programs restore (the online or the target network, as configured).
-- ``backbone``: the graphdef-bearing :class:`ssl_jax.encoder.Backbone` of the export.
+- ``export(params, method_state) -> {"params", "batch_stats"}``: the arrays of the encoder
+  that downstream programs restore; ``network`` says which one it is (``"online"``,
+  ``"target"``, ``"teacher"``, ``"student"``), for the export's spec.
+- ``backbone``: the :class:`~ssl_jax.models.ModuleDef`-like structure of the export.
 - ``project_params(params) -> params`` (optional): applied after every optimizer update,
   for parameters constrained to a set (SwAV's unit-length prototypes).
 - ``diagnose(metrics) -> str | None`` (optional): a warning when logged metrics show a
   failure the loss alone does not, e.g. a collapse (:mod:`ssl_jax.methods.collapse`).
+- ``load_frozen(mesh) -> pytree`` (optional): the method's frozen inputs (a distillation
+  teacher's export), loaded from the source its config names. Programs call it at every
+  start, so a resumed run reloads them; the train step receives them as a separate,
+  replicated, non-donated argument, never part of the train state or its checkpoints.
 """
 
 from collections.abc import Callable
 from typing import Any, NamedTuple
-
-from ssl_jax.encoder import Backbone
 
 PyTree = Any
 
 
 class Method(NamedTuple):
     name: str
-    init: Callable[..., tuple[PyTree, PyTree]]
+    init: Callable[[Any], tuple[PyTree, PyTree]]
     loss: Callable[..., tuple[Any, tuple[PyTree, dict]]]
     update_state: Callable[[PyTree, PyTree, Any], PyTree]
     export: Callable[[PyTree, PyTree], dict]
-    backbone: Backbone
+    backbone: Any
+    network: str = "online"
     diagnose: Callable[[dict], str | None] | None = None
     project_params: Callable[[PyTree], PyTree] | None = None
+    load_frozen: Callable[[Any], PyTree] | None = None
 
 
 def no_state_update(params: PyTree, method_state: PyTree, step: Any) -> PyTree:

@@ -10,53 +10,55 @@ optimizer step the target moves with the cosine momentum schedule
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 
-from ssl_jax.augment import make_multiview_fn
-from ssl_jax.encoder import make_backbone
 from ssl_jax.losses import byol_loss
 from ssl_jax.methods.base import Method
-from ssl_jax.methods.common import embedding_std
+from ssl_jax.methods.common import embedding_std, two_views
 from ssl_jax.methods.momentum import (
+    check_export_network,
     cosine_momentum,
-    export_network,
     momentum_update,
     target_export,
 )
 from ssl_jax.methods.networks import apply_chain, init_parts, mlp_head
-from ssl_jax.methods.views import view_specs_from_config
 
 TARGET_PARTS = ("backbone", "projector")
 
 
-def make_byol(config: ml_collections.ConfigDict, *, total_steps: int | None = None) -> Method:
-    """BYOL from the ``model``, ``method``, ``augment`` and ``export`` config sections."""
+def make_byol(
+    backbone,
+    views,
+    *,
+    total_steps: int,
+    base_momentum: float = 0.996,
+    proj_hidden_dim: int = 4096,
+    proj_dim: int = 256,
+    pred_hidden_dim: int = 4096,
+    export_network: str = "online",
+) -> Method:
+    """BYOL on ``backbone`` and the two-view function ``views``; ``total_steps`` is the
+    length of the run, for the cosine target-momentum schedule from ``base_momentum`` to 1.
+    ``export_network``: ``"online"`` or ``"target"`` backbone."""
     if total_steps is None:
         raise ValueError("BYOL needs total_steps for its cosine target-momentum schedule.")
-    hp = config.method
-    backbone = make_backbone(config.model)
-    specs = view_specs_from_config(config.augment)
-    if len(specs) != 2:
-        raise ValueError(f"BYOL needs a two-view augment recipe, got {len(specs)} views.")
-    views = make_multiview_fn(specs)
-    network = export_network(config, "BYOL", "EMA target")
+    network = check_export_network(export_network, "BYOL", "EMA target")
     parts = {
         "backbone": backbone,
-        "projector": mlp_head(backbone.feature_dim, hp.proj_hidden_dim, hp.proj_dim),
-        "predictor": mlp_head(hp.proj_dim, hp.pred_hidden_dim, hp.proj_dim),
+        "projector": mlp_head(backbone.feature_dim, proj_hidden_dim, proj_dim),
+        "predictor": mlp_head(proj_dim, pred_hidden_dim, proj_dim),
     }
-    base_momentum = float(hp.base_momentum)
+    base_momentum = float(base_momentum)
 
-    def init(key, sample_batch=None):
-        del sample_batch
+    def init(key):
         params, stats = init_parts(parts, key)
         target = {name: params[name] for name in TARGET_PARTS}
         target_stats = {name: stats[name] for name in TARGET_PARTS}
         state = {"batch_stats": stats, "target": target, "target_batch_stats": target_stats}
         return params, state
 
-    def loss(params, method_state, batch, key):
-        v1, v2 = views(batch["images"], key)
+    def loss(params, method_state, batch, key, step, frozen):
+        del step, frozen
+        v1, v2 = two_views(views, batch["images"], key, "BYOL")
         x = jnp.concatenate([v1, v2])
         p, stats = apply_chain(
             parts, ("backbone", "projector", "predictor"), params, method_state["batch_stats"], x
@@ -85,4 +87,5 @@ def make_byol(config: ml_collections.ConfigDict, *, total_steps: int | None = No
         update_state=update_state,
         export=target_export(network),
         backbone=backbone,
+        network=network,
     )

@@ -1,40 +1,28 @@
-"""Pieces every two-view joint-embedding method shares: views, init, forward, export."""
+"""Pieces every two-view joint-embedding method shares: init, forward, export, metrics."""
 
 import jax.numpy as jnp
-import ml_collections
 
-from ssl_jax.augment import make_multiview_fn
 from ssl_jax.losses import l2_normalize
 from ssl_jax.methods.base import Method, no_state_update
-from ssl_jax.methods.networks import HeadDef, apply_chain, init_parts, mlp_head
-from ssl_jax.methods.views import view_specs_from_config
-
-
-def two_view_fn(config: ml_collections.ConfigDict, method: str):
-    """The jittable ``views(images_uint8, key) -> (v1, v2)`` of the ``augment`` section."""
-    specs = view_specs_from_config(config.augment)
-    if len(specs) != 2:
-        raise ValueError(f"{method} needs a two-view augment recipe, got {len(specs)} views.")
-    return make_multiview_fn(specs)
-
-
-def require_online_export(config: ml_collections.ConfigDict, method: str) -> None:
-    if config.export.network != "online":
-        raise ValueError(
-            f"export.network={config.export.network!r}: {method} has only the online network; "
-            "use 'online'."
-        )
+from ssl_jax.methods.networks import apply_chain, init_parts
 
 
 def make_init(parts: dict):
-    """``init(key, sample_batch) -> (params, {"batch_stats": ...})`` for methods without state."""
+    """``init(key) -> (params, {"batch_stats": ...})`` for methods without other state."""
 
-    def init(key, sample_batch=None):
-        del sample_batch
+    def init(key):
         params, stats = init_parts(parts, key)
         return params, {"batch_stats": stats}
 
     return init
+
+
+def two_views(views, images, key, method: str):
+    """``views(images, key)``, checked at trace time to give the two views ``method`` needs."""
+    out = tuple(views(images, key))
+    if len(out) != 2:
+        raise ValueError(f"{method} needs a two-view function, got {len(out)} views.")
+    return out
 
 
 def embed_views(parts: dict, names, params: dict, stats: dict, views) -> tuple[tuple, dict]:
@@ -57,23 +45,17 @@ def mean_cosine(a, b) -> jnp.ndarray:
     return jnp.mean(jnp.sum(l2_normalize(a) * l2_normalize(b), axis=-1))
 
 
-def projector(config: ml_collections.ConfigDict, feature_dim: int, **kwargs) -> HeadDef:
-    """``MLPHead(feature_dim, method.proj_hidden_dim, method.proj_dim, **kwargs)``."""
-    return mlp_head(feature_dim, config.method.proj_hidden_dim, config.method.proj_dim, **kwargs)
-
-
-def make_two_view_method(config, name: str, parts: dict, objective) -> Method:
+def make_two_view_method(name: str, parts: dict, views, objective) -> Method:
     """A method with no state but batch statistics, from its loss on the two views.
 
-    ``objective(params, batch_stats, (v1, v2)) -> (loss, new_batch_stats, metrics)``.
+    ``views(images_uint8, key) -> (v1, v2)``; ``objective(params, batch_stats, (v1, v2)) ->
+    (loss, new_batch_stats, metrics)``. The online backbone is the export.
     """
-    views = two_view_fn(config, name)
-    require_online_export(config, name)
 
-    def loss(params, method_state, batch, key):
-        value, stats, metrics = objective(
-            params, method_state["batch_stats"], views(batch["images"], key)
-        )
+    def loss(params, method_state, batch, key, step, frozen):
+        del step, frozen
+        pair = two_views(views, batch["images"], key, name)
+        value, stats, metrics = objective(params, method_state["batch_stats"], pair)
         return value, ({"batch_stats": stats}, metrics)
 
     return Method(

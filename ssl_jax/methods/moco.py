@@ -38,14 +38,12 @@ https://arxiv.org/abs/1911.05722, https://arxiv.org/abs/2003.04297
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 
-from ssl_jax.encoder import make_backbone
 from ssl_jax.losses import info_nce, l2_normalize
 from ssl_jax.methods.base import Method
-from ssl_jax.methods.common import embedding_std, mean_cosine, two_view_fn
+from ssl_jax.methods.common import embedding_std, mean_cosine, two_views
 from ssl_jax.methods.momentum import (
-    export_network,
+    check_export_network,
     make_momentum_schedule,
     momentum_update,
     target_export,
@@ -75,21 +73,43 @@ def enqueue(queue: jax.Array, ptr: jax.Array, keys: jax.Array) -> tuple[jax.Arra
     return queue, (ptr + n) % length
 
 
-def make_mocov2(config: ml_collections.ConfigDict, *, total_steps: int | None = None) -> Method:
-    """MoCo v2 from the ``model``, ``method``, ``augment``, ``data`` and ``export`` sections."""
-    hp = config.method
-    backbone = make_backbone(config.model)
-    views = two_view_fn(config, "MoCo v2")
-    network = export_network(config, "MoCo v2", "momentum encoder")
-    schedule = make_momentum_schedule(hp, total_steps=total_steps, method="MoCo v2")
-    temperature = float(hp.temperature)
-    symmetric = bool(hp.get("symmetric", False))
-    queue_length = int(hp.queue_length)
-    batch_size = int(config.data.batch_size)
+def make_mocov2(
+    backbone,
+    views,
+    *,
+    temperature: float = 0.2,
+    proj_hidden_dim: int = 2048,
+    proj_dim: int = 128,
+    queue_length: int = 65536,
+    momentum: float = 0.999,
+    momentum_schedule: str = "constant",
+    final_momentum: float = 1.0,
+    symmetric: bool = False,
+    total_steps: int | None = None,
+    batch_size: int | None = None,
+    export_network: str = "online",
+) -> Method:
+    """MoCo v2 on ``backbone`` and the two-view function ``views``.
+
+    ``momentum_schedule="cosine"`` (from ``momentum`` to ``final_momentum``) needs
+    ``total_steps``. ``batch_size`` (the global batch, optional) checks at build time that
+    ``queue_length`` is a multiple of it; the trace checks it again either way.
+    """
+    schedule = make_momentum_schedule(
+        momentum_schedule,
+        momentum=momentum,
+        final_momentum=final_momentum,
+        total_steps=total_steps,
+        method="MoCo v2",
+    )
+    network = check_export_network(export_network, "MoCo v2", "momentum encoder")
+    temperature = float(temperature)
+    symmetric = bool(symmetric)
+    queue_length = int(queue_length)
     if temperature <= 0:
         raise ValueError(f"method.temperature must be > 0, got {temperature}.")
-    if queue_length <= 0 or queue_length % batch_size:
-        multiple = max(1, -(-queue_length // batch_size)) * batch_size
+    if queue_length <= 0 or (batch_size and queue_length % batch_size):
+        multiple = max(1, -(-queue_length // (batch_size or 1))) * (batch_size or 1)
         raise ValueError(
             f"method.queue_length={queue_length} is not a positive multiple of "
             f"data.batch_size={batch_size}: each step enqueues the keys of the whole global "
@@ -97,15 +117,14 @@ def make_mocov2(config: ml_collections.ConfigDict, *, total_steps: int | None = 
         )
     parts = {
         "backbone": backbone,
-        "projector": mlp_head(backbone.feature_dim, hp.proj_hidden_dim, hp.proj_dim, use_bn=False),
+        "projector": mlp_head(backbone.feature_dim, proj_hidden_dim, proj_dim, use_bn=False),
     }
     num_queues = 2 if symmetric else 1
 
-    def init(key, sample_batch=None):
-        del sample_batch
+    def init(key):
         net_key, queue_key = jax.random.split(key)
         params, stats = init_parts(parts, net_key)
-        queue = jax.random.normal(queue_key, (num_queues, queue_length, hp.proj_dim))
+        queue = jax.random.normal(queue_key, (num_queues, queue_length, proj_dim))
         state = {
             "batch_stats": stats,
             "target": {name: params[name] for name in ENCODER_PARTS},
@@ -115,8 +134,9 @@ def make_mocov2(config: ml_collections.ConfigDict, *, total_steps: int | None = 
         }
         return params, state
 
-    def loss(params, method_state, batch, key):
-        v1, v2 = views(batch["images"], key)
+    def loss(params, method_state, batch, key, step, frozen):
+        del step, frozen
+        v1, v2 = two_views(views, batch["images"], key, "MoCo v2")
         query_views, key_views = ((v1, v2), (v2, v1)) if symmetric else ((v1,), (v2,))
         stats = method_state["batch_stats"]
         queries = []
@@ -156,4 +176,5 @@ def make_mocov2(config: ml_collections.ConfigDict, *, total_steps: int | None = 
         update_state=momentum_update(schedule, ENCODER_PARTS),
         export=target_export(network),
         backbone=backbone,
+        network=network,
     )

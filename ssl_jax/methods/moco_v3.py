@@ -24,14 +24,12 @@ implemented. https://arxiv.org/abs/2104.02057
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 
-from ssl_jax.encoder import make_backbone
 from ssl_jax.losses import moco_v3_ctr
 from ssl_jax.methods.base import Method
-from ssl_jax.methods.common import embedding_std, mean_cosine, two_view_fn
+from ssl_jax.methods.common import embedding_std, mean_cosine, two_views
 from ssl_jax.methods.momentum import (
-    export_network,
+    check_export_network,
     make_momentum_schedule,
     momentum_update,
     target_export,
@@ -42,14 +40,32 @@ ENCODER_PARTS = ("backbone", "projector")
 ONLINE_PARTS = (*ENCODER_PARTS, "predictor")
 
 
-def make_mocov3(config: ml_collections.ConfigDict, *, total_steps: int | None = None) -> Method:
-    """MoCo v3 from the ``model``, ``method``, ``augment`` and ``export`` config sections."""
-    hp = config.method
-    backbone = make_backbone(config.model)
-    views = two_view_fn(config, "MoCo v3")
-    network = export_network(config, "MoCo v3", "momentum encoder")
-    schedule = make_momentum_schedule(hp, total_steps=total_steps, method="MoCo v3")
-    temperature = float(hp.temperature)
+def make_mocov3(
+    backbone,
+    views,
+    *,
+    temperature: float = 0.2,
+    proj_hidden_dim: int = 4096,
+    proj_dim: int = 256,
+    proj_num_layers: int = 3,
+    pred_hidden_dim: int = 4096,
+    momentum: float = 0.99,
+    momentum_schedule: str = "constant",
+    final_momentum: float = 1.0,
+    total_steps: int | None = None,
+    export_network: str = "online",
+) -> Method:
+    """MoCo v3 on ``backbone`` and the two-view function ``views``; the cosine momentum
+    schedule (the authors' ``--moco-m-cos``) needs ``total_steps``."""
+    schedule = make_momentum_schedule(
+        momentum_schedule,
+        momentum=momentum,
+        final_momentum=final_momentum,
+        total_steps=total_steps,
+        method="MoCo v3",
+    )
+    network = check_export_network(export_network, "MoCo v3", "momentum encoder")
+    temperature = float(temperature)
     if temperature <= 0:
         raise ValueError(f"method.temperature must be > 0, got {temperature}.")
     head = dict(last_bn=True, last_bn_affine=False)
@@ -57,16 +73,15 @@ def make_mocov3(config: ml_collections.ConfigDict, *, total_steps: int | None = 
         "backbone": backbone,
         "projector": mlp_head(
             backbone.feature_dim,
-            hp.proj_hidden_dim,
-            hp.proj_dim,
-            num_layers=int(hp.get("proj_num_layers", 3)),
+            proj_hidden_dim,
+            proj_dim,
+            num_layers=int(proj_num_layers),
             **head,
         ),
-        "predictor": mlp_head(hp.proj_dim, hp.pred_hidden_dim, hp.proj_dim, num_layers=2, **head),
+        "predictor": mlp_head(proj_dim, pred_hidden_dim, proj_dim, num_layers=2, **head),
     }
 
-    def init(key, sample_batch=None):
-        del sample_batch
+    def init(key):
         params, stats = init_parts(parts, key)
         state = {
             "batch_stats": stats,
@@ -75,8 +90,9 @@ def make_mocov3(config: ml_collections.ConfigDict, *, total_steps: int | None = 
         }
         return params, state
 
-    def loss(params, method_state, batch, key):
-        v1, v2 = views(batch["images"], key)
+    def loss(params, method_state, batch, key, step, frozen):
+        del step, frozen
+        v1, v2 = two_views(views, batch["images"], key, "MoCo v3")
         stats = method_state["batch_stats"]
         q1, stats = apply_chain(parts, ONLINE_PARTS, params, stats, v1)
         q2, stats = apply_chain(parts, ONLINE_PARTS, params, stats, v2)
@@ -102,4 +118,5 @@ def make_mocov3(config: ml_collections.ConfigDict, *, total_steps: int | None = 
         update_state=momentum_update(schedule, ENCODER_PARTS),
         export=target_export(network),
         backbone=backbone,
+        network=network,
     )

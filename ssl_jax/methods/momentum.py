@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
 from ssl_jax.methods.common import online_export
@@ -25,16 +24,14 @@ def cosine_momentum(step, *, base_momentum: float, total_steps: int) -> jax.Arra
 
 
 def make_momentum_schedule(
-    hp: ml_collections.ConfigDict, *, total_steps: int | None, method: str
+    kind: str, *, momentum: float, final_momentum: float, total_steps: int | None, method: str
 ) -> Callable[[jax.Array], jax.Array]:
-    """``step -> m`` from ``hp.momentum``, ``hp.momentum_schedule`` and ``hp.final_momentum``.
+    """``step -> m``: ``constant`` ``momentum``, or ``cosine`` from ``momentum`` to ``final``.
 
-    ``constant``: ``m``. ``cosine``: ``final - (final - m) * (cos(pi step / total) + 1) / 2``,
-    BYOL's :func:`cosine_momentum` when ``final = 1``.
+    ``cosine``: ``final - (final - m) * (cos(pi step / total) + 1) / 2``, BYOL's
+    :func:`cosine_momentum` when ``final = 1``.
     """
-    kind = hp.get("momentum_schedule", "constant")
-    base = float(hp.momentum)
-    final = float(hp.get("final_momentum", 1.0))
+    base, final = float(momentum), float(final_momentum)
     if kind not in MOMENTUM_SCHEDULES:
         raise ValueError(
             f"method.momentum_schedule={kind!r} is unknown; valid: {list(MOMENTUM_SCHEDULES)}."
@@ -56,9 +53,8 @@ def make_momentum_schedule(
     return schedule
 
 
-def export_network(config: ml_collections.ConfigDict, method: str, target: str) -> str:
-    """``export.network`` validated for a method with a momentum/EMA ``target`` network."""
-    network = config.export.network
+def check_export_network(network: str, method: str, target: str) -> str:
+    """``network`` validated for a method with a momentum/EMA ``target`` network."""
     if network not in ("online", "target"):
         raise ValueError(
             f"export.network={network!r}: {method} exports 'online' or 'target' (the {target})."

@@ -1,37 +1,18 @@
-"""Heads as (graphdef, init, apply) triples, and running chains of parts on views and crops."""
+"""Heads as :class:`~ssl_jax.models.ModuleDef`, and running chains of parts on views and crops."""
 
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
-from ssl_jax.models import DINOHead, MLPHead, apply_module, split_module
-
-
-class HeadDef(NamedTuple):
-    """The static structure of a head, built once; params live in plain pytrees."""
-
-    graphdef: Any
-    build: Callable[[nnx.Rngs], nnx.Module]
-
-    def init(self, key: jax.Array) -> tuple[Any, Any]:
-        _, params, stats = split_module(self.build(nnx.Rngs(params=key)))
-        return params, stats
-
-    def apply(self, params, batch_stats, x, *, train: bool):
-        return apply_module(self.graphdef, params, batch_stats, x, train=train)
+from ssl_jax.models import DINOHead, MLPHead, ModuleDef, module_def
 
 
-def mlp_head(in_features: int, hidden_features: int, out_features: int, **kwargs) -> HeadDef:
-    """An :class:`~ssl_jax.models.MLPHead` (projector or predictor) as a :class:`HeadDef`."""
-
-    def build(rngs):
-        return MLPHead(in_features, hidden_features, out_features, rngs=rngs, **kwargs)
-
-    graphdef, _, _ = split_module(nnx.eval_shape(lambda: build(nnx.Rngs(0))))
-    return HeadDef(graphdef=graphdef, build=build)
+def mlp_head(in_features: int, hidden_features: int, out_features: int, **kwargs) -> ModuleDef:
+    """An :class:`~ssl_jax.models.MLPHead` (projector or predictor) as a ``ModuleDef``."""
+    return module_def(
+        lambda rngs: MLPHead(in_features, hidden_features, out_features, rngs=rngs, **kwargs)
+    )
 
 
 def init_parts(parts: dict, key: jax.Array) -> tuple[dict, dict]:
@@ -53,14 +34,9 @@ def apply_chain(
     return x, new_stats
 
 
-def dino_head(in_features: int, out_features: int, **kwargs) -> HeadDef:
-    """A :class:`~ssl_jax.models.DINOHead` as a :class:`HeadDef`."""
-
-    def build(rngs):
-        return DINOHead(in_features, out_features, rngs=rngs, **kwargs)
-
-    graphdef, _, _ = split_module(nnx.eval_shape(lambda: build(nnx.Rngs(0))))
-    return HeadDef(graphdef=graphdef, build=build)
+def dino_head(in_features: int, out_features: int, **kwargs) -> ModuleDef:
+    """A :class:`~ssl_jax.models.DINOHead` as a ``ModuleDef``."""
+    return module_def(lambda rngs: DINOHead(in_features, out_features, rngs=rngs, **kwargs))
 
 
 def embed_crops(parts: dict, head: str, params: dict, stats: dict, crops) -> tuple[jax.Array, dict]:

@@ -6,26 +6,30 @@ because the jitted step sees the global batch). https://arxiv.org/abs/2002.05709
 """
 
 import jax.numpy as jnp
-import ml_collections
 
-from ssl_jax.encoder import make_backbone
 from ssl_jax.losses import nt_xent
 from ssl_jax.methods.base import Method
-from ssl_jax.methods.common import (
-    embed_views,
-    embedding_std,
-    make_two_view_method,
-    mean_cosine,
-    projector,
-)
+from ssl_jax.methods.common import embed_views, embedding_std, make_two_view_method, mean_cosine
+from ssl_jax.methods.networks import mlp_head
 
 
-def make_simclr(config: ml_collections.ConfigDict, *, total_steps: int | None = None) -> Method:
-    """SimCLR from the ``model``, ``method`` and ``augment`` config sections."""
-    del total_steps
-    backbone = make_backbone(config.model)
-    temperature = float(config.method.temperature)
-    parts = {"backbone": backbone, "projector": projector(config, backbone.feature_dim)}
+def make_simclr(
+    backbone,
+    views,
+    *,
+    temperature: float = 0.2,
+    proj_hidden_dim: int = 2048,
+    proj_dim: int = 256,
+) -> Method:
+    """SimCLR on ``backbone`` (a :class:`~ssl_jax.models.ModuleDef`) and the two-view function
+    ``views(images_uint8, key) -> (v1, v2)``: a 2-layer projector (BN, ReLU) and NT-Xent at
+    ``temperature``."""
+    if temperature <= 0:
+        raise ValueError(f"SimCLR's temperature must be > 0, got {temperature}.")
+    parts = {
+        "backbone": backbone,
+        "projector": mlp_head(backbone.feature_dim, proj_hidden_dim, proj_dim),
+    }
 
     def objective(params, stats, views):
         (z1, z2), stats = embed_views(parts, ("backbone", "projector"), params, stats, views)
@@ -35,4 +39,4 @@ def make_simclr(config: ml_collections.ConfigDict, *, total_steps: int | None = 
         }
         return nt_xent(z1, z2, temperature=temperature), stats, metrics
 
-    return make_two_view_method(config, "simclr", parts, objective)
+    return make_two_view_method("simclr", parts, views, objective)

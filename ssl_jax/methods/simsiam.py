@@ -7,26 +7,34 @@ without affine; predictor: a 2-layer bottleneck MLP. https://arxiv.org/abs/2011.
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 
-from ssl_jax.encoder import make_backbone
 from ssl_jax.losses import simsiam_loss
 from ssl_jax.methods.base import Method
-from ssl_jax.methods.common import embed_views, embedding_std, make_two_view_method, projector
+from ssl_jax.methods.common import embed_views, embedding_std, make_two_view_method
 from ssl_jax.methods.networks import apply_chain, mlp_head
 
 
-def make_simsiam(config: ml_collections.ConfigDict, *, total_steps: int | None = None) -> Method:
-    """SimSiam from the ``model``, ``method`` (proj/pred dims) and ``augment`` sections."""
-    del total_steps
-    backbone = make_backbone(config.model)
-    hp = config.method
+def make_simsiam(
+    backbone,
+    views,
+    *,
+    proj_hidden_dim: int = 2048,
+    proj_dim: int = 2048,
+    pred_hidden_dim: int = 512,
+) -> Method:
+    """SimSiam on ``backbone`` and the two-view function ``views``: a 3-layer projector
+    (last BN without affine) and a 2-layer bottleneck predictor."""
     parts = {
         "backbone": backbone,
-        "projector": projector(
-            config, backbone.feature_dim, num_layers=3, last_bn=True, last_bn_affine=False
+        "projector": mlp_head(
+            backbone.feature_dim,
+            proj_hidden_dim,
+            proj_dim,
+            num_layers=3,
+            last_bn=True,
+            last_bn_affine=False,
         ),
-        "predictor": mlp_head(hp.proj_dim, hp.pred_hidden_dim, hp.proj_dim),
+        "predictor": mlp_head(proj_dim, pred_hidden_dim, proj_dim),
     }
 
     def objective(params, stats, views):
@@ -37,4 +45,4 @@ def make_simsiam(config: ml_collections.ConfigDict, *, total_steps: int | None =
         value = 0.5 * (simsiam_loss(p1, z2) + simsiam_loss(p2, z1))
         return value, stats, {"embedding_std": embedding_std(jnp.concatenate([z1, z2]))}
 
-    return make_two_view_method(config, "simsiam", parts, objective)
+    return make_two_view_method("simsiam", parts, views, objective)

@@ -23,7 +23,8 @@ through the backbone as one batch; the projector runs once on all of them.
   once ``Q`` rows are filled the queue's scores, recomputed with the current prototypes,
   join the batch in Sinkhorn (the authors start an empty queue at ``epoch_queue_starts``
   and use it once full). ``Q`` is ``queue_length`` rounded down to a multiple of the
-  global batch size, as the authors' ``queue_length -= queue_length % (batch * world)``.
+  global batch size (when the factory is given ``batch_size``), as the authors'
+  ``queue_length -= queue_length % (batch * world)``.
   The queue is one global array in the replicated ``method_state``, filled with the whole
   global batch: under global-view ``jax.jit`` every device holds the same queue, and the
   authors' per-GPU queues of ``Q / world`` rows together hold exactly these rows.
@@ -31,79 +32,67 @@ through the backbone as one batch; the projector runs once on all of them.
   ``softmax(scores / temperature)``; at ``ln K`` every image predicts the same uniform
   distribution and the loss sits at ``ln K`` (the authors' README: "loss stuck at 8.006").
   ``diagnose`` then warns (:mod:`ssl_jax.methods.collapse`).
-- ``method_state["step"]`` counts optimizer steps (``update_state`` sets it to
-  ``step + 1``), so ``loss`` knows the freeze and queue phases.
+- ``loss`` reads the global ``step`` it is given to know the freeze and queue phases.
 
 https://arxiv.org/abs/2006.09882 ; code: https://github.com/facebookresearch/swav
 """
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
-import ml_collections
 
-from ssl_jax.augment.multicrop import make_multicrop_fn
-from ssl_jax.encoder import make_backbone
 from ssl_jax.losses import l2_normalize, swav_codes, swav_loss
-from ssl_jax.methods.base import Method
+from ssl_jax.methods.base import Method, no_state_update
 from ssl_jax.methods.collapse import mean_entropy, uniform_collapse_check
-from ssl_jax.methods.common import embedding_std, online_export, require_online_export
+from ssl_jax.methods.common import embedding_std, online_export
 from ssl_jax.methods.networks import embed_crops, init_parts, mlp_head
-from ssl_jax.methods.views import multicrop_from_config
 
 NUM_ASSIGNED = 2  # the authors' crops_for_assign = [0, 1]: the two global crops
 
-# Method fields beyond proj_hidden_dim, proj_dim and temperature; the authors' values
-# (main_swav.py) except the queue, which is off by default.
-DEFAULTS: dict[str, Any] = dict(
-    num_prototypes=3000,
-    sinkhorn_epsilon=0.05,
-    sinkhorn_iters=3,
-    queue_length=0,
-    queue_start_step=0,
-    freeze_prototypes_steps=0,
-)
 
+def make_swav(
+    backbone,
+    views,
+    *,
+    temperature: float = 0.1,
+    proj_hidden_dim: int = 2048,
+    proj_dim: int = 128,
+    num_prototypes: int = 3000,
+    sinkhorn_epsilon: float = 0.05,
+    sinkhorn_iters: int = 3,
+    queue_length: int = 0,
+    queue_start_step: int = 0,
+    freeze_prototypes_steps: int = 0,
+    batch_size: int | None = None,
+) -> Method:
+    """SwAV on ``backbone`` and the multi-crop function ``views(images_uint8, key) ->
+    (global_crops, local_crops)`` (two global crops).
 
-def make_swav(config: ml_collections.ConfigDict, *, total_steps: int | None = None) -> Method:
-    """SwAV from the ``model``, ``method``, ``augment`` and ``data`` config sections.
-
-    ``method``: ``proj_hidden_dim``, ``proj_dim``, ``temperature`` and the fields of
-    :data:`DEFAULTS`; ``data.batch_size`` (global) rounds the queue length.
+    The defaults are the authors' (``main_swav.py``) except the queue, which is off. With
+    ``batch_size`` (the global batch) the queue length is rounded down to a multiple of it,
+    as the authors do; without, it must already be one (checked when the loss is traced).
     """
-    del total_steps
-    hp = {k: config.method.get(k, v) for k, v in DEFAULTS.items()}
-    temperature = float(config.method.temperature)
-    backbone = make_backbone(config.model)
-    multicrop = multicrop_from_config(config.augment)
-    if len(multicrop.global_specs) != NUM_ASSIGNED:
-        raise ValueError(f"SwAV needs 2 global crops, got {len(multicrop.global_specs)}.")
-    views = make_multicrop_fn(*multicrop)
-    num_crops = NUM_ASSIGNED + multicrop.num_local
-    require_online_export(config, "SwAV")
-    proj_dim = config.method.proj_dim
-    num_prototypes = int(hp["num_prototypes"])
+    temperature = float(temperature)
+    num_prototypes = int(num_prototypes)
     parts = {
         "backbone": backbone,
-        "projector": mlp_head(backbone.feature_dim, config.method.proj_hidden_dim, proj_dim),
+        "projector": mlp_head(backbone.feature_dim, proj_hidden_dim, proj_dim),
     }
-    batch_size = config.data.batch_size
-    queue_length = int(hp["queue_length"]) - int(hp["queue_length"]) % batch_size
-    queue_start = int(hp["queue_start_step"])
-    freeze_steps = int(hp["freeze_prototypes_steps"])
+    queue_length = int(queue_length)
+    if batch_size:
+        queue_length -= queue_length % batch_size
+    queue_start = int(queue_start_step)
+    freeze_steps = int(freeze_prototypes_steps)
     codes_fn = lambda scores, **kw: swav_codes(
-        scores, epsilon=hp["sinkhorn_epsilon"], num_iters=int(hp["sinkhorn_iters"]), **kw
+        scores, epsilon=sinkhorn_epsilon, num_iters=int(sinkhorn_iters), **kw
     )
 
-    def init(key, sample_batch=None):
-        del sample_batch
+    def init(key):
         key, proto_key = jax.random.split(key)
         params, stats = init_parts(parts, key)
         params["prototypes"] = l2_normalize(
             jax.random.normal(proto_key, (proj_dim, num_prototypes)), axis=0
         )
-        state = {"batch_stats": stats, "step": jnp.zeros((), jnp.int32)}
+        state = {"batch_stats": stats}
         if queue_length:
             state["queue"] = jnp.zeros((NUM_ASSIGNED, queue_length, proj_dim), jnp.float32)
             state["queue_ptr"] = jnp.zeros((), jnp.int32)
@@ -126,10 +115,13 @@ def make_swav(config: ml_collections.ConfigDict, *, total_steps: int | None = No
             "queue_count": jnp.where(active, jnp.minimum(count + n, queue_length), count),
         }
 
-    def loss(params, method_state, batch, key):
-        globals_, locals_ = views(batch["images"], key)
+    def loss(params, method_state, batch, key, step, frozen):
+        del frozen
+        globals_, locals_ = (tuple(crops) for crops in views(batch["images"], key))
+        if len(globals_) != NUM_ASSIGNED:
+            raise ValueError(f"SwAV needs {NUM_ASSIGNED} global crops, got {len(globals_)}.")
+        num_crops = NUM_ASSIGNED + len(locals_)
         n = globals_[0].shape[0]
-        step = method_state["step"]
         z, stats = embed_crops(
             parts, "projector", params, method_state["batch_stats"], globals_ + locals_
         )
@@ -160,10 +152,6 @@ def make_swav(config: ml_collections.ConfigDict, *, total_steps: int | None = No
         value = swav_loss(scores, jax.lax.stop_gradient(codes), temperature=temperature)
         return value, (new_state, metrics)
 
-    def update_state(params, method_state, step):
-        del params
-        return {**method_state, "step": jnp.asarray(step + 1, jnp.int32)}
-
     diagnose = uniform_collapse_check(
         "prediction_entropy",
         num_prototypes,
@@ -177,6 +165,6 @@ def make_swav(config: ml_collections.ConfigDict, *, total_steps: int | None = No
         return {**params, "prototypes": l2_normalize(params["prototypes"], axis=0)}
 
     return Method(
-        name="swav", init=init, loss=loss, update_state=update_state, export=online_export,
+        name="swav", init=init, loss=loss, update_state=no_state_update, export=online_export,
         backbone=backbone, diagnose=diagnose, project_params=project_params,
     )  # fmt: skip

@@ -5,24 +5,30 @@ A 3-layer expander; the three terms are logged as ``vicreg_invariance``,
 """
 
 import jax.numpy as jnp
-import ml_collections
 
-from ssl_jax.encoder import make_backbone
 from ssl_jax.losses import vicreg_loss, vicreg_terms
 from ssl_jax.methods.base import Method
-from ssl_jax.methods.common import embed_views, embedding_std, make_two_view_method, projector
+from ssl_jax.methods.common import embed_views, embedding_std, make_two_view_method
+from ssl_jax.methods.networks import mlp_head
 
 
-def make_vicreg(config: ml_collections.ConfigDict, *, total_steps: int | None = None) -> Method:
-    """VICReg from the ``model``, ``method`` (dims, coefficients) and ``augment`` sections."""
-    del total_steps
-    backbone = make_backbone(config.model)
+def make_vicreg(
+    backbone,
+    views,
+    *,
+    sim_coeff: float = 25.0,
+    std_coeff: float = 25.0,
+    cov_coeff: float = 1.0,
+    proj_hidden_dim: int = 8192,
+    proj_dim: int = 8192,
+) -> Method:
+    """VICReg on ``backbone`` and the two-view function ``views``: a 3-layer expander and
+    the weighted invariance, variance and covariance terms."""
     parts = {
         "backbone": backbone,
-        "projector": projector(config, backbone.feature_dim, num_layers=3),
+        "projector": mlp_head(backbone.feature_dim, proj_hidden_dim, proj_dim, num_layers=3),
     }
-    hp = config.method
-    coeffs = dict(sim_coeff=hp.sim_coeff, std_coeff=hp.std_coeff, cov_coeff=hp.cov_coeff)
+    coeffs = dict(sim_coeff=sim_coeff, std_coeff=std_coeff, cov_coeff=cov_coeff)
 
     def objective(params, stats, views):
         (z1, z2), stats = embed_views(parts, ("backbone", "projector"), params, stats, views)
@@ -31,4 +37,4 @@ def make_vicreg(config: ml_collections.ConfigDict, *, total_steps: int | None = 
         metrics["embedding_std"] = embedding_std(jnp.concatenate([z1, z2]))
         return value, stats, metrics
 
-    return make_two_view_method(config, "vicreg", parts, objective)
+    return make_two_view_method("vicreg", parts, views, objective)

@@ -6,9 +6,9 @@ import pytest
 
 from ssl_jax.data import make_digits_source
 from ssl_jax.methods import get_method
-from ssl_jax.methods.common import two_view_fn
 from ssl_jax.methods.momentum import cosine_momentum
 from ssl_jax.methods.networks import apply_chain, mlp_head
+from ssl_jax.methods.registry import make_views
 from tests.losses.test_regression import byol_reference
 from tests.programs.tiny import tiny_pretrain_config
 
@@ -28,7 +28,7 @@ def byol_config(**overrides):
 def setup():
     method = get_method(byol_config(), total_steps=10)
     images, _ = make_digits_source("train", image_size=8).get(np.arange(16))
-    params, state = jax.jit(method.init)(jax.random.key(0), None)
+    params, state = jax.jit(method.init)(jax.random.key(0))
     return method, {"images": jnp.asarray(images)}, params, state
 
 
@@ -71,11 +71,11 @@ def test_target_gets_exactly_zero_gradient(setup):
     key = jax.random.key(1)
 
     def loss_of_target(target):
-        return method.loss(params, {**state, "target": target}, batch, key)[0]
+        return method.loss(params, {**state, "target": target}, batch, key, 0, None)[0]
 
     target_grads = jax.grad(loss_of_target)(state["target"])
     assert all(bool(jnp.all(g == 0)) for g in jax.tree.leaves(target_grads))
-    online_grads = jax.grad(lambda p: method.loss(p, state, batch, key)[0])(params)
+    online_grads = jax.grad(lambda p: method.loss(p, state, batch, key, 0, None)[0])(params)
     assert any(bool(jnp.any(g != 0)) for g in jax.tree.leaves(online_grads["predictor"]))
 
 
@@ -87,7 +87,7 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(setup):
     @jax.jit
     def step(params, opt, state, i):
         (loss, (state, _)), g = jax.value_and_grad(method.loss, has_aux=True)(
-            params, state, batch, key
+            params, state, batch, key, 0, None
         )
         updates, opt = tx.update(g, opt, params)
         params = optax.apply_updates(params, updates)
@@ -120,14 +120,14 @@ def test_loss_is_the_swapped_prediction_by_hand(setup):
     config = byol_config()
     hp = config.method
     key = jax.random.key(4)
-    value, _ = jax.jit(method.loss)(params, state, batch, key)
+    value, _ = jax.jit(method.loss)(params, state, batch, key, 0, None)
     fd = method.backbone.feature_dim
     parts = {
         "backbone": method.backbone,
         "projector": mlp_head(fd, hp.proj_hidden_dim, hp.proj_dim),
         "predictor": mlp_head(hp.proj_dim, hp.pred_hidden_dim, hp.proj_dim),
     }
-    x = jnp.concatenate(two_view_fn(config, "byol")(batch["images"], key))
+    x = jnp.concatenate(make_views(config.augment, config.method.name)(batch["images"], key))
     online = ("backbone", "projector", "predictor")
     p, _ = apply_chain(parts, online, params, state["batch_stats"], x)
     target = ("backbone", "projector")

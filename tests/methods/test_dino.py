@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 
+from ssl_jax.augment.from_config import eval_settings, multicrop_from_config
 from ssl_jax.augment.multicrop import make_multicrop_fn
 from ssl_jax.data import make_digits_source
 from ssl_jax.encoder import make_backbone
@@ -15,7 +16,6 @@ from ssl_jax.losses import dino_loss, dino_teacher_temperature
 from ssl_jax.methods import get_method
 from ssl_jax.methods.momentum import cosine_momentum
 from ssl_jax.methods.networks import dino_head, embed_crops
-from ssl_jax.methods.views import eval_settings, multicrop_from_config
 from ssl_jax.programs import pretrain
 from tests.programs.tiny import tiny_pretrain_config
 
@@ -61,11 +61,11 @@ def setup():
         return embed_crops(parts, "head", params, stats, crops)[0]
 
     @jax.jit
-    def probe(params, state, key):
+    def probe(params, state, key, step):
         """Loss, new state, metrics, grads (student, teacher), logits (student, teacher)."""
 
         def f(params, target):
-            return method.loss(params, {**state, "target": target}, batch, key)
+            return method.loss(params, {**state, "target": target}, batch, key, step, None)
 
         (loss, (new_state, metrics)), grads = jax.value_and_grad(f, (0, 1), has_aux=True)(
             params, state["target"]
@@ -76,19 +76,13 @@ def setup():
         logits = (student.reshape(4, 16, -1), teacher.reshape(2, 16, -1))
         return loss, new_state, metrics, grads, logits
 
-    params, state = jax.jit(method.init)(jax.random.key(0), None)
+    params, state = jax.jit(method.init)(jax.random.key(0))
     return method, probe, params, state
-
-
-def with_step(state, step):
-    return {**state, "step": jnp.asarray(step, jnp.int32)}
 
 
 def test_teacher_gets_exactly_zero_gradient(setup):
     _, probe, params, state = setup
-    _, _, _, (student_grads, teacher_grads), _ = probe(
-        params, with_step(state, 3), jax.random.key(1)
-    )
+    _, _, _, (student_grads, teacher_grads), _ = probe(params, state, jax.random.key(1), 3)
     assert all(bool(jnp.all(g == 0)) for g in jax.tree.leaves(teacher_grads))
     assert any(bool(jnp.any(g != 0)) for g in jax.tree.leaves(student_grads["backbone"]))
 
@@ -97,8 +91,8 @@ def test_loss_uses_the_scheduled_temperature_and_moves_the_center(setup):
     _, probe, params, state = setup
     center = jax.random.normal(jax.random.key(5), (32,))
     for step, temp in ((0, 0.04), (2, 0.06), (7, 0.07)):
-        s = {**with_step(state, step), "center": center}
-        loss, new_state, metrics, _, (student, teacher) = probe(params, s, jax.random.key(1))
+        s = {**state, "center": center}
+        loss, new_state, metrics, _, (student, teacher) = probe(params, s, jax.random.key(1), step)
         schedule = dino_teacher_temperature(
             step, warmup_teacher_temp=0.04, teacher_temp=0.07, warmup_steps=4, total_steps=TOTAL
         )
@@ -115,8 +109,8 @@ def test_loss_uses_the_scheduled_temperature_and_moves_the_center(setup):
 def test_collapse_metrics_match_numpy_and_diagnose_warns_at_ln_k(setup):
     method, probe, params, state = setup
     center = np.asarray(jax.random.normal(jax.random.key(5), (32,)))
-    s = {**with_step(state, 7), "center": jnp.asarray(center)}
-    _, _, metrics, _, (_, teacher) = probe(params, s, jax.random.key(1))
+    s = {**state, "center": jnp.asarray(center)}
+    _, _, metrics, _, (_, teacher) = probe(params, s, jax.random.key(1), 7)
     logits = (np.asarray(teacher, np.float64) - center) / 0.07
     q = np.exp(logits - logits.max(-1, keepdims=True))
     q /= q.sum(-1, keepdims=True)
@@ -133,11 +127,11 @@ def test_collapse_metrics_match_numpy_and_diagnose_warns_at_ln_k(setup):
     assert "head_use_bn" in message
 
 
-def test_update_state_follows_the_ema_formula_and_counts_steps(setup):
+def test_update_state_follows_the_ema_formula_and_keeps_no_step_counter(setup):
     method, _, params, state = setup
     moved = jax.tree.map(lambda p: p + 1.0, params)
     new = method.update_state(moved, state, 3)
-    assert int(new["step"]) == 4
+    assert "step" not in new  # the loss receives the global step
     tau = 1 - (1 - 0.9) * (np.cos(np.pi * 3 / TOTAL) + 1) / 2
     np.testing.assert_allclose(cosine_momentum(3, base_momentum=0.9, total_steps=TOTAL), tau)
     for name in ("backbone", "head"):
@@ -155,7 +149,7 @@ def test_update_state_follows_the_ema_formula_and_counts_steps(setup):
 def test_last_layer_is_frozen_for_the_first_steps(setup):
     _, probe, params, state = setup
     for step, frozen in ((1, True), (2, False)):
-        _, _, _, (grads, _), _ = probe(params, with_step(state, step), jax.random.key(1))
+        _, _, _, (grads, _), _ = probe(params, state, jax.random.key(1), step)
         last = jax.tree.leaves(grads["head"]["last_layer"])
         assert all(bool(jnp.all(g == 0)) == frozen for g in last), step
         assert any(bool(jnp.any(g != 0)) for g in jax.tree.leaves(grads["head"]["linears"]))
@@ -169,12 +163,12 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(setup):
     update_state = jax.jit(method.update_state)
     losses = []
     for i in range(6):
-        loss, state, _, (grads, _), _ = probe(params, state, jax.random.key(2))
+        loss, state, _, (grads, _), _ = probe(params, state, jax.random.key(2), i)
         updates, opt = apply(grads, opt, params)
         params = optax.apply_updates(params, updates)
         state = update_state(params, state, i)
         losses.append(float(loss))
-    assert int(state["step"]) == 6
+    assert "step" not in state
     assert losses[-1] < losses[0] - 0.1, losses
 
 

@@ -17,7 +17,9 @@ import pytest
 from ssl_jax.data import make_digits_source
 from ssl_jax.losses import nt_xent
 from ssl_jax.methods import get_method
-from ssl_jax.methods.common import embed_views, projector, two_view_fn
+from ssl_jax.methods.common import embed_views
+from ssl_jax.methods.networks import mlp_head
+from ssl_jax.methods.registry import make_views
 from ssl_jax.parallel import batch_sharded, make_mesh, replicated
 from tests.programs.tiny import tiny_pretrain_config
 
@@ -29,10 +31,12 @@ def simclr():
     config = tiny_pretrain_config()
     method = get_method(config)
     images, _ = make_digits_source("train", image_size=8).get(np.arange(16))
-    params, state = jax.jit(method.init)(jax.random.key(0), None)
+    params, state = jax.jit(method.init)(jax.random.key(0))
     parts = {
         "backbone": method.backbone,
-        "projector": projector(config, method.backbone.feature_dim),
+        "projector": mlp_head(
+            method.backbone.feature_dim, config.method.proj_hidden_dim, config.method.proj_dim
+        ),
     }
     return config, method, jnp.asarray(images), params, state, parts
 
@@ -43,7 +47,7 @@ def test_simclr_bn_and_negatives_are_global_on_eight_devices(simclr):
     temperature = config.method.temperature
     mesh = make_mesh(DEVICES)
     sharded_loss = jax.jit(
-        lambda p, s, b, k: method.loss(p, s, b, k)[0],
+        lambda p, s, b, k: method.loss(p, s, b, k, 0, None)[0],
         in_shardings=(replicated(mesh), replicated(mesh), batch_sharded(mesh), replicated(mesh)),
     )
     batch = jax.device_put({"images": images}, batch_sharded(mesh))
@@ -51,7 +55,7 @@ def test_simclr_bn_and_negatives_are_global_on_eight_devices(simclr):
 
     @jax.jit
     def references(params, stats, images):
-        v1, v2 = two_view_fn(config, "simclr")(images, key)
+        v1, v2 = make_views(config.augment, config.method.name)(images, key)
         names = ("backbone", "projector")
         (z1, z2), _ = embed_views(parts, names, params, stats, (v1, v2))
         global_loss = nt_xent(z1, z2, temperature=temperature)

@@ -10,10 +10,10 @@ import pytest
 from ssl_jax.data import make_digits_source
 from ssl_jax.losses import moco_v3_ctr
 from ssl_jax.methods import get_method
-from ssl_jax.methods.common import two_view_fn
 from ssl_jax.methods.moco import enqueue
 from ssl_jax.methods.momentum import make_momentum_schedule
 from ssl_jax.methods.networks import apply_chain, mlp_head
+from ssl_jax.methods.registry import make_views
 from tests.losses.test_contrastive import info_nce_reference
 from tests.programs.tiny import tiny_pretrain_config
 
@@ -42,7 +42,7 @@ def batch():
 def setup(request):
     config = moco_config(V2 if request.param == "mocov2" else V3)
     method = get_method(config, total_steps=TOTAL)
-    params, state = method.init(jax.random.key(0), None)
+    params, state = method.init(jax.random.key(0))
     return config, method, params, state
 
 
@@ -52,31 +52,29 @@ def assert_trees_close(a, b, **kw):
 
 
 def test_momentum_schedules_follow_their_formulas():
-    const = make_momentum_schedule(moco_config(V2).method, total_steps=None, method="m")
+    const = make_momentum_schedule(
+        "constant", momentum=0.9, final_momentum=1.0, total_steps=None, method="m"
+    )
     np.testing.assert_allclose(const(0), 0.9, rtol=1e-6)
     np.testing.assert_allclose(const(7), 0.9, rtol=1e-6)
-    hp = moco_config(V2, **{"method.momentum_schedule": "cosine", "method.momentum": 0.99}).method
-    cos = make_momentum_schedule(hp, total_steps=100, method="m")
+    cos = make_momentum_schedule(
+        "cosine", momentum=0.99, final_momentum=1.0, total_steps=100, method="m"
+    )
     for step in (0, 30, 50, 100, 150):
         expected = 1 - 0.01 * (np.cos(np.pi * min(step / 100, 1)) + 1) / 2
         np.testing.assert_allclose(cos(step), expected, rtol=1e-6)
-    hp = moco_config(
-        V2,
-        **{
-            "method.momentum_schedule": "cosine",
-            "method.momentum": 0.99,
-            "method.final_momentum": 0.999,
-        },
-    ).method
-    solo = make_momentum_schedule(hp, total_steps=100, method="m")
+    solo_hp = dict(momentum=0.99, final_momentum=0.999, method="m")
+    solo = make_momentum_schedule("cosine", total_steps=100, **solo_hp)
     for step in (0, 30, 100):
         expected = 0.999 - 0.009 * (np.cos(np.pi * step / 100) + 1) / 2
         np.testing.assert_allclose(solo(step), expected, rtol=1e-6)
     with pytest.raises(ValueError, match="total_steps"):
-        make_momentum_schedule(hp, total_steps=None, method="m")
-    bad = moco_config(V2, **{"method.momentum_schedule": "linear"}).method
+        make_momentum_schedule("cosine", total_steps=None, **solo_hp)
     with pytest.raises(ValueError, match="'constant', 'cosine'"):
-        make_momentum_schedule(bad, total_steps=10, method="m")
+        make_momentum_schedule("linear", total_steps=10, **solo_hp)
+    # The config adapter passes the method section's fields through.
+    with pytest.raises(ValueError, match="'constant', 'cosine'"):
+        get_method(moco_config(V2, **{"method.momentum_schedule": "linear"}), total_steps=10)
 
 
 def test_target_starts_as_a_copy_and_follows_the_momentum_formula(setup):
@@ -102,7 +100,8 @@ def test_target_gets_exactly_zero_gradient(setup, batch):
     _, method, params, state = setup
 
     def loss(params, target):
-        return method.loss(params, {**state, "target": target}, batch, jax.random.key(1))[0]
+        state_with = {**state, "target": target}
+        return method.loss(params, state_with, batch, jax.random.key(1), 0, None)[0]
 
     online_grads, target_grads = jax.grad(loss, argnums=(0, 1))(params, state["target"])
     assert all(bool(jnp.all(g == 0)) for g in jax.tree.leaves(target_grads))
@@ -134,7 +133,7 @@ def mocov2_keys(config, method, state, batch, key, view):
             method.backbone.feature_dim, hp.proj_hidden_dim, hp.proj_dim, use_bn=False
         ),
     }
-    v = two_view_fn(config, "test")(batch["images"], key)[view]
+    v = make_views(config.augment, config.method.name)(batch["images"], key)[view]
     k, _ = apply_chain(
         parts,
         ("backbone", "projector"),
@@ -149,12 +148,12 @@ def mocov2_keys(config, method, state, batch, key, view):
 def test_loss_enqueues_this_steps_keys_of_the_whole_batch(batch, symmetric):
     config = moco_config(V2, **{"method.symmetric": symmetric})
     method = get_method(config, total_steps=TOTAL)
-    params, state = method.init(jax.random.key(0), None)
+    params, state = method.init(jax.random.key(0))
     queues = 2 if symmetric else 1
     assert state["queue"].shape == (queues, 64, 8) and int(state["queue_ptr"]) == 0
     np.testing.assert_allclose(jnp.linalg.norm(state["queue"], axis=-1), 1.0, rtol=1e-5)
     key = jax.random.key(1)
-    value, (new, _) = method.loss(params, state, batch, key)
+    value, (new, _) = method.loss(params, state, batch, key, 0, None)
     assert int(new["queue_ptr"]) == 16
     # MoCo eq. 1 by hand (NumPy): each query against its key (the other view, momentum
     # encoder) and the queue as it was BEFORE this step's keys were pushed.
@@ -165,7 +164,7 @@ def test_loss_enqueues_this_steps_keys_of_the_whole_batch(batch, symmetric):
             method.backbone.feature_dim, hp.proj_hidden_dim, hp.proj_dim, use_bn=False
         ),
     }
-    views = two_view_fn(config, "test")(batch["images"], key)
+    views = make_views(config.augment, config.method.name)(batch["images"], key)
     stats, terms, own_keys_as_negatives = state["batch_stats"], [], []
     for i, view in enumerate((0, 1)[:queues]):
         q, stats = apply_chain(parts, ("backbone", "projector"), params, stats, views[view])
@@ -181,7 +180,7 @@ def test_loss_enqueues_this_steps_keys_of_the_whole_batch(batch, symmetric):
         expected = mocov2_keys(config, method, state, batch, key, view)
         np.testing.assert_allclose(new["queue"][i, :16], expected, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(new["queue"][:, 16:], state["queue"][:, 16:])
-    _, (newer, _) = method.loss(params, new, batch, jax.random.key(2))
+    _, (newer, _) = method.loss(params, new, batch, jax.random.key(2), 0, None)
     assert int(newer["queue_ptr"]) == 32
     np.testing.assert_array_equal(newer["queue"][:, :16], new["queue"][:, :16])
     assert not np.allclose(newer["queue"][:, 16:32], state["queue"][:, 16:32])
@@ -215,9 +214,9 @@ def test_moco_v3_ctr_matches_numpy_and_is_symmetric_in_the_method(batch):
     # The method's loss is ctr(q1, k2) + ctr(q2, k1) over the whole batch.
     config = moco_config(V3)
     method = get_method(config, total_steps=TOTAL)
-    params, state = method.init(jax.random.key(0), None)
+    params, state = method.init(jax.random.key(0))
     key = jax.random.key(1)
-    value, _ = method.loss(params, state, batch, key)
+    value, _ = method.loss(params, state, batch, key, 0, None)
     hp = config.method
     head = dict(last_bn=True, last_bn_affine=False)
     parts = {
@@ -227,7 +226,7 @@ def test_moco_v3_ctr_matches_numpy_and_is_symmetric_in_the_method(batch):
         ),
         "predictor": mlp_head(hp.proj_dim, hp.pred_hidden_dim, hp.proj_dim, **head),
     }
-    v1, v2 = two_view_fn(config, "test")(batch["images"], key)
+    v1, v2 = make_views(config.augment, config.method.name)(batch["images"], key)
     online = ("backbone", "projector", "predictor")
     stats, tstats = state["batch_stats"], state["target_batch_stats"]
     q1 = apply_chain(parts, online, params, stats, v1)[0]
@@ -252,7 +251,7 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(setup, batch):
             # Same negatives every step: the queue would otherwise fill with this batch's keys.
             state = {**state, "queue_ptr": jnp.zeros((), jnp.int32)}
             fixed = state["queue"]
-        (loss, (state, _)), g = grad_fn(params, state, batch, key)
+        (loss, (state, _)), g = grad_fn(params, state, batch, key, i, None)
         if config.method.name == "mocov2":
             state = {**state, "queue": fixed}
         updates, opt = tx.update(g, opt, params)
@@ -301,6 +300,6 @@ def test_pretrain_mocov2_end_to_end_keeps_a_global_queue(tmp_path):
     # The train step's init key, as make_init_fn splits it: rows past 64 are still the initial
     # random keys; the 64 filled rows are new.
     init_key, _ = jax.random.split(jax.random.key(config.seed))
-    _, initial = method.init(init_key, None)
+    _, initial = method.init(init_key)
     np.testing.assert_allclose(queue[64:], initial["queue"][0, 64:], rtol=1e-5, atol=1e-6)
     assert not np.any(np.all(np.isclose(queue[:64], initial["queue"][0, :64]), axis=-1))

@@ -7,7 +7,9 @@ import pytest
 from ssl_jax.data import make_digits_source
 from ssl_jax.losses import nt_xent
 from ssl_jax.methods import get_method
-from ssl_jax.methods.common import embed_views, projector, two_view_fn
+from ssl_jax.methods.common import embed_views
+from ssl_jax.methods.networks import mlp_head
+from ssl_jax.methods.registry import make_views
 from tests.losses.test_contrastive import nt_xent_reference
 from tests.programs.tiny import tiny_pretrain_config
 
@@ -16,7 +18,7 @@ from tests.programs.tiny import tiny_pretrain_config
 def setup():
     method = get_method(tiny_pretrain_config())
     images, _ = make_digits_source("train", image_size=8).get(np.arange(16))
-    params, state = jax.jit(method.init)(jax.random.key(0), None)
+    params, state = jax.jit(method.init)(jax.random.key(0))
     return method, {"images": jnp.asarray(images)}, params, state
 
 
@@ -33,10 +35,10 @@ def test_structure_and_export(setup):
 def test_loss_is_deterministic_in_the_key_and_updates_bn(setup):
     method, batch, params, state = setup
     key = jax.random.key(1)
-    loss, (new_state, metrics) = jax.jit(method.loss)(params, state, batch, key)
+    loss, (new_state, metrics) = jax.jit(method.loss)(params, state, batch, key, 0, None)
     assert np.isfinite(loss) and 0.0 < metrics["embedding_std"]
-    again, _ = jax.jit(method.loss)(params, state, batch, key)
-    other, _ = jax.jit(method.loss)(params, state, batch, jax.random.key(9))
+    again, _ = jax.jit(method.loss)(params, state, batch, key, 0, None)
+    other, _ = jax.jit(method.loss)(params, state, batch, jax.random.key(9), 0, None)
     assert float(again) == float(loss)  # same key, same views
     assert float(other) != float(loss)  # the key drives the augmentations
     # BatchNorm statistics moved (train mode), the input state was not modified.
@@ -52,7 +54,7 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(setup):
     @jax.jit
     def step(params, opt, state):
         (loss, (state, _)), g = jax.value_and_grad(method.loss, has_aux=True)(
-            params, state, batch, key
+            params, state, batch, key, 0, None
         )
         updates, opt = tx.update(g, opt, params)
         return optax.apply_updates(params, updates), opt, state, loss
@@ -71,8 +73,8 @@ def test_temperature_is_used():
     images, _ = make_digits_source("train", image_size=8).get(np.arange(16))
     params, state = a.init(jax.random.key(0))
     batch, key = {"images": jnp.asarray(images)}, jax.random.key(1)
-    la, _ = a.loss(params, state, batch, key)
-    lb, _ = b.loss(params, state, batch, key)
+    la, _ = a.loss(params, state, batch, key, 0, None)
+    lb, _ = b.loss(params, state, batch, key, 0, None)
     assert not np.isclose(float(la), float(lb))
     z = jnp.eye(4)
     assert float(nt_xent(z, z, temperature=0.1)) < float(nt_xent(z, z, temperature=1.0))
@@ -94,12 +96,14 @@ def test_loss_is_nt_xent_of_matching_views_by_hand(setup):
     method, batch, params, state = setup
     config = tiny_pretrain_config()
     key = jax.random.key(4)
-    value, _ = jax.jit(method.loss)(params, state, batch, key)
+    value, _ = jax.jit(method.loss)(params, state, batch, key, 0, None)
     parts = {
         "backbone": method.backbone,
-        "projector": projector(config, method.backbone.feature_dim),
+        "projector": mlp_head(
+            method.backbone.feature_dim, config.method.proj_hidden_dim, config.method.proj_dim
+        ),
     }
-    views = two_view_fn(config, "simclr")(batch["images"], key)
+    views = make_views(config.augment, config.method.name)(batch["images"], key)
     (z1, z2), _ = embed_views(parts, ("backbone", "projector"), params, state["batch_stats"], views)
     z1, z2 = np.asarray(z1), np.asarray(z2)
     want = nt_xent_reference(z1, z2, config.method.temperature)

@@ -8,12 +8,12 @@ import numpy as np
 import optax
 import pytest
 
+from ssl_jax.augment.from_config import multicrop_from_config
 from ssl_jax.augment.multicrop import make_multicrop_fn
 from ssl_jax.data import make_digits_source
 from ssl_jax.encoder import make_backbone
 from ssl_jax.methods import get_method
 from ssl_jax.methods.networks import embed_crops, mlp_head
-from ssl_jax.methods.views import multicrop_from_config
 from ssl_jax.programs import pretrain
 from tests.losses.test_clustering import sinkhorn_reference, swav_loss_reference
 from tests.programs.tiny import tiny_pretrain_config
@@ -53,36 +53,31 @@ def setup():
         return embed_crops(parts, "projector", params, stats, crops)[0]
 
     @jax.jit
-    def probe(params, state, key):
+    def probe(params, state, key, step):
         """Loss, new state, metrics, grads, and the normalised projections (4, N, 8) of the
         crops (the two global ones first) recomputed from the parts."""
         (loss, (new_state, metrics)), grads = jax.value_and_grad(method.loss, has_aux=True)(
-            params, state, batch, key
+            params, state, batch, key, step, None
         )
         globals_, locals_ = views(batch["images"], key)
         z = forward(params, state["batch_stats"], globals_ + locals_)
         z = z / jnp.linalg.norm(z, axis=-1, keepdims=True)
         return loss, new_state, metrics, grads, z.reshape(-1, N, z.shape[-1])
 
-    params, state = jax.jit(method.init)(jax.random.key(0), None)
+    params, state = jax.jit(method.init)(jax.random.key(0))
     return method, probe, params, state
-
-
-def with_step(state, step):
-    return {**state, "step": jnp.asarray(step, jnp.int32)}
 
 
 def test_prototypes_are_stored_unit_length_and_projected_back(setup):
     method, probe, params, state = setup
     w = np.asarray(params["prototypes"])
     np.testing.assert_allclose(np.linalg.norm(w, axis=0), 1.0, rtol=1e-5)
-    state = with_step(state, 5)
-    loss, _, _, grads, _ = probe(params, state, jax.random.key(1))
+    loss, _, _, grads, _ = probe(params, state, jax.random.key(1), 5)
     assert np.abs(np.asarray(grads["prototypes"])).max() > 0
     # The scores are plain products with the stored prototypes (the authors' forward pass):
     # scaled prototypes change the loss, and project_params restores unit columns.
     scaled = {**params, "prototypes": 3.0 * params["prototypes"]}
-    assert abs(float(probe(scaled, state, jax.random.key(1))[0]) - float(loss)) > 1e-3
+    assert abs(float(probe(scaled, state, jax.random.key(1), 5)[0]) - float(loss)) > 1e-3
     projected = method.project_params(scaled)
     np.testing.assert_allclose(projected["prototypes"], w, rtol=1e-5, atol=1e-7)
     assert projected["projector"] is params["projector"]
@@ -91,7 +86,7 @@ def test_prototypes_are_stored_unit_length_and_projected_back(setup):
 def test_prototypes_are_frozen_for_the_first_steps(setup):
     _, probe, params, state = setup
     for step, frozen in ((0, True), (1, True), (2, False)):
-        _, _, _, grads, _ = probe(params, with_step(state, step), jax.random.key(1))
+        _, _, _, grads, _ = probe(params, state, jax.random.key(1), step)
         assert bool(jnp.all(grads["prototypes"] == 0)) == frozen, step
         assert any(bool(jnp.any(g != 0)) for g in jax.tree.leaves(grads["projector"]))
 
@@ -102,17 +97,17 @@ def test_queue_is_a_fifo_of_the_global_crop_projections(setup):
     pushed, in_use = {}, {}
     for step in range(4):
         key = jax.random.key(10 + step)
-        loss, state, metrics, _, z = probe(params, state, key)
+        loss, state, metrics, _, z = probe(params, state, key, step)
         pushed[step] = z[:2]
         in_use[step] = float(metrics["queue_in_use"])
         state = method.update_state(params, state, step)
         if step == 0:  # before queue_start_step: nothing pushed
             np.testing.assert_array_equal(state["queue"], 0.0)
         if step == 3:  # the queue was full: codes from queue + batch, not the batch alone
-            alone = {**with_step(state, 3), "queue_count": jnp.zeros((), jnp.int32)}
-            loss_alone = probe(params, alone, key)[0]
+            alone = {**state, "queue_count": jnp.zeros((), jnp.int32)}
+            loss_alone = probe(params, alone, key, 3)[0]
     assert in_use == {0: 0.0, 1: 0.0, 2: 0.0, 3: 1.0}
-    assert int(state["step"]) == 4 and int(state["queue_ptr"]) == 16
+    assert int(state["queue_ptr"]) == 16
     assert int(state["queue_count"]) == 32
     queue = np.asarray(state["queue"])
     np.testing.assert_allclose(queue[:, :N], pushed[3], atol=1e-5)  # wrapped around
@@ -122,10 +117,10 @@ def test_queue_is_a_fifo_of_the_global_crop_projections(setup):
 
 def test_queue_length_is_rounded_to_the_batch(setup):
     method = get_method(swav_config(**{"method.queue_length": 40}))
-    _, state = jax.eval_shape(method.init, jax.random.key(0), None)
+    _, state = jax.eval_shape(method.init, jax.random.key(0))
     assert state["queue"].shape == (2, 32, 8)
     _, state = jax.eval_shape(
-        get_method(swav_config(**{"method.queue_length": 0})).init, jax.random.key(0), None
+        get_method(swav_config(**{"method.queue_length": 0})).init, jax.random.key(0)
     )
     assert "queue" not in state
 
@@ -137,7 +132,7 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(setup):
     apply = jax.jit(lambda g, opt, params: tx.update(g, opt, params))
     losses = []
     for i in range(6):
-        loss, state, _, grads, _ = probe(params, state, jax.random.key(2))
+        loss, state, _, grads, _ = probe(params, state, jax.random.key(2), i)
         updates, opt = apply(grads, opt, params)
         params = optax.apply_updates(params, updates)
         state = method.update_state(params, state, i)
@@ -147,7 +142,7 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(setup):
 
 def test_prediction_entropy_matches_numpy_and_diagnose_warns_at_ln_k(setup):
     method, probe, params, state = setup
-    _, _, metrics, _, z = probe(params, with_step(state, 5), jax.random.key(1))
+    _, _, metrics, _, z = probe(params, state, jax.random.key(1), 5)
     w = np.asarray(params["prototypes"], np.float64)
     logits = np.asarray(z, np.float64) @ (w / np.linalg.norm(w, axis=0)) / 0.1
     p = np.exp(logits - logits.max(-1, keepdims=True))
@@ -180,7 +175,7 @@ def test_loss_is_the_swapped_prediction_by_hand(setup):
     """SwAV eq. 1-3 in NumPy from the crops' projections: Sinkhorn codes (epsilon 0.05, 3
     iterations) of each global crop, predicted by every other crop at temperature 0.1."""
     _, probe, params, state = setup
-    loss, _, _, _, z = probe(params, with_step(state, 5), jax.random.key(1))  # queue not full
+    loss, _, _, _, z = probe(params, state, jax.random.key(1), 5)  # queue not full
     scores = np.asarray(z, np.float64) @ np.asarray(params["prototypes"], np.float64)
     codes = np.stack([sinkhorn_reference(scores[a], 0.05, 3) for a in range(2)])
     np.testing.assert_allclose(float(loss), swav_loss_reference(scores, codes, 0.1), rtol=1e-4)

@@ -9,8 +9,9 @@ import pytest
 from ssl_jax.data import make_digits_source
 from ssl_jax.losses import barlow_twins_loss, simsiam_loss, vicreg_loss
 from ssl_jax.methods import get_method
-from ssl_jax.methods.common import embed_views, embedding_std, mean_cosine, projector, two_view_fn
+from ssl_jax.methods.common import embed_views, embedding_std, mean_cosine
 from ssl_jax.methods.networks import mlp_head
+from ssl_jax.methods.registry import make_views
 from tests.programs.tiny import tiny_pretrain_config
 
 OVERRIDES = {
@@ -24,16 +25,23 @@ def build(name):
     config = tiny_pretrain_config(**{"method.name": name, **OVERRIDES[name]})
     method = get_method(config)
     images, _ = make_digits_source("train", image_size=8).get(np.arange(16))
-    params, state = jax.jit(method.init)(jax.random.key(0), None)
+    params, state = jax.jit(method.init)(jax.random.key(0))
     return method, config, {"images": jnp.asarray(images)}, params, state
 
 
 def hand_computed_loss(name, method, config, batch, params, state, key):
     """The method's loss rebuilt from its parts and the library loss functions."""
-    views = two_view_fn(config, name)(batch["images"], key)
+    views = make_views(config.augment, name)(batch["images"], key)
     fd = method.backbone.feature_dim
     if name == "simsiam":
-        proj = projector(config, fd, num_layers=3, last_bn=True, last_bn_affine=False)
+        proj = mlp_head(
+            fd,
+            config.method.proj_hidden_dim,
+            config.method.proj_dim,
+            num_layers=3,
+            last_bn=True,
+            last_bn_affine=False,
+        )
         pred = mlp_head(
             config.method.proj_dim, config.method.pred_hidden_dim, config.method.proj_dim
         )
@@ -43,7 +51,12 @@ def hand_computed_loss(name, method, config, batch, params, state, key):
         )
         (p1, p2), _ = embed_views(parts, ("predictor",), params, stats, (z1, z2))
         return 0.5 * (simsiam_loss(p1, z2) + simsiam_loss(p2, z1))
-    parts = {"backbone": method.backbone, "projector": projector(config, fd, num_layers=3)}
+    parts = {
+        "backbone": method.backbone,
+        "projector": mlp_head(
+            fd, config.method.proj_hidden_dim, config.method.proj_dim, num_layers=3
+        ),
+    }
     (z1, z2), _ = embed_views(parts, ("backbone", "projector"), params, state["batch_stats"], views)
     if name == "barlow_twins":
         return 0.1 * barlow_twins_loss(z1, z2, lambda_=config.method.lambda_)
@@ -54,7 +67,7 @@ def hand_computed_loss(name, method, config, batch, params, state, key):
 def test_loss_is_the_library_loss_of_the_embeddings(name):
     method, config, batch, params, state = build(name)
     key = jax.random.key(1)
-    value, (new_state, metrics) = jax.jit(method.loss)(params, state, batch, key)
+    value, (new_state, metrics) = jax.jit(method.loss)(params, state, batch, key, 0, None)
     want = hand_computed_loss(name, method, config, batch, params, state, key)
     np.testing.assert_allclose(float(value), float(want), rtol=1e-5)
     assert metrics["embedding_std"] > 0
@@ -64,9 +77,9 @@ def test_loss_is_the_library_loss_of_the_embeddings(name):
 def test_simsiam_is_symmetric_negative_cosine_with_stopped_targets():
     method, config, batch, params, state = build("simsiam")
     key = jax.random.key(3)
-    value, _ = method.loss(params, state, batch, key)
+    value, _ = method.loss(params, state, batch, key, 0, None)
     assert -1.0 <= float(value) <= 1.0
-    grads = jax.grad(lambda p: method.loss(p, state, batch, key)[0])(params)
+    grads = jax.grad(lambda p: method.loss(p, state, batch, key, 0, None)[0])(params)
     assert any(bool(jnp.any(g != 0)) for g in jax.tree.leaves(grads["predictor"]))
 
 
@@ -79,7 +92,7 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(name):
     @jax.jit
     def step(params, opt, state):
         (loss, (state, metrics)), g = jax.value_and_grad(method.loss, has_aux=True)(
-            params, state, batch, key
+            params, state, batch, key, 0, None
         )
         updates, opt = tx.update(g, opt, params)
         return optax.apply_updates(params, updates), opt, state, loss, metrics
@@ -128,7 +141,7 @@ def test_simsiam_stops_the_gradient_of_the_target_branch():
         return x
 
     params = jax.tree_util.tree_map_with_path(constant_predictor, params)
-    grads = jax.grad(lambda p: method.loss(p, state, batch, jax.random.key(3))[0])(params)
+    grads = jax.grad(lambda p: method.loss(p, state, batch, jax.random.key(3), 0, None)[0])(params)
     for name in ("backbone", "projector"):
         assert all(bool(jnp.all(g == 0)) for g in jax.tree.leaves(grads[name])), name
     bias_grad = jax.tree.leaves(grads["predictor"]["linears"][1]["bias"])

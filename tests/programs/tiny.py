@@ -3,6 +3,7 @@
 import ml_collections
 
 from ssl_jax.config import pretrain_defaults
+from ssl_jax.methods import method_config
 
 
 def tiny_pretrain_config(**overrides) -> ml_collections.ConfigDict:
@@ -15,8 +16,8 @@ def tiny_pretrain_config(**overrides) -> ml_collections.ConfigDict:
     c.augment.crop_scale = (0.5, 1.0)
     c.augment.blur_prob = 0.5
     c.model.width = 4
-    c.method.proj_hidden_dim = 16
-    c.method.proj_dim = 8
+    name = overrides.pop("method.name", "simclr")
+    c.method = method_config(name, proj_hidden_dim=16, proj_dim=8)
     c.optim.name = "adamw"
     c.optim.base_learning_rate = 1e-3
     c.optim.lr_scaling = "none"

@@ -7,9 +7,11 @@ state ``{"t": steps taken}`` set by ``update_state``.
 """
 
 import functools
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from ssl_jax.methods.base import Method
@@ -34,23 +36,32 @@ _poison_grad.defvjp(_poison_fwd, _poison_bwd)
 
 
 def toy_method(
-    *, nan_grad_from_step: int | None = None, nan_loss_from_step: int | None = None
+    *,
+    nan_grad_from_step: int | None = None,
+    nan_loss_from_step: int | None = None,
+    frozen_source: str | None = None,
 ) -> Method:
     """The toy method; from 0-based step ``nan_grad_from_step`` on, the loss value stays
-    finite but its gradient is NaN; from ``nan_loss_from_step`` on, the loss is NaN."""
+    finite but its gradient is NaN; from ``nan_loss_from_step`` on, the loss is NaN.
 
-    def init(key, sample_batch=None):
-        del key, sample_batch
+    ``frozen_source``: a ``.npy`` file of 4 values, the method's frozen input ``anchor``
+    (loaded by ``load_frozen`` at every start); the loss adds ``sum((w - anchor)^2)``.
+    """
+
+    def init(key):
+        del key
         return {"w": jnp.array([0.1, 0.2, 0.3, 0.4], jnp.float32)}, {"t": jnp.zeros((), jnp.int32)}
 
-    def loss(params, method_state, batch, key):
+    def loss(params, method_state, batch, key, step, frozen):
         del key
         target = jnp.mean(batch["images"].astype(jnp.float32)) / 255.0
         value = jnp.sum((params["w"] - target) ** 2)
+        if frozen is not None:
+            value = value + jnp.sum((params["w"] - frozen["anchor"]) ** 2)
         if nan_grad_from_step is not None:
-            value = _poison_grad(value, method_state["t"] >= nan_grad_from_step)
+            value = _poison_grad(value, step >= nan_grad_from_step)
         if nan_loss_from_step is not None:
-            value = jnp.where(method_state["t"] >= nan_loss_from_step, jnp.nan, value)
+            value = jnp.where(step >= nan_loss_from_step, jnp.nan, value)
         return value, (method_state, {"target": target})
 
     def update_state(params, method_state, step):
@@ -63,8 +74,17 @@ def toy_method(
         loss=loss,
         update_state=update_state,
         export=lambda params, state: {"params": params, "batch_stats": state},
-        backbone=None,
+        backbone=SimpleNamespace(feature_dim=4),  # the export spec's feature_dim
+        load_frozen=None if frozen_source is None else lambda mesh: load_anchor(frozen_source),
     )
+
+
+LOADS: list[str] = []  # every load_frozen call, in order
+
+
+def load_anchor(path: str) -> dict:
+    LOADS.append(path)
+    return {"anchor": jnp.asarray(np.load(path), jnp.float32)}
 
 
 def _get_toy_method(config, *, total_steps, **kwargs):

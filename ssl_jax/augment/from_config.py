@@ -1,16 +1,30 @@
-"""The view recipe of a run, read from its ``augment`` config section."""
+"""The view recipe of a pretraining run, read from its ``augment`` config section.
+
+Pure config -> :class:`~ssl_jax.augment.ViewSpec` adapters. Pretraining builds its views
+with them; downstream programs never do: they read the encoder export's spec
+(:func:`ssl_jax.encoder.load_export`), which records the input an encoder expects.
+"""
 
 import ml_collections
 
-from ssl_jax.augment import ViewSpec, get_view_specs
 from ssl_jax.augment.multicrop import (
     MULTICROP_FIELDS,
     MULTICROP_RECIPES,
     MultiCrop,
     get_multicrop,
 )
+from ssl_jax.augment.pipeline import ViewSpec, get_view_specs
 
 _NOT_OVERRIDES = ("recipe", "crop_size", *MULTICROP_FIELDS)
+
+
+def _overrides(augment: ml_collections.ConfigDict) -> dict:
+    """The non-empty ViewSpec overrides of ``augment``; lists (from JSON) become tuples."""
+    return {
+        k: (tuple(v) if isinstance(v, list) else v)
+        for k, v in augment.items()
+        if k not in _NOT_OVERRIDES and v is not None and v != () and v != []
+    }
 
 
 def view_specs_from_config(augment: ml_collections.ConfigDict) -> tuple[ViewSpec, ...]:
@@ -19,12 +33,7 @@ def view_specs_from_config(augment: ml_collections.ConfigDict) -> tuple[ViewSpec
     Fields that are None (numbers) or empty (tuples) keep the recipe's value; tuple fields
     use ``()`` for "unset" because a None tuple cannot be overridden from the command line.
     """
-    overrides = {
-        k: (tuple(v) if isinstance(v, list) else v)
-        for k, v in augment.items()
-        if k not in _NOT_OVERRIDES and v is not None and v != () and v != []
-    }
-    return get_view_specs(augment.recipe, crop_size=augment.crop_size, **overrides)
+    return get_view_specs(augment.recipe, crop_size=augment.crop_size, **_overrides(augment))
 
 
 def eval_settings(augment: ml_collections.ConfigDict) -> dict:
@@ -45,14 +54,7 @@ def multicrop_from_config(augment: ml_collections.ConfigDict) -> MultiCrop:
     ``local_crop_scale`` (``()`` = the recipe's) describe the crops; the other non-empty
     fields override ViewSpec fields of every crop, as for two-view recipes.
     """
-    overrides = {
-        k: (tuple(v) if isinstance(v, list) else v)
-        for k, v in augment.items()
-        if k not in ("recipe", "crop_size", *MULTICROP_FIELDS)
-        and v is not None
-        and v != ()
-        and v != []
-    }
+    overrides = _overrides(augment)
     if "crop_scale" in overrides:
         raise ValueError(
             f"augment.crop_scale={overrides['crop_scale']} is ambiguous for multi-crop recipes; "

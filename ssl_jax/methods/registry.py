@@ -1,0 +1,116 @@
+"""The config adapter: a method from the ``method`` section of a run's config.
+
+Each method's hyperparameters and their defaults live in one place, the keyword arguments of
+its library factory (``make_simclr(backbone, views, *, temperature=0.2, ...)``).
+:func:`method_config` turns them into a config section; :func:`get_method` checks a section
+against them (an unknown field is an error that lists the valid ones) and calls the factory
+with the backbone of the ``model`` section, the views of the ``augment`` section and what
+the run knows (``total_steps``, the global ``batch_size``, ``export.network``).
+"""
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import ml_collections
+
+from ssl_jax.augment import make_multiview_fn
+from ssl_jax.augment.from_config import multicrop_from_config, view_specs_from_config
+from ssl_jax.augment.multicrop import make_multicrop_fn
+from ssl_jax.encoder import make_backbone
+from ssl_jax.methods.barlow_twins import make_barlow_twins
+from ssl_jax.methods.base import Method
+from ssl_jax.methods.byol import make_byol
+from ssl_jax.methods.dino import make_dino
+from ssl_jax.methods.moco import make_mocov2
+from ssl_jax.methods.moco_v3 import make_mocov3
+from ssl_jax.methods.simclr import make_simclr
+from ssl_jax.methods.simsiam import make_simsiam
+from ssl_jax.methods.swav import make_swav
+from ssl_jax.methods.vicreg import make_vicreg
+
+METHODS: dict[str, Callable[..., Method]] = {
+    "barlow_twins": make_barlow_twins,
+    "byol": make_byol,
+    "dino": make_dino,
+    "mocov2": make_mocov2,
+    "mocov3": make_mocov3,
+    "simclr": make_simclr,
+    "simsiam": make_simsiam,
+    "swav": make_swav,
+    "vicreg": make_vicreg,
+}
+MULTICROP_METHODS = ("dino", "swav")
+# Factory arguments the run supplies; they are not fields of the ``method`` section.
+RUN_ARGUMENTS = ("total_steps", "batch_size", "export_network")
+
+
+def _factory(name: str) -> Callable[..., Method]:
+    if name not in METHODS:
+        raise ValueError(f"method.name={name!r} is unknown; valid names: {sorted(METHODS)}.")
+    return METHODS[name]
+
+
+def hyperparameters(name: str) -> dict[str, Any]:
+    """The hyperparameters of method ``name`` and their defaults (its factory's keywords)."""
+    params = inspect.signature(_factory(name)).parameters.values()
+    return {
+        p.name: p.default
+        for p in params
+        if p.kind is p.KEYWORD_ONLY and p.name not in RUN_ARGUMENTS
+    }
+
+
+def method_config(name: str, **fields) -> ml_collections.ConfigDict:
+    """The ``method`` config section of ``name``: every hyperparameter, defaults overridden
+    by ``fields``. Configs start from it, so any hyperparameter can be set from the command
+    line (``--config.method.temperature=0.1``)."""
+    defaults = hyperparameters(name)
+    _check_fields(name, fields, defaults)
+    return ml_collections.ConfigDict({"name": name, **defaults, **fields})
+
+
+def _check_fields(name: str, fields, valid: dict) -> None:
+    unknown = sorted(set(fields) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"method.name={name!r} has no field(s) {unknown}; valid fields: {sorted(valid)}. "
+            f"Start the section from ssl_jax.methods.method_config({name!r}, ...)."
+        )
+
+
+def make_views(augment: ml_collections.ConfigDict, name: str):
+    """The jittable view function of the ``augment`` section for method ``name``."""
+    if name in MULTICROP_METHODS:
+        return make_multicrop_fn(*multicrop_from_config(augment))
+    specs = view_specs_from_config(augment)
+    if len(specs) != 2:
+        raise ValueError(f"{name} needs a two-view augment recipe, got {len(specs)} views.")
+    return make_multiview_fn(specs)
+
+
+def get_method(config: ml_collections.ConfigDict, *, total_steps: int | None = None) -> Method:
+    """Build the method named by ``config.method.name`` from the run's config.
+
+    ``total_steps`` is the run's length, for methods with schedules of their own (BYOL's
+    target momentum); the global batch size comes from ``data.batch_size``.
+    """
+    name = config.method.name
+    factory = _factory(name)
+    fields = {k: v for k, v in config.method.items() if k != "name"}
+    _check_fields(name, fields, hyperparameters(name))
+    accepts = inspect.signature(factory).parameters
+    run = {
+        "total_steps": total_steps,
+        "batch_size": int(config.data.batch_size),
+        "export_network": config.export.network,
+    }
+    run = {k: v for k, v in run.items() if k in accepts}
+    if "export_network" not in run and config.export.network != "online":
+        raise ValueError(
+            f"export.network={config.export.network!r}: {name} has only the online network; "
+            "use 'online'."
+        )
+    fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in fields.items()}
+    backbone = make_backbone(config.model)
+    return factory(backbone, make_views(config.augment, name), **fields, **run)
