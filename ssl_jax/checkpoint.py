@@ -1,27 +1,33 @@
 """Orbax checkpoints: the only module that imports Orbax.
 
-A run directory holds ``checkpoints/<step>/`` with four items:
+A run directory holds ``checkpoints/<step>/`` with five items:
 
 - ``state``: the full :class:`~ssl_jax.train_step.TrainState` (resume);
-- ``encoder``: the encoder export ``{"params", "batch_stats"}`` that downstream
+- ``encoder``: the encoder export's arrays ``{"params", "batch_stats"}`` that downstream
   programs restore without touching optimizer state;
-- ``config``: the run's config as JSON (the downstream programs rebuild the backbone
-  from its ``model`` section);
+- ``encoder_spec``: what the export is, as JSON (architecture, expected input, network,
+  method, feature dim, step; see :func:`ssl_jax.encoder.make_spec`). Checkpoints written
+  before it existed lack this item;
+- ``config``: the run's config as JSON;
 - ``data``: the data iterator state as JSON.
 
 Orbax writes each save to a temporary directory and renames it when complete, so a
-run killed mid-save leaves the earlier checkpoints intact.
+run killed mid-save leaves the earlier checkpoints intact. Before restoring, the saved
+array shapes (Orbax metadata, read without loading arrays) are compared with the target
+tree, so restoring into another architecture names the first differing path.
 """
 
 import json
 import os
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
 
 CHECKPOINT_DIR = "checkpoints"
-ITEMS = ("state", "encoder", "config", "data")
+ITEMS = ("state", "encoder", "encoder_spec", "config", "data")
 
 
 class CheckpointError(RuntimeError):
@@ -71,16 +77,24 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
-    def should_save(self, step: int) -> bool:
-        return self._manager.should_save(step)
-
-    def save(self, step: int, *, state, encoder, config: dict, data: dict, force=False) -> bool:
-        """Save all four items at ``step``; returns whether a save was started."""
+    def save(
+        self,
+        step: int,
+        *,
+        state,
+        encoder,
+        encoder_spec: dict,
+        config: dict,
+        data: dict,
+        force: bool = False,
+    ) -> bool:
+        """Save all five items at ``step``; returns whether a save was started."""
         return self._manager.save(
             step,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state),
                 encoder=ocp.args.StandardSave(encoder),
+                encoder_spec=ocp.args.JsonSave(encoder_spec),
                 config=ocp.args.JsonSave(config),
                 data=ocp.args.JsonSave(data),
             ),
@@ -107,6 +121,17 @@ class Checkpointer:
                 "If the config changed (model, method, optimizer), start a new workdir or "
                 "use ckpt.init_from."
             )
+        if abstract_state is not None:
+            difference = first_difference(
+                _array_metadata(os.path.join(self._manager.directory, str(step), "state")),
+                abstract_state,
+                partial,
+            )
+            if difference:
+                raise CheckpointError(
+                    f"The training state of step {step} in {self._manager.directory} does not "
+                    f"match this run's: it differs at {difference}. {hint}"
+                )
         try:
             restored = self._manager.restore(
                 step, args=ocp.args.Composite(state=state_args, data=ocp.args.JsonRestore())
@@ -149,26 +174,112 @@ def resolve_step(run_dir: str, step: int | None = None) -> int:
     return step
 
 
-def read_config(run_dir: str, step: int | None = None) -> dict:
-    """The config a checkpoint was written with, as a plain dict."""
-    step = resolve_step(run_dir, step)
-    path = os.path.join(checkpoint_dir(run_dir), str(step), "config", "metadata")
+def _read_json_item(run_dir: str, step: int, item: str, what: str) -> dict | None:
+    """The JSON item ``item`` of ``step``, or None when the checkpoint has no such item."""
+    path = os.path.join(checkpoint_dir(run_dir), str(step), item, "metadata")
+    if not os.path.isdir(os.path.dirname(path)):
+        return None
     try:
         with open(path) as f:
             return json.load(f)
     except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"Cannot read the run config {path}: {e}") from e
+        raise CheckpointError(f"Cannot read the {what} {path}: {e}") from e
+
+
+def read_config(run_dir: str, step: int | None = None) -> dict:
+    """The config a checkpoint was written with, as a plain dict."""
+    step = resolve_step(run_dir, step)
+    config = _read_json_item(run_dir, step, "config", "run config")
+    if config is None:
+        path = os.path.join(checkpoint_dir(run_dir), str(step), "config")
+        raise CheckpointError(f"Cannot read the run config {path}: the item is missing.")
+    return config
+
+
+def read_encoder_spec(run_dir: str, step: int) -> dict | None:
+    """The ``encoder_spec`` item of ``step``; None for checkpoints written without one."""
+    return _read_json_item(run_dir, step, "encoder_spec", "encoder spec")
 
 
 def restore_encoder(run_dir: str, abstract_encoder, step: int | None = None):
-    """Only the encoder export of ``run_dir`` (newest step unless given): ``(tree, step)``."""
+    """Only the encoder export of ``run_dir`` (newest step unless given): ``(tree, step)``.
+
+    The saved shapes are checked against ``abstract_encoder`` first: a mismatch raises a
+    :class:`CheckpointError` naming the first differing path and both shapes.
+    """
     step = resolve_step(run_dir, step)
     directory = os.path.join(checkpoint_dir(run_dir), str(step), "encoder")
+    hint = "Does the checkpoint come from a run with the same model config?"
+    difference = first_difference(_array_metadata(directory), abstract_encoder)
+    if difference:
+        raise CheckpointError(
+            f"The encoder export {directory} does not match the model: it differs at "
+            f"{difference}. {hint}"
+        )
     try:
         tree = ocp.StandardCheckpointer().restore(directory, abstract_encoder)
     except Exception as e:
         raise CheckpointError(
-            f"Could not restore the encoder export {directory}: {type(e).__name__}: {e}. "
-            "Does the checkpoint come from a run with the same model config?"
+            f"Could not restore the encoder export {directory}: {type(e).__name__}: {e}. {hint}"
         ) from e
     return tree, step
+
+
+def _array_metadata(directory: str):
+    """The saved array metadata tree of an item directory (no arrays are read), or None
+    where Orbax cannot read it: the restore then reports the damage."""
+    try:
+        return ocp.StandardCheckpointHandler().metadata(epath.Path(directory))
+    except Exception:
+        return None
+
+
+def _key_name(key) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
+
+
+def _shapes(tree) -> list[tuple[str, tuple]]:
+    """``(path, shape)`` of every array leaf, in flattening order; paths as ``a/b/0/c``.
+
+    Saved trees name fields by dict keys, live ones by attributes (dataclasses, named tuples,
+    ``nnx.Variable.value``) or int keys: both become the same strings. A trailing ``value``
+    (an ``nnx.Variable``'s) is dropped.
+    """
+    out = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        shape = getattr(leaf, "shape", None)
+        if shape is None:
+            continue
+        names = [_key_name(k) for k in path]
+        if len(names) > 1 and names[-1] == "value":
+            names = names[:-1]
+        out.append(("/".join(names), tuple(shape)))
+    return out
+
+
+def first_difference(saved, abstract, partial: bool = False) -> str | None:
+    """Where the ``saved`` metadata tree and the ``abstract`` target differ, or None.
+
+    ``"<path>: checkpoint (3, 3, 8, 16), model (3, 3, 4, 8)"`` for the first array (in the
+    target's order, ``params`` first) whose shape differs or that only one side has.
+    ``partial=True``: arrays the target does not name are not compared. ``saved=None`` (no
+    metadata) compares nothing.
+    """
+    if saved is None:
+        return None
+    saved_shapes = dict(_shapes(saved))
+    model = sorted(_shapes(abstract), key=lambda item: not item[0].startswith("params/"))
+    for path, shape in model:
+        if path not in saved_shapes:
+            return f"{path}: not in the checkpoint, model {shape}"
+        if saved_shapes[path] != shape:
+            return f"{path}: checkpoint {saved_shapes[path]}, model {shape}"
+    if not partial:
+        named = {path for path, _ in model}
+        for path, shape in saved_shapes.items():
+            if path not in named:
+                return f"{path}: checkpoint {shape}, not in the model"
+    return None

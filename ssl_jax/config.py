@@ -59,9 +59,11 @@ def pretrain_defaults() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict(
         dict(backbone="resnet18", width=64, stem="cifar", zero_init_residual=True)
     )
-    c.method = ml_collections.ConfigDict(
-        dict(name="simclr", temperature=0.2, proj_hidden_dim=2048, proj_dim=256)
-    )
+    # Every hyperparameter of one method (its factory's defaults); configs of other methods
+    # replace the section: c.method = method_config("byol", ...).
+    from ssl_jax.methods.registry import method_config  # noqa: PLC0415 (keeps probe configs light)
+
+    c.method = method_config("simclr")
     c.optim = ml_collections.ConfigDict(
         dict(
             name="lars",  # lars | sgd | adamw
@@ -106,11 +108,11 @@ def pretrain_defaults() -> ml_collections.ConfigDict:
         )
     )
     c.log = ml_collections.ConfigDict(dict(every_steps=50, tensorboard=False, progress=True))
+    # Named entries with a type (ssl_jax.evaluators.registry); every_steps=0 is off.
     c.evals = ml_collections.ConfigDict(
         dict(
-            knn=ml_collections.ConfigDict(
-                dict(every_steps=0, k=(20, 200), temperature=0.07, batch_size=512)
-            )
+            knn=dict(type="knn", every_steps=0, k=(20, 200), temperature=0.07, batch_size=512),
+            online_linear=dict(type="online_linear", every_steps=0, batch_size=512),
         )
     )
     c.export = ml_collections.ConfigDict(dict(network="online"))

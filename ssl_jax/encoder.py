@@ -1,36 +1,49 @@
-"""The encoder: a backbone built from the ``model`` config, and its frozen-feature function.
+"""The encoder export: a backbone's arrays, the spec that says what they are, and its features.
 
-The encoder export (``{"params", "batch_stats"}`` of the backbone) plus the ``model``
-section of the run's config are the stable interface between pretraining and the
-downstream programs (linear probe, kNN, fine-tuning).
+The export is the stable interface between pretraining and everything after it. Each
+checkpoint holds the arrays ``{"params", "batch_stats"}`` of one backbone (item ``encoder``)
+and, as JSON beside them, its spec (item ``encoder_spec``, :func:`make_spec`): the
+architecture (the run's ``model`` section), the input it expects (size, channels, colour
+space, mean, std), which network it is, the method, the feature dim and the step.
+
+:func:`load_export` is the one way in for downstream code: it rebuilds the backbone from the
+spec, restores the arrays and gives the frozen-feature function
+``encode(images_uint8) -> features``. Downstream code never reads a pretraining augment recipe
+nor imports ``ssl_jax.methods``; pretraining writes the spec (and its kNN monitor encodes with
+the same :func:`make_encode_fn`).
 """
 
-from typing import Any, NamedTuple
+import dataclasses
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 from flax import nnx
+from jax.sharding import Mesh, SingleDeviceSharding
 
-from ssl_jax.augment import eval_view
-from ssl_jax.models import VITS, apply_module, get_backbone, split_module
+from ssl_jax.augment import center_crop_resize, normalize, to_grayscale, to_unit_float
+from ssl_jax.augment.from_config import eval_settings
+from ssl_jax.checkpoint import (
+    CheckpointError,
+    checkpoint_dir,
+    read_config,
+    read_encoder_spec,
+    resolve_step,
+    restore_encoder,
+)
+from ssl_jax.models import VITS, ModuleDef, get_backbone, module_def
+from ssl_jax.parallel import replicated
 
+log = logging.getLogger(__name__)
 
-class Backbone(NamedTuple):
-    """A backbone's static structure: its NNX graphdef and output width."""
-
-    graphdef: Any
-    feature_dim: int
-    config: ml_collections.ConfigDict
-
-    def init(self, key: jax.Array) -> tuple[Any, Any]:
-        """Fresh ``(params, batch_stats)``; jittable."""
-        _, params, stats = split_module(_build(self.config, nnx.Rngs(params=key)))
-        return params, stats
-
-    def apply(self, params, batch_stats, images: jax.Array, *, train: bool):
-        """Features ``(N, feature_dim)`` and the new batch statistics."""
-        return apply_module(self.graphdef, params, batch_stats, images, train=train)
+SPEC_FORMAT = 1
+# Colour space -> channel counts the backbone may take (gray and Lab L: 1, or 3 repeated).
+COLOR_SPACES = {"rgb": (3,), "gray": (1, 3), "lab_l": (1, 3)}
+NETWORKS = ("online", "target", "teacher", "student")
 
 
 def _build(model: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
@@ -50,19 +63,353 @@ def _build(model: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
     return get_backbone(model.backbone, rngs=rngs, **kwargs)
 
 
-def make_backbone(model: ml_collections.ConfigDict) -> Backbone:
-    """Build the structure only (no parameter memory) via ``nnx.eval_shape``."""
-    module = nnx.eval_shape(lambda: _build(model, nnx.Rngs(0)))
-    graphdef, _, _ = split_module(module)
-    return Backbone(graphdef=graphdef, feature_dim=module.feature_dim, config=model)
+def make_backbone(model: ml_collections.ConfigDict) -> ModuleDef:
+    """The backbone of the ``model`` config section as a :class:`~ssl_jax.models.ModuleDef`
+    (structure only, no parameter memory)."""
+    return module_def(lambda rngs: _build(model, rngs))
 
 
-def make_encode_fn(backbone: Backbone, *, size: int, mean, std):
-    """``encode(export, images_uint8) -> features``: eval-mode BN, deterministic resize."""
+# --- The spec ---------------------------------------------------------------------------------
 
-    def encode(export: dict, images: jax.Array) -> jax.Array:
-        x = eval_view(images, size=size, mean=jnp.asarray(mean), std=jnp.asarray(std))
-        feats, _ = backbone.apply(export["params"], export["batch_stats"], x, train=False)
-        return feats
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    return value
+
+
+def make_input_spec(
+    *,
+    size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    color_space: str = "rgb",
+    channels: int | None = None,
+) -> dict:
+    """The ``input`` section of a spec: what :func:`preprocess` makes of uint8 images.
+
+    ``size``: the square side the images are resized to (center crop, antialiased). ``color_space``:
+    ``"rgb"``, ``"gray"`` (ITU-R 601 luma) or ``"lab_l"`` (CIE L* / 100, in [0, 1]); ``channels``
+    the backbone's input channels (default ``len(mean)``): 3 for RGB, 1 or 3 (repeated) for gray
+    and Lab L. ``mean`` and ``std`` (one per channel, in [0, 1] units) normalise the result.
+    Raises ``ValueError`` naming the offending field.
+    """
+    if color_space not in COLOR_SPACES:
+        raise ValueError(
+            f"input color_space={color_space!r} is unknown; valid: {sorted(COLOR_SPACES)}."
+        )
+    mean = [float(m) for m in mean]
+    std = [float(s) for s in std]
+    channels = len(mean) if channels is None else _positive_int(channels, "input channels")
+    if channels not in COLOR_SPACES[color_space]:
+        raise ValueError(
+            f"input channels={channels} does not fit color_space={color_space!r}, which takes "
+            f"{' or '.join(map(str, COLOR_SPACES[color_space]))} channels."
+        )
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(
+            f"input mean {mean} and std {std} need one value per channel ({channels})."
+        )
+    if min(std) <= 0:
+        raise ValueError(f"input std must be positive, got {std}.")
+    return {
+        "size": _positive_int(size, "input size"),
+        "channels": channels,
+        "color_space": color_space,
+        "mean": mean,
+        "std": std,
+    }
+
+
+def make_spec(
+    model: Mapping[str, Any],
+    *,
+    input: Mapping[str, Any],
+    network: str,
+    method: str,
+    feature_dim: int,
+    step: int,
+    head: bool = False,
+) -> dict:
+    """The encoder export's spec, a JSON-ready dict (format :data:`SPEC_FORMAT`).
+
+    ``model``: the run config's ``model`` section (the backbone is rebuilt from it);
+    ``input``: the fields of :func:`make_input_spec`; ``network``: which network the arrays
+    are (``online``, ``target``, ``teacher``, ``student``); ``method``: its name;
+    ``feature_dim``: the width of the features; ``step``: the training step; ``head``:
+    whether a categorical head is included (none is, so far). Raises ``ValueError`` on an
+    invalid field. Example (a width-4 ResNet-18 pretrained with SimCLR on 8x8 images)::
+
+        {"format": 1,
+         "model": {"backbone": "resnet18", "width": 4, "stem": "cifar",
+                   "zero_init_residual": true},
+         "input": {"size": 8, "channels": 3, "color_space": "rgb",
+                   "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+         "network": "online", "method": "simclr", "feature_dim": 32, "step": 6,
+         "head": false}
+    """
+    if isinstance(model, ml_collections.ConfigDict):
+        model = model.to_dict()
+    if not isinstance(model, Mapping) or not isinstance(model.get("backbone"), str):
+        raise ValueError(
+            f"spec model must be a model config section with a backbone, got {model!r}."
+        )
+    if network not in NETWORKS:
+        raise ValueError(f"spec network={network!r} is unknown; valid: {list(NETWORKS)}.")
+    if not isinstance(method, str) or not method:
+        raise ValueError(f"spec method must be a method name, got {method!r}.")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"spec step must be an int >= 0, got {step!r}.")
+    if not isinstance(head, bool):
+        raise ValueError(f"spec head must be true or false, got {head!r}.")
+    spec = {
+        "format": SPEC_FORMAT,
+        "model": dict(model),
+        "input": make_input_spec(**input),
+        "network": network,
+        "method": method,
+        "feature_dim": _positive_int(feature_dim, "spec feature_dim"),
+        "step": step,
+        "head": head,
+    }
+    return json.loads(json.dumps(spec))  # as it reads back: tuples become lists
+
+
+def check_spec(spec: Mapping[str, Any]) -> dict:
+    """``spec`` validated as :func:`make_spec` does; ``ValueError`` if it is not a valid one."""
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"a spec is a JSON object, got {type(spec).__name__}.")
+    if spec.get("format") != SPEC_FORMAT:
+        raise ValueError(
+            f"spec format {spec.get('format')!r} is not {SPEC_FORMAT}, the one this version of "
+            "ssl_jax reads; load it with the version that wrote it, or a newer one."
+        )
+    fields = ("model", "input", "network", "method", "feature_dim", "step", "head")
+    unknown = sorted(set(spec) - {"format", *fields})
+    missing = [f for f in fields if f not in spec]
+    if unknown or missing:
+        raise ValueError(f"spec fields missing: {missing}, unknown: {unknown}.")
+    model, rest = spec["model"], {f: spec[f] for f in fields[1:]}
+    return make_spec(model, **rest)
+
+
+def legacy_spec_from_config(run_config: Mapping[str, Any], step: int) -> dict:
+    """The spec of an export written before specs existed, derived from its run's config.
+
+    Such checkpoints hold the config as JSON: the architecture is its ``model`` section, the
+    input the pretraining ``augment`` recipe's evaluation view (size, ImageNet or the
+    recipe's mean/std, RGB), the network ``export.network`` (default online).
+    """
+    config = ml_collections.ConfigDict(dict(run_config))
+    network = config.get("export", {}).get("network", "online")
+    return make_spec(
+        config.model,
+        input=make_input_spec(**eval_settings(config.augment)),
+        network=network,
+        method=config.method.name,
+        feature_dim=make_backbone(config.model).feature_dim,
+        step=step,
+    )
+
+
+# --- Frozen features -------------------------------------------------------------------------
+
+
+def _lab_lightness(x: jax.Array) -> jax.Array:
+    """CIE L* / 100 (D65 white) of sRGB ``x`` in [0, 1]: ``(..., 3)`` or gray ``(..., 1)`` ->
+    ``(..., 1)`` in [0, 1]."""
+    linear = jnp.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+    if x.shape[-1] == 3:
+        y = linear @ jnp.asarray([0.2126, 0.7152, 0.0722], x.dtype)
+    else:
+        y = linear[..., 0]
+    delta = 6.0 / 29.0
+    f = jnp.where(y > delta**3, jnp.cbrt(y), y / (3 * delta**2) + 4.0 / 29.0)
+    return ((116.0 * f - 16.0) / 100.0)[..., None]
+
+
+def _to_color_space(x: jax.Array, color_space: str, channels: int) -> jax.Array:
+    if color_space == "rgb":
+        return x
+    if color_space == "gray":
+        y = to_grayscale(x)[..., :1] if x.shape[-1] == 3 else x[..., :1]
+    else:
+        y = _lab_lightness(x)
+    return jnp.broadcast_to(y, (*y.shape[:-1], channels))
+
+
+def preprocess(images: jax.typing.ArrayLike, input_spec: Mapping[str, Any]) -> jax.Array:
+    """uint8 ``(N, H, W, C)`` -> the backbone's input: [0, 1], center crop resized to
+    ``size`` (deterministic), converted to the colour space, normalised with mean and std."""
+    x = center_crop_resize(to_unit_float(images), size=input_spec["size"])
+    x = _to_color_space(x, input_spec["color_space"], input_spec["channels"])
+    return normalize(x, mean=input_spec["mean"], std=input_spec["std"])
+
+
+def _pool(name: str, feature: jax.Array) -> jax.Array:
+    """``(N, C)`` features of an intermediate output: maps are averaged, token sequences give
+    their first ([CLS]) token."""
+    if feature.ndim == 4:
+        return jnp.mean(feature.astype(jnp.float32), axis=(1, 2))
+    if feature.ndim == 3:
+        return feature[:, 0].astype(jnp.float32)
+    if feature.ndim == 2:
+        return feature.astype(jnp.float32)
+    raise ValueError(f"layer {name!r} has shape {feature.shape}; expected 2, 3 or 4 dims.")
+
+
+def make_encode_fn(
+    backbone, input_spec: Mapping[str, Any], *, layer: str | None = None
+) -> Callable[[dict, jax.Array], jax.Array]:
+    """``encode(arrays, images_uint8) -> features (N, D)``: :func:`preprocess`, eval-mode BN.
+
+    ``arrays`` is an export's ``{"params", "batch_stats"}``. ``layer`` names an intermediate
+    output of the backbone (``backbone.apply(..., return_all=True)``: ResNet ``"stem"``,
+    ``"stage1"``...; ViT ``"tokens"``, ``"block1"``...; both ``"pooled"``): feature maps are
+    globally average-pooled, token sequences give their [CLS] token. Not jitted (wrap it in
+    ``jax.jit`` or ``evaluators.make_sharded_encode``).
+    """
+    input_spec = make_input_spec(**input_spec)
+
+    def encode(arrays: dict, images: jax.Array) -> jax.Array:
+        x = preprocess(images, input_spec)
+        if layer is None:
+            feats, _ = backbone.apply(arrays["params"], arrays["batch_stats"], x, train=False)
+            return feats
+        try:
+            outputs, _ = backbone.apply(
+                arrays["params"], arrays["batch_stats"], x, train=False, return_all=True
+            )
+        except TypeError as e:
+            if "return_all" not in str(e):
+                raise
+            outputs = None
+        if not isinstance(outputs, Mapping):
+            raise NotImplementedError(
+                f"encode(layer={layer!r}) needs a backbone that returns its intermediate "
+                "outputs (called with return_all=True); this one does not."
+            )
+        if layer not in outputs:
+            raise ValueError(f"layer={layer!r} is not an output of the backbone: {list(outputs)}.")
+        return _pool(layer, outputs[layer])
 
     return encode
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Export:
+    """An encoder export: its ``spec``, ``arrays`` ``{"params", "batch_stats"}`` and
+    ``backbone``. Make one with :func:`load_export`.
+
+    ``random_init_seed`` is set when ``arrays`` are a fresh initialisation of the
+    architecture (the baseline a pretrained encoder must beat), not the checkpoint's.
+    """
+
+    spec: dict
+    arrays: dict
+    backbone: ModuleDef
+    mesh: Mesh | None = None
+    random_init_seed: int | None = None
+    _jitted: dict = dataclasses.field(default_factory=dict, repr=False)
+    _init: Callable | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.spec["feature_dim"]
+
+    @property
+    def step(self) -> int:
+        return self.spec["step"]
+
+    def encode_fn(self, layer: str | None = None) -> Callable[[dict, jax.Array], jax.Array]:
+        """The pure ``encode(arrays, images_uint8)`` (see :func:`make_encode_fn`)."""
+        return make_encode_fn(self.backbone, self.spec["input"], layer=layer)
+
+    def encode(self, images: jax.typing.ArrayLike, layer: str | None = None) -> jax.Array:
+        """Features ``(N, feature_dim)`` of uint8 images ``(N, H, W, C)``, jitted."""
+        if layer not in self._jitted:
+            self._jitted[layer] = jax.jit(self.encode_fn(layer))
+        return self._jitted[layer](self.arrays, images)
+
+    def random_init(self, seed: int) -> "Export":
+        """The same architecture, spec and input with freshly initialised arrays (``seed``)."""
+        init = self._init or _init_fn(self.backbone, self.mesh)
+        arrays = init(jax.random.key(seed))
+        return dataclasses.replace(
+            self, arrays=arrays, random_init_seed=seed, _jitted={}, _init=init
+        )
+
+
+def _init_fn(backbone: ModuleDef, mesh: Mesh | None):
+    """Jitted ``key -> {"params", "batch_stats"}``, replicated over ``mesh`` (else on the
+    first local device)."""
+    sharding = (
+        replicated(mesh) if mesh is not None else SingleDeviceSharding(jax.local_devices()[0])
+    )
+    return jax.jit(
+        lambda key: dict(zip(("params", "batch_stats"), backbone.init(key), strict=True)),
+        out_shardings=sharding,
+    )
+
+
+def _read_spec(run_dir: str, step: int) -> dict:
+    """The checkpoint's spec; for checkpoints written without one, the legacy derivation."""
+    where = f"{checkpoint_dir(run_dir)}/{step}"
+    spec = read_encoder_spec(run_dir, step)
+    if spec is not None:
+        try:
+            return check_spec(spec)
+        except ValueError as e:
+            raise CheckpointError(f"The encoder spec of {where} is not valid: {e}") from e
+    try:
+        run_config = read_config(run_dir, step)
+    except CheckpointError as e:
+        raise CheckpointError(
+            f"{where} has no encoder_spec item, nor a run config to derive one from ({e}). "
+            "Is it a checkpoint of an ssl_jax pretraining run?"
+        ) from e
+    try:
+        spec = legacy_spec_from_config(run_config, step)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(
+            f"{where} has no encoder_spec item, and its run config does not describe the "
+            f"encoder ({type(e).__name__}: {e})."
+        ) from e
+    log.warning(
+        "%s has no encoder_spec item (written before exports carried one); using the spec "
+        "derived from its run config's model and augment sections.",
+        where,
+    )
+    return spec
+
+
+def load_export(
+    run_dir: str,
+    step: int | None = None,
+    *,
+    mesh: Mesh | None = None,
+    random_init_seed: int | None = None,
+) -> Export:
+    """The encoder export of a pretraining run's checkpoint (``step``, else the newest).
+
+    Reads the spec (or, for checkpoints older than specs, derives it from the run config
+    with a warning), rebuilds the backbone from ``spec["model"]`` and restores the arrays,
+    replicated over ``mesh`` (else on the first local device). ``random_init_seed``: the arrays
+    are a fresh initialisation with that seed instead (nothing restored). Raises
+    :class:`~ssl_jax.checkpoint.CheckpointError` when there is no checkpoint, the spec is
+    invalid, or the arrays do not fit the architecture (naming the first differing path).
+    """
+    step = resolve_step(run_dir, step)
+    spec = _read_spec(run_dir, step)
+    backbone = make_backbone(ml_collections.ConfigDict(spec["model"]))
+    if backbone.feature_dim != spec["feature_dim"]:
+        raise CheckpointError(
+            f"The encoder spec of {checkpoint_dir(run_dir)}/{step} says feature_dim "
+            f"{spec['feature_dim']}, but its model section builds {backbone.feature_dim}."
+        )
+    init = _init_fn(backbone, mesh)
+    export = Export(spec=spec, arrays={}, backbone=backbone, mesh=mesh, _init=init)
+    if random_init_seed is not None:
+        return export.random_init(random_init_seed)
+    arrays, _ = restore_encoder(run_dir, jax.eval_shape(init, jax.random.key(0)), step)
+    return dataclasses.replace(export, arrays=arrays)

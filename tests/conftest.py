@@ -5,6 +5,8 @@ import os
 import shutil
 import tempfile
 
+import pytest
+
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -18,3 +20,24 @@ atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+@pytest.fixture(scope="session")
+def pretrained(tmp_path_factory):
+    """``(workdir, results)`` of a 6-step tiny SimCLR run (tests/programs/tiny.py) with kNN
+    and online linear probe evaluations at steps 3 and 6 and checkpoints at 2, 4 and 6.
+    Shared, read-only, by the program and encoder tests: copy it before changing anything."""
+    from ssl_jax.programs import pretrain
+    from tests.programs.tiny import tiny_pretrain_config
+
+    workdir = str(tmp_path_factory.mktemp("run"))
+    config = tiny_pretrain_config(
+        **{
+            "total_steps": 6,
+            "evals.knn.every_steps": 3,
+            "evals.knn.k": (5, 20),
+            "evals.online_linear.every_steps": 3,
+        }
+    )
+    results = pretrain.run(config, workdir)
+    return workdir, results

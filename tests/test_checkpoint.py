@@ -1,6 +1,7 @@
 import gc
 import glob
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +14,9 @@ from jax.sharding import PartitionSpec as P
 from ssl_jax.checkpoint import (
     Checkpointer,
     CheckpointError,
+    first_difference,
     read_config,
+    read_encoder_spec,
     resolve_step,
     restore_encoder,
 )
@@ -24,6 +27,7 @@ quiet_orbax_errors = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisable
 
 
 CONFIG = {"model": {"backbone": "resnet18", "width": 8}, "optim": {"name": "lars"}}
+SPEC = {"format": 1, "method": "simclr"}  # checkpoint.py stores the spec; encoder.py checks it
 
 
 def make_params(scale=1.0):
@@ -88,6 +92,7 @@ def save_steps(ckpt, steps):
             step,
             state=make_state(step),
             encoder=make_encoder(step),
+            encoder_spec={**SPEC, "step": step},
             config={**CONFIG, "step": step},
             data={"epoch": step},
         )
@@ -139,6 +144,7 @@ def test_read_config_restore_encoder_and_resolve_step(tmp_path, checkpointers):
     assert resolve_step(run, 2) == 2
     assert read_config(run) == {**CONFIG, "step": 4}
     assert read_config(run, 2) == {**CONFIG, "step": 2}
+    assert read_encoder_spec(run, 2) == {**SPEC, "step": 2}
     encoder, step = restore_encoder(run, abstract(make_encoder()))
     assert step == 4
     assert_trees_equal(encoder, make_encoder(4))
@@ -171,15 +177,15 @@ def test_keeps_newest_n(tmp_path, checkpointers):
     assert resolve_step(str(tmp_path), 3) == 3
 
 
-def test_should_save_follows_every_steps(tmp_path, checkpointers):
+def test_saves_follow_every_steps_unless_forced(tmp_path, checkpointers):
     ckpt = checkpointers(tmp_path, every_steps=3)
-    assert [s for s in range(1, 8) if ckpt.should_save(s)] == [3, 6]
     state, enc = make_state(), make_encoder()
-    assert not ckpt.save(2, state=state, encoder=enc, config=CONFIG, data={})
+    items = dict(state=state, encoder=enc, encoder_spec=SPEC, config=CONFIG, data={})
+    assert not ckpt.save(2, **items)
     assert ckpt.latest_step() is None
-    assert ckpt.save(3, state=state, encoder=enc, config=CONFIG, data={})
-    assert not ckpt.should_save(3)
-    assert ckpt.save(5, state=state, encoder=enc, config=CONFIG, data={}, force=True)
+    assert ckpt.save(3, **items)
+    assert not ckpt.save(4, **items)
+    assert ckpt.save(5, **items, force=True)
     assert ckpt.latest_step() == 5
 
 
@@ -256,9 +262,82 @@ def test_partial_restore_reads_only_the_named_fields(tmp_path, checkpointers):
 
 def test_async_save_then_wait(tmp_path, checkpointers):
     ckpt = checkpointers(tmp_path, async_save=True)
-    assert ckpt.save(1, state=make_state(1), encoder=make_encoder(1), config=CONFIG, data={"i": 1})
+    assert ckpt.save(
+        1,
+        state=make_state(1),
+        encoder=make_encoder(1),
+        encoder_spec=SPEC,
+        config=CONFIG,
+        data={"i": 1},
+    )
     ckpt.wait()
     assert resolve_step(str(tmp_path)) == 1
     state, data = ckpt.restore(1, abstract(make_state()))
     assert_trees_equal(state, make_state(1))
     assert data == {"i": 1}
+
+
+def test_a_checkpoint_without_the_spec_item_reads_as_none(tmp_path, checkpointers):
+    """Checkpoints written before exports carried a spec (encoder.py derives one then)."""
+    save_steps(checkpointers(tmp_path), [1])
+    assert read_encoder_spec(str(tmp_path), 1) == {**SPEC, "step": 1}
+    shutil.rmtree(tmp_path / "checkpoints" / "1" / "encoder_spec")
+    assert read_encoder_spec(str(tmp_path), 1) is None
+    encoder, _ = restore_encoder(str(tmp_path), abstract(make_encoder()))
+    assert_trees_equal(encoder, make_encoder(1))
+
+
+@quiet_orbax_errors
+def test_a_mismatch_names_the_first_differing_path_and_both_shapes(tmp_path, checkpointers):
+    save_steps(checkpointers(tmp_path), [1])
+    ckpt = checkpointers(tmp_path)
+    wrong = abstract(make_state())
+    wrong["params"]["dense"]["kernel"] = jax.ShapeDtypeStruct((5, 4), jnp.float32)
+    wrong["params"]["dense"]["bias"] = jax.ShapeDtypeStruct((5,), jnp.float32)
+    with pytest.raises(CheckpointError) as info:
+        ckpt.restore(1, wrong)
+    # bias precedes kernel: the first difference in the target's order.
+    assert "differs at params/dense/bias: checkpoint (4,), model (5,)." in str(info.value)
+    extra = abstract(make_state())
+    extra["params"]["extra"] = jax.ShapeDtypeStruct((2,), jnp.float32)
+    with pytest.raises(CheckpointError, match=r"params/extra: not in the checkpoint, model \(2,\)"):
+        ckpt.restore(1, extra)
+    fewer = abstract(make_state())
+    del fewer["queue_ptr"]
+    with pytest.raises(CheckpointError, match=r"queue_ptr: checkpoint \(3,\), not in the model"):
+        ckpt.restore(1, fewer)
+    # The parameters are compared before the batch statistics, whatever the key order.
+    encoder = abstract(make_encoder())
+    encoder["batch_stats"]["mean"] = jax.ShapeDtypeStruct((9,), jnp.float32)
+    with pytest.raises(CheckpointError, match=r"batch_stats/mean: checkpoint \(4,\), model \(9,\)"):
+        restore_encoder(str(tmp_path), encoder)
+    encoder["params"]["dense"]["kernel"] = jax.ShapeDtypeStruct((8, 6), jnp.float32)
+    with pytest.raises(CheckpointError) as info:
+        restore_encoder(str(tmp_path), encoder)
+    assert "differs at params/dense/kernel: checkpoint (8, 4), model (8, 6)." in str(info.value)
+
+
+def test_first_difference_matches_nnx_states_with_saved_dicts():
+    """Live trees name fields by attribute, int key or ``Variable.value``; saved ones by string
+    keys: the same array must be found under both."""
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, width):
+            self.layers = nnx.List([nnx.Linear(2, width, rngs=nnx.Rngs(0)) for _ in range(2)])
+
+    live = nnx.state(Net(3), nnx.Param)
+    saved = {
+        "layers": {
+            str(i): {"kernel": {"value": np.zeros((2, 3))}, "bias": {"value": np.zeros(3)}}
+            for i in range(2)
+        }
+    }
+    assert first_difference(saved, live) is None
+    saved["layers"]["1"]["kernel"]["value"] = np.zeros((2, 4))
+    assert first_difference(saved, live) == "layers/1/kernel: checkpoint (2, 4), model (2, 3)"
+    assert first_difference(None, live) is None
+    saved["layers"]["1"]["kernel"]["value"] = np.zeros((2, 3))
+    saved["other"] = np.zeros(1)
+    assert first_difference(saved, live) == "other: checkpoint (1,), not in the model"
+    assert first_difference(saved, live, partial=True) is None

@@ -21,11 +21,12 @@ import jax
 import ml_collections
 
 from ssl_jax import config as config_lib
+from ssl_jax.augment.from_config import eval_settings
 from ssl_jax.checkpoint import Checkpointer
 from ssl_jax.data import BatchIterator, get_source
-from ssl_jax.evaluators import KnnMonitor
+from ssl_jax.encoder import make_input_spec, make_spec
+from ssl_jax.evaluators import Evaluators, add_online_linear
 from ssl_jax.methods import get_method
-from ssl_jax.methods.views import eval_settings
 from ssl_jax.metrics import MetricsWriter, truncate_after, write_results
 from ssl_jax.optim import make_optimizer, make_schedule
 from ssl_jax.parallel import check_batch_size, global_batch, make_mesh
@@ -102,9 +103,13 @@ def run(
     schedule = make_schedule(config, steps_per_epoch=steps_per_epoch, total_steps=total)
     tx = make_optimizer(config.optim, schedule)
     method = get_method(config, total_steps=total)
+    input_spec = make_input_spec(**eval_settings(config.augment))
+    method = add_online_linear(method, config.evals, config.data, input_spec)
     init_fn = make_init_fn(method, tx, mesh)
     abstract_state = jax.eval_shape(init_fn, config.seed)
     train_step = make_train_step(method, tx, schedule, mesh)
+    # Frozen inputs (a teacher) are reloaded from their source at every start, resume included.
+    frozen = method.load_frozen(mesh) if method.load_frozen is not None else None
 
     ckpt = Checkpointer(
         workdir,
@@ -119,11 +124,17 @@ def run(
     log.info("%s; %d steps of %d images (%d per epoch)", origin, total, batch_size, steps_per_epoch)
     truncate_after(os.path.join(workdir, "metrics.jsonl"), start)
     writer = MetricsWriter(workdir, tensorboard=config.log.tensorboard)
-    monitor = None
-    if config.evals.knn.every_steps > 0:
-        monitor = KnnMonitor(
-            config.evals.knn, config.data, method.backbone, eval_settings(config.augment), mesh
-        )
+    encoder_spec = make_spec(
+        config.model,
+        input=input_spec,
+        network=method.network,
+        method=method.name,
+        feature_dim=method.backbone.feature_dim,
+        step=start,
+    )
+    evaluators = Evaluators(
+        config.evals, config.data, method.backbone, input_spec, mesh, total_steps=total
+    )
     config_json = config.to_dict()
 
     def save(step, state, force):
@@ -131,18 +142,19 @@ def run(
             step,
             state=state,
             encoder=method.export(state.params, state.method_state),
+            encoder_spec={**encoder_spec, "step": step},
             config=config_json,
             data=iterator.get_state(step),
             force=force,
         )
 
     def evaluate(step, state):
-        if monitor is None or (step % config.evals.knn.every_steps and step != total):
+        if not evaluators.due(step):
             return {}
-        return monitor(method.export(state.params, state.method_state))
+        return evaluators(step, method.export(state.params, state.method_state), state.params)
 
     loop = Loop(
-        train_step=train_step,
+        train_step=lambda state, batch: train_step(state, batch, frozen),
         batches=((step, global_batch(local, mesh)) for step, local in iterator.iterate(start)),
         save=save,
         total_steps=total,

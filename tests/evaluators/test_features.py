@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ssl_jax.data import ArraySource
-from ssl_jax.encoder import make_backbone, make_encode_fn
+from ssl_jax.encoder import make_backbone, make_encode_fn, make_input_spec
 from ssl_jax.evaluators import extract_features, make_sharded_encode
 from ssl_jax.parallel import make_mesh
 
@@ -48,7 +48,8 @@ def setup():
     backbone = make_backbone(model)
     rng = np.random.default_rng(0)
     export = random_export(backbone, rng)
-    encode_fn = make_encode_fn(backbone, size=8, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    input_spec = make_input_spec(size=8, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    encode_fn = make_encode_fn(backbone, input_spec)
     images = rng.integers(0, 256, (NUM_IMAGES, 8, 8, 3), dtype=np.uint8)
     labels = rng.integers(0, 5, NUM_IMAGES)
     return encode_fn, export, ArraySource(images, labels, num_classes=5)

@@ -23,7 +23,11 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 
 def losses(workdir):
-    return {r["step"]: r["loss"] for r in read_metrics(os.path.join(workdir, "metrics.jsonl"))}
+    """``{step: loss}`` of the method alone: the shared ``pretrained`` run trains the online
+    linear probe too, whose cross-entropy its logged loss includes (the probe does not change
+    the encoder's trajectory, which these comparisons check as well)."""
+    rows = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+    return {r["step"]: r["loss"] - r.get("online_linear_loss", 0.0) for r in rows}
 
 
 def restore_raw(workdir, step):
@@ -45,16 +49,6 @@ def trees_equal(a, b) -> bool:
     )
 
 
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("run"))
-    config = tiny_pretrain_config(
-        **{"total_steps": 6, "evals.knn.every_steps": 3, "evals.knn.k": (5, 20)}
-    )
-    results = pretrain.run(config, workdir)
-    return workdir, results
-
-
 def test_pretrain_writes_metrics_checkpoints_and_results(pretrained):
     workdir, results = pretrained
     rows = read_metrics(os.path.join(workdir, "metrics.jsonl"))
@@ -65,12 +59,34 @@ def test_pretrain_writes_metrics_checkpoints_and_results(pretrained):
     knn_rows = {r["step"]: r["knn_top1_k20"] for r in rows if "knn_top1_k20" in r}
     assert sorted(knn_rows) == [3, 6] and all(10 < v <= 100 for v in knn_rows.values())
     assert all("knn_top1_k5" in r for r in rows if r["step"] in (3, 6))
+    probe_rows = {r["step"]: r["online_linear_top1"] for r in rows if "online_linear_top1" in r}
+    assert sorted(probe_rows) == [3, 6] and all(0 <= v <= 100 for v in probe_rows.values())
+    assert all(np.isfinite(r["online_linear_loss"]) for r in rows)
+    assert all(0 <= r["online_linear_train_top1"] <= 100 for r in rows)
     assert checkpoint.resolve_step(workdir) == 6
     assert results["final_step"] == 6
     with open(os.path.join(workdir, "results.json")) as f:
         assert json.load(f)["final_step"] == 6
     saved = checkpoint.read_config(workdir)
     assert saved["model"]["width"] == 4 and saved["data"]["name"] == "digits"
+
+
+def test_online_linear_top1_is_the_saved_probe_on_the_exported_test_features(pretrained):
+    """Step 6's logged ``online_linear_top1`` recomputed from the checkpoint: the saved
+    classifier on ``load_export(...).encode`` of every test image."""
+    from ssl_jax.data import get_source
+    from ssl_jax.encoder import load_export
+
+    workdir, _ = pretrained
+    logged = {r["step"]: r for r in read_metrics(os.path.join(workdir, "metrics.jsonl"))}
+    state, _ = restore_raw(workdir, 6)
+    probe = state["params"]["online_linear"]
+    config = tiny_pretrain_config()
+    images, labels = get_source(config.data, "test").get(np.arange(360))
+    features = np.asarray(load_export(workdir, 6).encode(images))
+    logits = features @ np.asarray(probe["kernel"]) + np.asarray(probe["bias"])
+    expected = 100.0 * np.mean(logits.argmax(-1) == labels)
+    np.testing.assert_allclose(logged[6]["online_linear_top1"], expected, atol=1e-6)
 
 
 def test_probe_and_knn_read_the_encoder_export(pretrained, tmp_path):
@@ -416,6 +432,37 @@ def test_a_run_killed_mid_save_keeps_the_last_checkpoint_and_resumes(tmp_path, m
         [losses(reference)[s] for s in (1, 2, 3, 4)],
         rtol=1e-6,
     )
+
+
+def test_frozen_inputs_are_reloaded_at_every_start_and_never_checkpointed(tmp_path, monkeypatch):
+    """A method's frozen input (the toy's ``anchor``, standing in for a teacher's export) is
+    loaded from its source when a run starts and when it resumes, reaches the loss, and is not
+    part of the saved state: changing the source between stop and resume changes the resumed
+    trajectory exactly as a run started with the new source would continue."""
+    source = str(tmp_path / "anchor.npy")
+    monkeypatch.setattr(pretrain, "get_method", toy.with_toy_method(frozen_source=source))
+    config = tiny_pretrain_config(**{"total_steps": 4, "ckpt.every_steps": 1})
+    toy.LOADS.clear()
+    np.save(source, np.array([7.0, 8.0, 9.0, 10.0]))
+    workdir = str(tmp_path / "w")
+    pretrain.run(config, workdir, should_stop=lambda step: step == 2)
+    state, _ = restore_raw(workdir, 2)
+    assert not any(np.array_equal(x, [7.0, 8.0, 9.0, 10.0]) for x in jax.tree.leaves(state))
+    np.save(source, np.array([-1.0, -2.0, -3.0, -4.0]))
+    pretrain.run(config, workdir)
+    assert toy.LOADS == [source, source]
+    # Reference: steps 1-2 with the first anchor, then 3-4 with the second.
+    reference = str(tmp_path / "ref")
+    np.save(source, np.array([7.0, 8.0, 9.0, 10.0]))
+    pretrain.run(config, reference, should_stop=lambda step: step == 2)
+    np.save(source, np.array([-1.0, -2.0, -3.0, -4.0]))
+    pretrain.run(config, reference)
+    assert losses(workdir) == losses(reference)
+    # And the anchor reached the loss: without it the trajectory differs.
+    monkeypatch.setattr(pretrain, "get_method", toy.with_toy_method())
+    plain = str(tmp_path / "plain")
+    pretrain.run(config, plain)
+    assert losses(plain)[1] != losses(workdir)[1]
 
 
 def test_a_method_diagnosis_is_logged_once_and_kept_in_results(tmp_path, monkeypatch, caplog):

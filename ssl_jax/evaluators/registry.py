@@ -1,0 +1,92 @@
+"""Evaluators chosen by config: named entries of ``config.evals``, each with a ``type``.
+
+big_vision's pattern: ``config.evals.<name> = dict(type=..., every_steps=..., ...)``. An entry
+with ``every_steps > 0`` runs every that many steps and at the last step; its metrics go into
+``metrics.jsonl`` as ``<name>_<metric>`` (``knn_top1_k20``, ``online_linear_top1``). Types:
+
+- ``knn``: :class:`~ssl_jax.evaluators.knn_monitor.KnnMonitor` (fields ``k``,
+  ``temperature``, ``batch_size``).
+- ``online_linear``: a linear probe trained alongside pretraining on stop-gradient features
+  (:mod:`ssl_jax.evaluators.online_linear`; field ``batch_size`` for the test features).
+
+Add an entry (``c.evals.knn_small = dict(type="knn", every_steps=500, k=(5,), ...)``) in a
+config file; shipped configs carry ``knn`` and ``online_linear``, off (``every_steps=0``).
+"""
+
+import ml_collections
+from jax.sharding import Mesh
+
+from ssl_jax.data import get_source
+from ssl_jax.encoder import make_encode_fn
+from ssl_jax.evaluators.features import make_sharded_encode
+from ssl_jax.evaluators.knn_monitor import KnnMonitor
+from ssl_jax.evaluators.online_linear import OnlineLinearEvaluator, with_online_linear
+
+EVALUATORS = {"knn": KnnMonitor, "online_linear": OnlineLinearEvaluator}
+# Evaluators that also read the train state's params (the others read the export only).
+READS_PARAMS = ("online_linear",)
+
+
+def active_entries(evals: ml_collections.ConfigDict) -> dict:
+    """``{name: entry}`` of the entries that run (``every_steps > 0``), validated."""
+    active = {}
+    for name, entry in evals.items():
+        kind = entry.get("type")
+        if kind not in EVALUATORS:
+            raise ValueError(
+                f"evals.{name}.type={kind!r} is not an evaluator type; valid: {sorted(EVALUATORS)}."
+            )
+        every = entry.get("every_steps", 0)
+        if every < 0:
+            raise ValueError(f"evals.{name}.every_steps must be >= 0 (0 = off), got {every}.")
+        if every > 0:
+            active[name] = entry
+    if sum(e.type == "online_linear" for e in active.values()) > 1:
+        raise ValueError("At most one online_linear entry can be active in config.evals.")
+    return active
+
+
+def add_online_linear(method, evals, data, input_spec: dict):
+    """``method`` with the online linear probe if an ``online_linear`` entry is active."""
+    if not any(e.type == "online_linear" for e in active_entries(evals).values()):
+        return method
+    num_classes = get_source(data, "train").num_classes
+    encode = make_encode_fn(method.backbone, input_spec)
+    return with_online_linear(method, num_classes=num_classes, encode=encode)
+
+
+class Evaluators:
+    """The active entries of ``config.evals``: ``evaluators(step, export, params) -> row``."""
+
+    def __init__(
+        self,
+        evals: ml_collections.ConfigDict,
+        data: ml_collections.ConfigDict,
+        backbone,
+        input_spec: dict,
+        mesh: Mesh,
+        *,
+        total_steps: int,
+    ):
+        self.total_steps = total_steps
+        self.entries = active_entries(evals)
+        encode = make_sharded_encode(make_encode_fn(backbone, input_spec), mesh)
+        self.evaluators = {
+            name: EVALUATORS[entry.type](entry, data, encode, mesh)
+            for name, entry in self.entries.items()
+        }
+
+    def due(self, step: int) -> list[str]:
+        return [
+            name
+            for name, entry in self.entries.items()
+            if step % entry.every_steps == 0 or step == self.total_steps
+        ]
+
+    def __call__(self, step: int, export, params) -> dict:
+        row = {}
+        for name in self.due(step):
+            evaluator = self.evaluators[name]
+            args = (export, params) if self.entries[name].type in READS_PARAMS else (export,)
+            row.update({f"{name}_{k}": v for k, v in evaluator(*args).items()})
+        return row
