@@ -2,11 +2,7 @@
 
 from ssl_jax.models.functional import (
     apply_module,
-    from_pure_dict,
-    make_model,
-    num_params,
     split_module,
-    to_pure_dict,
 )
 from ssl_jax.models.heads import DINOHead, LinearClassifier, MLPHead, WeightNormLinear
 from ssl_jax.models.module_def import ModuleDef, module_def
@@ -43,17 +39,13 @@ __all__ = [
     "VisionTransformer",
     "WeightNormLinear",
     "apply_module",
-    "from_pure_dict",
     "get_backbone",
     "interpolate_pos_embed",
-    "make_model",
     "module_def",
-    "num_params",
     "resnet18",
     "resnet34",
     "resnet50",
     "split_module",
-    "to_pure_dict",
     "vit_base",
     "vit_small",
     "vit_tiny",

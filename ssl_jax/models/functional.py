@@ -6,20 +6,16 @@ over it, or pass it as a static argument), ``params`` holds the ``nnx.Param`` va
 An ``nnx.State`` is a registered pytree whose leaves are plain arrays (each wrapped in a pytree
 ``nnx.Variable`` node), so ``jax.tree.map``, ``jax.jit``, ``jax.grad``, optax,
 ``jax.device_put`` with shardings and Orbax ``StandardSave``/``StandardRestore`` (given the
-abstract target) work on it unchanged. For layouts that must be read without the model
-definition (the encoder export), use ``to_pure_dict`` / ``from_pure_dict``: nested plain dicts
-of arrays, without the Variable wrappers.
+abstract target) work on it unchanged. :class:`~ssl_jax.models.ModuleDef` bundles a
+``graphdef`` with its pure ``init`` / ``apply``.
 """
 
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import jax
 import numpy as np
 from flax import nnx
-
-from ssl_jax.models.registry import get_backbone
 
 
 def split_module(module: nnx.Module) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
@@ -91,57 +87,7 @@ def _apply(graphdef, params, batch_stats, x, train, static_kwargs, dynamic_kwarg
     return out, nnx.state(module, nnx.BatchStat)
 
 
-def make_model(
-    factory: Callable[..., nnx.Module] | str, *, seed: int, **kwargs: Any
-) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
-    """Builds ``factory(rngs=nnx.Rngs(seed), **kwargs)`` and returns ``split_module`` of it.
-
-    ``factory`` is a module class or function taking ``rngs=``, or a backbone name registered in
-    ``ssl_jax.models.BACKBONES`` (e.g. ``make_model("resnet18", seed=0, stem="cifar")``).
-    """
-    if isinstance(factory, str):
-        module = get_backbone(factory, rngs=nnx.Rngs(seed), **kwargs)
-    else:
-        module = factory(rngs=nnx.Rngs(seed), **kwargs)
-    return split_module(module)
-
-
-def to_pure_dict(state: nnx.State) -> dict[str, Any]:
-    """Nested plain dict of arrays (no ``nnx.Variable`` wrappers); list indices stay int keys."""
-    return nnx.to_pure_dict(state)
-
-
-def from_pure_dict(template: nnx.State, pure: dict[str, Any]) -> nnx.State:
-    """New ``nnx.State`` shaped like ``template`` holding the arrays of ``pure``.
-
-    ``pure`` may come back from Orbax with string keys where ``template`` has int list indices;
-    both are accepted. ``template`` is not modified (its arrays may be abstract, e.g. from
-    ``jax.eval_shape``). Raises ``ValueError`` on keys that ``template`` does not have.
-    """
-    expected = nnx.to_flat_state(template)
-    if len(jax.tree.leaves(pure)) != len(expected):
-        raise ValueError(
-            f"pure dict has {len(jax.tree.leaves(pure))} arrays, the template "
-            f"{len(expected)}: it was saved from a different model or configuration."
-        )
-    state = jax.tree.map(lambda x: x, template)
-    nnx.replace_by_pure_dict(state, pure)
-    for (path, old), (_, new) in zip(expected, nnx.to_flat_state(state), strict=True):
-        if old.shape != new.shape:
-            raise ValueError(f"Shape mismatch at {path}: template {old.shape}, got {new.shape}.")
-    return state
-
-
-def num_params(tree: Any) -> int:
-    """Total number of array elements in a pytree (e.g. ``params``)."""
-    return sum(x.size for x in jax.tree.leaves(tree))
-
-
 __all__ = [
     "apply_module",
-    "from_pure_dict",
-    "make_model",
-    "num_params",
     "split_module",
-    "to_pure_dict",
 ]

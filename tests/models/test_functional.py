@@ -17,13 +17,10 @@ from ssl_jax.models import (
     ResNet,
     VisionTransformer,
     apply_module,
-    from_pure_dict,
-    make_model,
-    num_params,
     resnet18,
     split_module,
-    to_pure_dict,
 )
+from tests.models.util import make_model, num_params
 
 
 def tiny_resnet(*, rngs, **kwargs):
@@ -135,50 +132,15 @@ def test_jit_value_and_grad_with_batch_norm_in_train_mode():
     assert float(new_loss) < float(loss)
 
 
-def test_pure_dict_round_trip():
-    _, params, stats = make_model(tiny_resnet, seed=0)
-    pure = to_pure_dict(params)
-    leaves = jax.tree.leaves(pure, is_leaf=lambda x: isinstance(x, nnx.Variable))
-    assert not any(isinstance(x, nnx.Variable) for x in leaves)
-    assert_trees_equal(from_pure_dict(params, pure), params)
-    # Orbax restores int list indices as strings; both are accepted.
-    stringified = {
-        "conv1": pure["conv1"],
-        "bn1": pure["bn1"],
-        "stages": {str(i): {str(j): b for j, b in s.items()} for i, s in pure["stages"].items()},
-    }
-    assert_trees_equal(from_pure_dict(params, stringified), params)
-    abstract = jax.eval_shape(lambda: params)
-    assert_trees_equal(from_pure_dict(abstract, pure), params)
-    assert_trees_equal(from_pure_dict(stats, to_pure_dict(stats)), stats)
-
-
-def test_from_pure_dict_rejects_mismatches():
-    _, params, _ = make_model(tiny_resnet, seed=0)
-    pure = to_pure_dict(params)
-    with pytest.raises(ValueError, match="not available"):
-        from_pure_dict(params, {**pure, "fc": {"kernel": jnp.zeros(3)}, "conv1": {}})
-    with pytest.raises(ValueError, match="arrays"):
-        from_pure_dict(params, {k: v for k, v in pure.items() if k != "conv1"})
-    bad = jax.tree.map(lambda x: x, pure)
-    bad["conv1"]["kernel"] = jnp.zeros((1, 1, 3, 8))
-    with pytest.raises(ValueError, match="Shape mismatch"):
-        from_pure_dict(params, bad)
-
-
 def test_orbax_standard_save_round_trip(tmp_path):
     ocp = pytest.importorskip("orbax.checkpoint")
     _, params, stats = make_model(tiny_resnet, seed=0)
     tree = {"params": params, "batch_stats": stats}
     with ocp.StandardCheckpointer() as ckpt:
         ckpt.save(tmp_path / "state", tree)
-        ckpt.save(tmp_path / "export", {k: to_pure_dict(v) for k, v in tree.items()})
     with ocp.StandardCheckpointer() as ckpt:
         restored = ckpt.restore(tmp_path / "state", jax.eval_shape(lambda: tree))
         assert_trees_equal(restored, tree)
-        exported = ckpt.restore(tmp_path / "export")  # no target: plain dicts
-    assert_trees_equal(from_pure_dict(params, exported["params"]), params)
-    assert_trees_equal(from_pure_dict(stats, exported["batch_stats"]), stats)
 
 
 def test_sharded_params_and_batch_split_inputs():

@@ -20,13 +20,12 @@ from ssl_jax.models import (
     ResNet,
     apply_module,
     get_backbone,
-    make_model,
-    num_params,
     resnet18,
     resnet34,
     resnet50,
     split_module,
 )
+from tests.models.util import make_model, num_params
 
 
 @pytest.fixture(scope="module")

@@ -23,13 +23,12 @@ from ssl_jax.models import (
     apply_module,
     get_backbone,
     interpolate_pos_embed,
-    make_model,
-    num_params,
     split_module,
     vit_base,
     vit_small,
     vit_tiny,
 )
+from tests.models.util import make_model, num_params
 
 SMALL = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 4}
 
