@@ -1,0 +1,108 @@
+"""Labelled subsets: class-balanced label fractions and validation splits carved from train.
+
+SimCLR's semi-supervised protocol (Chen et al. 2020, appendix B.5) trains on 1% and 10% of
+ImageNet's labels, "sampled in a class-balanced way", the same subset for every method. Here a
+fraction ``f`` keeps ``max(1, round(f * n_c))`` images of each class ``c`` (``n_c`` images),
+drawn by a seeded permutation, and the chosen indices are written into the workdir
+(:func:`save_indices`) so every encoder is compared on exactly the same images. A validation
+split is carved from the training split the same way (class-balanced, seeded), for choosing
+hyperparameters or the epoch without ever looking at the test split.
+"""
+
+import json
+import os
+
+import numpy as np
+
+from ssl_jax.data.base import Source
+
+
+def source_labels(source: Source, *, chunk: int = 4096) -> np.ndarray:
+    """All labels of ``source`` (its ``labels`` array when it has one, else read in chunks)."""
+    labels = getattr(source, "labels", None)
+    if labels is not None:
+        return np.asarray(labels, np.int32)
+    parts = [
+        source.get(np.arange(i, min(i + chunk, len(source))))[1]
+        for i in range(0, len(source), chunk)
+    ]
+    return np.concatenate(parts).astype(np.int32) if parts else np.zeros((0,), np.int32)
+
+
+def _check_fraction(fraction: float, name: str) -> float:
+    fraction = float(fraction)
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"{name}={fraction} must be in (0, 1] (e.g. 0.01 for 1% of the labels).")
+    return fraction
+
+
+def class_balanced_subset(labels: np.ndarray, fraction: float, *, seed: int) -> np.ndarray:
+    """Sorted indices of ``max(1, round(fraction * n_c))`` images of every class, seeded.
+
+    ``fraction=1`` returns every index. Raises ``ValueError`` for a fraction outside (0, 1].
+    """
+    fraction = _check_fraction(fraction, "data.label_fraction")
+    labels = np.asarray(labels)
+    if fraction == 1.0:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        keep = max(1, round(fraction * len(members)))
+        chosen.append(rng.permutation(members)[:keep])
+    return np.sort(np.concatenate(chosen))
+
+
+def validation_split(
+    labels: np.ndarray, fraction: float, *, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(train_indices, val_indices)``: a class-balanced ``fraction`` of ``labels`` held out.
+
+    Every class keeps at least one training image; a class with a single image gives none to
+    validation.
+    """
+    fraction = _check_fraction(fraction, "validation fraction")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    val = []
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        take = min(round(fraction * len(members)), len(members) - 1)
+        val.append(members[:take])
+    val = np.sort(np.concatenate(val)) if val else np.zeros((0,), np.int64)
+    train = np.setdiff1d(np.arange(len(labels)), val)
+    return train, val
+
+
+class SubsetSource:
+    """The images of ``source`` at ``indices``, in that order (a :class:`Source`)."""
+
+    def __init__(self, source: Source, indices: np.ndarray):
+        indices = np.asarray(indices, np.int64)
+        if len(indices) and (indices.min() < 0 or indices.max() >= len(source)):
+            raise ValueError(
+                f"Subset indices must lie in [0, {len(source)}); got {indices.min()}.."
+                f"{indices.max()}."
+            )
+        self.source = source
+        self.indices = indices
+        self.num_classes = source.num_classes
+        labels = getattr(source, "labels", None)
+        self.labels = None if labels is None else np.asarray(labels)[indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def get(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.source.get(self.indices[np.asarray(indices)])
+
+
+def save_indices(workdir: str, name: str, indices: np.ndarray, **info) -> str:
+    """Write ``{**info, "indices": [...]}`` to ``WORKDIR/<name>.json``; returns the path."""
+    path = os.path.join(workdir, f"{name}.json")
+    os.makedirs(workdir, exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump({**info, "count": len(indices), "indices": [int(i) for i in indices]}, f)
+    os.replace(path + ".tmp", path)
+    return path
