@@ -135,8 +135,8 @@ MUTANTS = (
         "clipped_lars_optax_denominator",
         "also: LARS",
         "ssl_jax/optim.py",
-        "denominator = g_norm + weight_decay * w_norm",
-        "denominator = jnp.linalg.norm(g + weight_decay * w)",
+        "denominator = g_norm + wd * w_norm",
+        "denominator = jnp.linalg.norm(g + wd * w)",
         ("tests/test_optim.py::test_clipped_lars_two_steps_match_numpy",),
     ),
     Mutant(
@@ -250,6 +250,50 @@ MUTANTS = (
         '("random_init", True)',
         '("random_init", False)',
         ("tests/programs/test_launch.py::test_quickstart_pretrains_probes_and_prints_a_summary",),
+    ),
+    # Seams (issue #13): the protocol's step, frozen inputs, method fields, online probe.
+    Mutant(
+        "loss_sees_the_next_step",
+        "#13: step",
+        "ssl_jax/train_step.py",
+        "state.params, state.method_state, batch, key, state.step, frozen",
+        "state.params, state.method_state, batch, key, state.step + 1, frozen",
+        (
+            "tests/test_train_step.py::"
+            "test_the_loss_gets_the_global_step_and_the_frozen_inputs_which_are_not_donated",
+        ),
+    ),
+    Mutant(
+        "frozen_inputs_donated",
+        "#13: frozen inputs",
+        "ssl_jax/train_step.py",
+        "donate_argnums=0,",
+        "donate_argnums=(0, 2),",
+        (
+            "tests/test_train_step.py::"
+            "test_the_loss_gets_the_global_step_and_the_frozen_inputs_which_are_not_donated",
+        ),
+    ),
+    Mutant(
+        "unknown_method_fields_accepted",
+        "#13: method fields",
+        "ssl_jax/methods/registry.py",
+        "    _check_fields(name, fields, hyperparameters(name))\n",
+        "",
+        (
+            "tests/methods/test_registry.py::test_get_method_rejects_a_field_the_method_does_not_have",
+        ),
+    ),
+    Mutant(
+        "online_probe_trains_the_encoder",
+        "#13: online linear probe",
+        "ssl_jax/evaluators/online_linear.py",
+        'features = jax.lax.stop_gradient(encode(export, batch["images"]))',
+        'features = encode(export, batch["images"])',
+        (
+            "tests/evaluators/test_online_linear.py::"
+            "test_loss_adds_the_probes_cross_entropy_and_leaves_the_encoder_gradient_alone",
+        ),
     ),
 )
 

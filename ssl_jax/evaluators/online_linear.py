@@ -57,7 +57,7 @@ def with_online_linear(method, *, num_classes: int, encode):
             )
         inner, probe = _split(params)
         value, (new_state, metrics) = method.loss(inner, method_state, batch, key, step, frozen)
-        export = jax.lax.stop_gradient(method.export(inner, method_state))
+        export = method.export(inner, method_state)
         features = jax.lax.stop_gradient(encode(export, batch["images"]))
         logits = features @ probe["kernel"] + probe["bias"]
         labels = batch["labels"]
