@@ -11,6 +11,10 @@ evaluated on the 10,000 test images. A random-init encoder of the same architect
 the same way (row ``random_init``). Everything else is the method's CIFAR recipe, except the
 few schedule fields listed in ``SHORT_RUN_OVERRIDES`` that are stated in epochs of a
 1,000-epoch run and would otherwise span (or freeze) the whole short run.
+``--linear-protocol`` picks the linear probe's protocol (``configs/linear_probe.py``:
+``offline``, the default, ``augmented``, or ``sgd_features``, the only one before issue #8:
+results files without the setting hold such rows, and resuming one needs
+``--linear-protocol sgd_features``).
 
 Results go to OUT/cifar10_methods.json (commands, settings, every number),
 OUT/cifar10_methods.md (the table) and OUT/cifar10_methods.png (bars of the test accuracies);
@@ -81,7 +85,9 @@ def extra_overrides(args) -> dict[str, str]:
     return {key.removeprefix("config."): value for key, value in pairs.items()}
 
 
-def probe_commands(pretrained: str, workdir: str, random_init: bool) -> dict[str, list[str]]:
+def probe_commands(
+    pretrained: str, workdir: str, random_init: bool, linear_protocol: str
+) -> dict[str, list[str]]:
     flags = [f"--config.pretrained={pretrained}", f"--config.random_init={random_init}"]
     return {
         "linear": [
@@ -90,6 +96,7 @@ def probe_commands(pretrained: str, workdir: str, random_init: bool) -> dict[str
             "--config=configs/linear_probe.py",
             f"--workdir={workdir}/{PROBE_DIRS['linear']}",
             *flags,
+            f"--config.probe.protocol={linear_protocol}",
         ],
         "knn": [
             sys.executable,
@@ -120,15 +127,16 @@ def read_json(path: str) -> dict:
         return json.load(f)
 
 
-def evaluate(pretrained: str, workdir: str, random_init: bool) -> dict:
+def evaluate(pretrained: str, workdir: str, random_init: bool, linear_protocol: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
     row = {}
-    for name, command in probe_commands(pretrained, workdir, random_init).items():
+    for name, command in probe_commands(pretrained, workdir, random_init, linear_protocol).items():
         seconds = run(command, f"{workdir}/{name}.log")
         out = read_json(f"{workdir}/{PROBE_DIRS[name]}/results.json")
         row[f"{name}_s"] = round(seconds, 1)
         if name == "linear":
             row.update(linear_top1=out["top1"], linear_top5=out["top5"])
+            row.update({k: out[k] for k in ("l2", "val_top1") if k in out})
         else:
             row.update({f"knn_{k}": v for k, v in out.items() if k.startswith("top1_k")})
         row["commands"] = row.get("commands", []) + [" ".join(command)]
@@ -151,7 +159,9 @@ def load_results(json_path: str, settings: dict, force: bool) -> dict:
     """The results file's contents for ``settings`` (empty rows for a new file, or with
     ``force`` when its settings differ; an error without ``force``)."""
     results = read_json(json_path) if os.path.exists(json_path) else {"rows": {}}
-    if results.get("settings", settings) != settings:
+    # Files written before the protocol could be chosen hold sgd_features rows.
+    saved = {"linear_protocol": "sgd_features", **results.get("settings", settings)}
+    if saved != settings:
         if not force:
             raise SystemExit(
                 f"{json_path} holds results for other settings ({results['settings']}); "
@@ -186,7 +196,7 @@ def pretrain_and_evaluate(method: str, args, total_steps: int) -> dict:
         "overrides": {**SHORT_RUN_OVERRIDES.get(method, {}), **extra_overrides(args)},
         "last_metrics": {k: v for k, v in out.items() if k not in ("loss", "images_per_sec")},
     }
-    evaluation = evaluate(workdir, workdir, random_init=False)
+    evaluation = evaluate(workdir, workdir, random_init=False, linear_protocol=args.linear_protocol)
     row["commands"] = [" ".join(command)] + evaluation.pop("commands")
     row.update(evaluation)
     return row
@@ -201,7 +211,8 @@ def markdown(results: dict) -> str:
     lines = [
         f"CIFAR-10, ResNet-18 (CIFAR stem) width {s['width']}, {s['epochs']} epoch(s) = "
         f"{s['total_steps']} steps of 256, warm-up {s['warmup_fraction']:.0%} of the run, "
-        f"each method's `configs/<method>_cifar10.py` recipe otherwise; {s['machine']}.",
+        f"each method's `configs/<method>_cifar10.py` recipe otherwise; {s['machine']}. "
+        f"Linear probe protocol: {s.get('linear_protocol', 'sgd_features')}.",
         "",
         "| method | linear top-1 / top-5 | kNN k=20 | kNN k=200 | final loss | "
         "embedding std | pretrain min | img/s | changed besides width/epochs |",
@@ -272,6 +283,12 @@ def main():
     parser.add_argument("--force", action="store_true", help="rerun methods already done")
     parser.add_argument("--skip-random", action="store_true")
     parser.add_argument(
+        "--linear-protocol",
+        default="offline",
+        choices=("offline", "augmented", "sgd_features"),
+        help="config.probe.protocol of the linear probe (sgd_features: before issue #8)",
+    )
+    parser.add_argument(
         "--set",
         nargs="*",
         default=[],
@@ -290,6 +307,7 @@ def main():
         "total_steps": total_steps,
         "batch_size": 256,
         "warmup_fraction": args.warmup_fraction,
+        "linear_protocol": args.linear_protocol,
         **({"extra_overrides": extra_overrides(args)} if args.set else {}),
         "data": "CIFAR-10 npz copy, 50,000 train / 10,000 test",
         "machine": machine(),
@@ -317,7 +335,8 @@ def main():
         if done:
             pretrained = os.path.abspath(os.path.join(args.runs, done[0]))
             workdir = os.path.abspath(os.path.join(args.runs, "random_init"))
-            row = {"commit": commit(), **evaluate(pretrained, workdir, random_init=True)}
+            evaluation = evaluate(pretrained, workdir, True, args.linear_protocol)
+            row = {"commit": commit(), **evaluation}
             results["rows"]["random_init"] = row
     save()
     print(markdown(results))

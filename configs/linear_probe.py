@@ -1,22 +1,59 @@
-"""Linear probe on the frozen encoder of a pretraining run.
+"""Linear probe on the frozen encoder of a pretraining run (ssl_jax/programs/linear_probe.py).
 
   python launch/linear_probe.py --config configs/linear_probe.py \
     --config.pretrained=runs/simclr_cifar10 --workdir runs/simclr_cifar10/probe
 
-The data section defaults to the pretraining run's; set --config.data.name etc. to probe
-on another dataset. --config.random_init=True probes a random encoder of the same
-architecture (the baseline).
+Protocols (--config.probe.protocol=...):
+  offline (default)  L-BFGS logistic regression on frozen features, L2 strength chosen from
+                     probe.l2_grid on a data.val_fraction validation split of train, refit
+                     on all of train (Kornblith et al. 2019; SimCLR appendix B.8).
+  augmented          SGD (Nesterov momentum, cosine lr) of a linear head on random resized
+                     crop + flip views through the frozen encoder (SimCLR B.6, MoCo, BYOL,
+                     MAE's BatchNorm head); probe.epochs etc. default to 90 epochs of 256,
+                     lr 0.1, no weight decay.
+  sgd_features       earlier versions' probe: AdamW on standardised features, 100 epochs of
+                     256, lr 1e-3, weight decay 1e-4 (reproduces their numbers).
+
+The data section defaults to the pretraining run's; set --config.data.name etc. to probe on
+another dataset. --config.data.label_fraction=0.01 trains on a class-balanced 1% of the
+training labels. Baselines: --config.random_init=True (a random encoder of the same
+architecture), --config.raw_pixels=True (the encoder's preprocessed input, flattened).
+Variant :runlocal: 10 epochs for the SGD protocols.
 """
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 from ssl_jax.config import probe_defaults
+
+# L2 strengths of the offline protocol's objective mean CE + l2 / 2 ||W||^2 (scikit-learn's
+# C = 1 / (l2 * num_train)): one per decade, 1e-6 (nearly none) to 1e3 (class-mean-like).
+L2_GRID = tuple(10.0**e for e in range(-6, 4))
 
 
 def get_config(arg=None):
     c = probe_defaults()
+    c.raw_pixels = False  # the baseline of the encoder's input pixels, flattened
+    c.data.label_fraction = 1.0  # class-balanced fraction of the training labels, in (0, 1]
+    c.data.val_fraction = 0.2  # of the (labelled) training split, for the offline L2 choice
     c.probe = ml_collections.ConfigDict(
-        dict(epochs=100, batch_size=256, learning_rate=1e-3, weight_decay=1e-4)
+        dict(
+            protocol="offline",  # offline | augmented | sgd_features
+            # offline
+            l2_grid=L2_GRID,
+            max_iter=1000,  # L-BFGS iterations per fit
+            tol=1e-5,  # ... or until the objective's gradient norm is below this
+            # augmented and sgd_features; None: the protocol's default (docstring)
+            epochs=placeholder(int),
+            batch_size=placeholder(int),
+            learning_rate=placeholder(float),
+            weight_decay=placeholder(float),
+            # augmented
+            momentum=0.9,
+            crop_scale=(0.08, 1.0),
+            flip_prob=0.5,
+            head_norm="batchnorm",  # batchnorm (MAE: no affine) | none
+        )
     )
     if arg == "runlocal":
         c.probe.epochs = 10

@@ -49,7 +49,8 @@ def main(argv):
     }
     with open(os.path.join(_WORKDIR.value, "results.json"), "w") as f:
         json.dump({**summary, "probes": results}, f, indent=2)
-    print("\nLinear probe on the digits test split (360 images):")
+    protocol = results["ssl"]["protocol"]
+    print(f"\nLinear probe ({protocol} protocol) on the digits test split (360 images):")
     print(f"  SimCLR encoder       top-1 {summary['ssl_top1']:6.2f}%")
     print(f"  random-init encoder  top-1 {summary['random_init_top1']:6.2f}%")
     print(f"Checkpoint: {summary['checkpoint']}\nLoss curve: {summary['loss_curve']}")

@@ -296,6 +296,21 @@ def make_encode_fn(
     return encode
 
 
+def make_pixel_encode_fn(input_spec: Mapping[str, Any]) -> Callable[[dict, jax.Array], jax.Array]:
+    """``encode(arrays, images_uint8) -> (N, size * size * channels)``: the raw-pixel baseline.
+
+    The features are :func:`preprocess`'s output (the encoder's input) flattened; ``arrays``
+    is ignored (pass ``{}``). Not jitted.
+    """
+    input_spec = make_input_spec(**input_spec)
+
+    def encode(arrays: dict, images: jax.Array) -> jax.Array:
+        x = preprocess(images, input_spec)
+        return x.reshape(x.shape[0], -1).astype(jnp.float32)
+
+    return encode
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Export:
     """An encoder export: its ``spec``, ``arrays`` ``{"params", "batch_stats"}`` and
@@ -381,6 +396,12 @@ def _read_spec(run_dir: str, step: int) -> dict:
         where,
     )
     return spec
+
+
+def read_spec(run_dir: str, step: int | None = None) -> dict:
+    """The validated spec of a run's export (checkpoint ``step``, else the newest), without
+    restoring any array; for checkpoints older than specs, derived from the run config."""
+    return _read_spec(run_dir, resolve_step(run_dir, step))
 
 
 def load_export(

@@ -223,9 +223,40 @@ MUTANTS = (
         "linear_probe_trained_on_test",
         "5",
         "ssl_jax/programs/linear_probe.py",
-        "        train_x,\n        train_y,\n        test_x,",
-        "        test_x,\n        test_y,\n        test_x,",
+        'train = extract_features(encode, arrays, train_src, desc="train features", **kw)',
+        'train = extract_features(encode, arrays, test_src, desc="train features", **kw)',
         ("tests/programs/test_leakage.py::test_linear_probe_is_trained_on_the_train_split_only",),
+    ),
+    Mutant(
+        "offline_probe_l2_chosen_on_test",
+        "#8: linear probe",
+        "ssl_jax/evaluators/linear.py",
+        'val_top1 = topk_accuracy(_logits(params, x[val_indices]), val_y, ks=(1,))["top1"]',
+        'val_top1 = topk_accuracy(_logits(params, scale(test_x)), test_y, ks=(1,))["top1"]',
+        (
+            "tests/evaluators/test_linear.py::"
+            "test_offline_probe_never_looks_at_the_test_split_to_choose_l2",
+            "tests/programs/test_leakage.py::test_linear_probe_is_trained_on_the_train_split_only",
+        ),
+    ),
+    Mutant(
+        "augmented_probe_trained_on_test",
+        "#8: linear probe",
+        "ssl_jax/evaluators/augmented_linear.py",
+        "    batches = BatchIterator(\n        train_source,",
+        "    batches = BatchIterator(\n        test_source,",
+        ("tests/programs/test_leakage.py::test_linear_probe_is_trained_on_the_train_split_only",),
+    ),
+    Mutant(
+        "label_fraction_ignored",
+        "#8: linear probe",
+        "ssl_jax/programs/common.py",
+        "    return SubsetSource(source, indices), info",
+        "    return source, info",
+        (
+            "tests/programs/test_linear_probe.py::"
+            "test_the_label_fraction_subset_is_saved_and_the_only_training_data",
+        ),
     ),
     Mutant(
         "knn_program_memory_bank_from_test",

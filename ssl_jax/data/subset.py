@@ -78,7 +78,7 @@ def validation_split(
 class SubsetSource:
     """The images of ``source`` at ``indices``, in that order (a :class:`Source`)."""
 
-    def __init__(self, source: Source, indices: np.ndarray):
+    def __init__(self, source: Source, indices: np.ndarray, *, name: str | None = None):
         indices = np.asarray(indices, np.int64)
         if len(indices) and (indices.min() < 0 or indices.max() >= len(source)):
             raise ValueError(
@@ -88,6 +88,8 @@ class SubsetSource:
         self.source = source
         self.indices = indices
         self.num_classes = source.num_classes
+        self.image_shape = source.image_shape
+        self.name = name or f"{source.name} (subset of {len(indices)})"
         labels = getattr(source, "labels", None)
         self.labels = None if labels is None else np.asarray(labels)[indices]
 

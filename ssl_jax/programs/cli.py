@@ -34,16 +34,18 @@ def start() -> None:
         initialize_distributed()
 
 
-def main(run, config, workdir: str) -> None:
-    """``run(config, workdir)`` after :func:`start`; prints the results as JSON."""
+def main(run, config, workdir: str, show=None) -> None:
+    """``run(config, workdir)`` after :func:`start`; prints ``show(results)``, by default the
+    results as JSON."""
     start()
     results = run(config, workdir)
     if jax.process_index() == 0:
-        print(json.dumps(results, indent=2, default=str))
+        print(show(results) if show else json.dumps(results, indent=2, default=str))
 
 
-def launch(run) -> None:
-    """The whole of a ``launch/`` entry point: ``--config``, ``--workdir``, then ``run``."""
+def launch(run, show=None) -> None:
+    """The whole of a ``launch/`` entry point: ``--config``, ``--workdir``, then ``run``
+    (``show``: see :func:`main`)."""
     config = config_flags.DEFINE_config_file("config", None, "configs/*.py[:variant]")
     workdir = flags.DEFINE_string("workdir", None, "Output directory.")
     flags.mark_flags_as_required(["config", "workdir"])
@@ -51,6 +53,6 @@ def launch(run) -> None:
     def _main(argv):
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-        main(run, config.value, workdir.value)
+        main(run, config.value, workdir.value, show)
 
     app.run(_main)

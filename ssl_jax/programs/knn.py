@@ -20,6 +20,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         temperature=config.knn.temperature,
         num_classes=info["num_classes"],
     )
-    results = {**acc, "split": "test", **info}
+    results = {**acc, "program": "knn", "split": "test", **info}
     write_results(os.path.abspath(workdir), results)
     return results

@@ -121,6 +121,7 @@ def test_quickstart_pretrains_probes_and_prints_a_summary(quickstart):
     assert f"SimCLR encoder       top-1 {ssl['top1']:6.2f}%" in out
     assert f"random-init encoder  top-1 {rand['top1']:6.2f}%" in out
     assert f"Checkpoint: {summary['checkpoint']}" in out
+    assert "Linear probe (offline protocol)" in out and ssl["protocol"] == "offline"
 
 
 def printed_results(proc, workdir):
@@ -166,3 +167,22 @@ def test_knn_launch_prints_and_writes_its_results(quickstart, tmp_path):
     assert {k for k in results if k.startswith("top")} == accuracies
     assert results["encoder"] == "pretrained" and results["step"] == 400
     assert results["top1_k10"] > 30, results  # 10 classes: chance is 10%
+
+
+def test_compare_launch_prints_one_table_of_the_quickstart_probes(quickstart, tmp_path):
+    workdir, _ = quickstart
+    proc = launch(
+        "launch/compare.py",
+        "--config=configs/compare.py",
+        f"--config.glob={workdir / 'probe_*'}",
+        f"--workdir={tmp_path}",
+    )
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    assert out == (tmp_path / "compare.md").read_text() + "\n"  # print's newline
+    probes = json.loads((workdir / "results.json").read_text())["probes"]
+    # Rows are the encoders: the run's pretraining workdir and its random-init baseline.
+    assert out.splitlines()[0] == "| encoder | linear_probe/offline top1 |"
+    assert f"| pretrain (random init) | {probes['random_init']['top1']:.4g} |" in out
+    assert f"| pretrain | {probes['ssl']['top1']:.4g} |" in out
+    assert os.path.exists(tmp_path / "compare.png") and os.path.exists(tmp_path / "compare.json")

@@ -71,12 +71,13 @@ def run_dir(folders, tmp_path_factory):
     return workdir
 
 
-def probe_config(run_dir, folder=None):
+def probe_config(run_dir, folder=None, **probe):
     """``folder=None`` keeps the pretraining run's data section (the relabelled folder)."""
     config = tiny_probe_config(run_dir)
     if folder is not None:
         config.data.name = "npz"
         config.data.path = folder
+    config.probe.update(probe)
     return config
 
 
@@ -91,16 +92,39 @@ def knn_results(run_dir, folders, tmp_path_factory):
     return out
 
 
-def test_linear_probe_is_trained_on_the_train_split_only(run_dir, folders, tmp_path):
-    honest = linear_probe.run(probe_config(run_dir, folders["honest"]), str(tmp_path / "h"))
-    shifted = linear_probe.run(probe_config(run_dir), str(tmp_path / "r"))
+# The augmented protocol's SGD needs more steps and a larger learning rate on these views.
+PROTOCOLS = {
+    "offline": {},
+    "sgd_features": {},
+    "augmented": dict(epochs=3, learning_rate=0.1),
+}
+
+
+@pytest.mark.parametrize(
+    "protocol",
+    [p if p != "augmented" else pytest.param(p, marks=pytest.mark.slow) for p in PROTOCOLS],
+)
+def test_linear_probe_is_trained_on_the_train_split_only(run_dir, folders, tmp_path, protocol):
+    probe = dict(protocol=protocol, **PROTOCOLS[protocol])
+    honest = linear_probe.run(
+        probe_config(run_dir, folders["honest"], **probe), str(tmp_path / "h")
+    )
+    shifted = linear_probe.run(probe_config(run_dir, **probe), str(tmp_path / "r"))
     assert honest["top1"] > HONEST_MIN, f"probe too weak to show leakage: {honest}"
     assert shifted["data"] == "npz" and shifted["num_test"] == 360
+    assert shifted["protocol"] == protocol
     assert shifted["top1"] < RELABELLED_MAX, (
-        f"the linear probe scores {shifted['top1']:.1f}% on test labels (y + 1) % 10 that no "
-        f"training label shows ({honest['top1']:.1f}% on the true labels): it was fit on the "
-        "test split"
+        f"the {protocol} linear probe scores {shifted['top1']:.1f}% on test labels (y + 1) % 10 "
+        f"that no training label shows ({honest['top1']:.1f}% on the true labels): it was fit "
+        "on the test split"
     )
+    if protocol == "offline":
+        # Identical train splits: the test labels must not move the choice of L2.
+        assert shifted["l2_sweep"] == honest["l2_sweep"] and shifted["l2"] == honest["l2"], (
+            "the offline probe's L2 sweep differs between two datasets that differ only in "
+            "their test labels: the L2 strength was chosen on the test split"
+        )
+        assert len(honest["l2_sweep"]) == 5 and abs(honest["num_val"] - 0.2 * 1437) < 10
 
 
 def test_knn_memory_bank_is_the_train_split(knn_results):

@@ -43,8 +43,25 @@ def tiny_probe_config(pretrained: str, **fields) -> ml_collections.ConfigDict:
     c.pretrained = pretrained
     c.data.batch_size = 64
     c.log.progress = False
+    # configs/linear_probe.py's fields, smaller.
+    c.raw_pixels = False
+    c.data.label_fraction = 1.0
+    c.data.val_fraction = 0.2
     c.probe = ml_collections.ConfigDict(
-        dict(epochs=5, batch_size=64, learning_rate=1e-2, weight_decay=0.0)
+        dict(
+            protocol="offline",
+            l2_grid=(1e-4, 1e-3, 1e-2, 1e-1, 1.0),
+            max_iter=300,
+            tol=1e-5,
+            epochs=5,
+            batch_size=64,
+            learning_rate=1e-2,
+            weight_decay=0.0,
+            momentum=0.9,
+            crop_scale=(0.08, 1.0),
+            flip_prob=0.5,
+            head_norm="batchnorm",
+        )
     )
     c.knn = ml_collections.ConfigDict(dict(k=(5, 20), temperature=0.07))
     c.update(fields)

@@ -1,0 +1,271 @@
+"""One table of several programs' results across encoders, ``run(config, workdir)``.
+
+Reads the ``results.json`` of each workdir that ``config.workdirs`` (paths or glob patterns,
+``**`` included) and ``config.glob`` name, and arranges their metrics in a table: a row per
+encoder — the pretrained run (and step) a result refers to, its random-init baseline, its
+raw-pixel baseline — or, with ``config.group_by="workdir"``, per workdir; a column per
+program (with its protocol and label fraction) and metric, e.g. ``linear_probe/offline top1``,
+``knn top1_k20``. The metrics are the numeric top-level keys that match one of the
+``config.metrics`` patterns (fnmatch) and none of ``config.exclude``: by default every top-1
+and accuracy, NMI and ARI, but no training or validation numbers. A pretraining workdir
+contributes its monitors' last values (``pretrain knn_top1_k20``, ...).
+
+Writes ``WORKDIR/compare.md`` (the table), ``compare.json`` (rows, columns, values and the
+file each value came from) and ``compare.png`` (a bar panel per column). Nothing here uses a
+device.
+"""
+
+import fnmatch
+import glob
+import json
+import os
+
+import ml_collections
+
+RESULTS = "results.json"
+DEFAULT_METRICS = ("*top1*", "*accuracy*", "*_acc", "nmi", "ari")
+DEFAULT_EXCLUDE = ("train_*", "val_*", "*_train_*", "final_*")
+GROUP_BY = ("encoder", "workdir")
+
+
+def find_results(workdirs=(), pattern: str = "") -> list[str]:
+    """The ``results.json`` paths of ``workdirs`` (each a workdir, a results file, or a glob
+    pattern of either) and of the glob ``pattern``, in that order, each once.
+
+    Raises ``FileNotFoundError`` naming a path without a results file or a pattern that
+    matches none.
+    """
+    found = []
+    for entry in [*workdirs, *([pattern] if pattern else [])]:
+        entry = os.path.expanduser(str(entry))
+        if glob.has_magic(entry):
+            matches = sorted(glob.glob(entry, recursive=True))
+            paths = [p if p.endswith(RESULTS) else os.path.join(p, RESULTS) for p in matches]
+            paths = [p for p in paths if os.path.isfile(p)]
+            if not paths:
+                raise FileNotFoundError(
+                    f"The pattern {entry!r} matches no workdir with a {RESULTS} (matched: "
+                    f"{matches[:5] or 'nothing'}); check the pattern or run the programs first."
+                )
+        else:
+            path = entry if entry.endswith(RESULTS) else os.path.join(entry, RESULTS)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(
+                    f"{path} does not exist: {entry} is not the workdir of a finished program "
+                    "(each program writes WORKDIR/results.json at its end)."
+                )
+            paths = [path]
+        found += [os.path.normpath(p) for p in paths if os.path.normpath(p) not in found]
+    if not found:
+        raise ValueError(
+            "Nothing to compare: set config.workdirs (paths or patterns) or config.glob, e.g. "
+            "--config.glob='runs/*/probe'."
+        )
+    return found
+
+
+def program_name(results: dict, path: str) -> str:
+    """``results["program"]``, or a guess for files written before programs named
+    themselves: pretraining, kNN, linear probe, else the workdir's name."""
+    if "program" in results:
+        return str(results["program"])
+    if "total_steps" in results and "loss" in results:
+        return "pretrain"
+    if any(k.startswith("top1_k") for k in results):
+        return "knn"
+    if "top1" in results and "final_train_loss" in results:
+        return "linear_probe"
+    return os.path.basename(os.path.dirname(os.path.abspath(path)))
+
+
+def column_prefix(results: dict, path: str) -> str:
+    """``program[/protocol][ @fraction labels]``; a linear probe without a protocol ran before
+    there was a choice: ``sgd_features``."""
+    name = program_name(results, path)
+    protocol = results.get("protocol", "sgd_features" if name == "linear_probe" else None)
+    if protocol:
+        name += f"/{protocol}"
+    fraction = results.get("label_fraction", 1.0)
+    if isinstance(fraction, int | float) and fraction != 1.0:
+        name += f" @{fraction:.0%} labels" if fraction >= 0.01 else f" @{fraction:g} labels"
+    return name
+
+
+def metric_keys(results: dict, metrics=DEFAULT_METRICS, exclude=DEFAULT_EXCLUDE) -> list[str]:
+    """Numeric top-level keys of ``results`` matching a ``metrics`` pattern, no ``exclude``."""
+    return [
+        k
+        for k, v in results.items()
+        if isinstance(v, int | float)
+        and not isinstance(v, bool)
+        and any(fnmatch.fnmatchcase(k, p) for p in metrics)
+        and not any(fnmatch.fnmatchcase(k, p) for p in exclude)
+    ]
+
+
+def encoder_key(results: dict, path: str) -> dict:
+    """What a result was measured on: ``{"run", "encoder", and "step" | "seed"}``."""
+    workdir = os.path.dirname(os.path.abspath(path))
+    if program_name(results, path) == "pretrain":
+        return {"run": workdir, "encoder": "pretrained", "step": results.get("final_step")}
+    if not results.get("pretrained"):
+        return {"run": workdir, "encoder": "workdir"}
+    key = {"run": os.path.abspath(results["pretrained"]), "encoder": results.get("encoder")}
+    if key["encoder"] == "pretrained":
+        key["step"] = results.get("step")
+    elif key["encoder"] == "random_init":
+        key["seed"] = results.get("seed")
+    return key
+
+
+def _unique_suffixes(paths: list[str]) -> list[str]:
+    """The shortest trailing path parts that tell ``paths`` apart."""
+    parts = [os.path.normpath(p).split(os.sep) for p in paths]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        names = ["/".join(p[-depth:]) for p in parts]
+        if len(set(names)) == len(set(map(tuple, parts))):
+            return names
+    return ["/".join(p) for p in parts]
+
+
+def _row_labels(keys: list[dict]) -> list[str]:
+    runs = sorted({k["run"] for k in keys})
+    short = dict(zip(runs, _unique_suffixes(runs), strict=True))
+    steps = {}
+    for k in keys:
+        if k["encoder"] == "pretrained":
+            steps.setdefault(k["run"], set()).add(k.get("step"))
+    labels = []
+    for k in keys:
+        label = short[k["run"]]
+        if k["encoder"] == "random_init":
+            label += " (random init)"
+        elif k["encoder"] == "raw_pixels":
+            label += " (raw pixels)"
+        elif k["encoder"] == "pretrained" and len(steps[k["run"]]) > 1:
+            label += f" (step {k.get('step')})"
+        labels.append(label)
+    return labels
+
+
+def collect(
+    paths: list[str], *, metrics=DEFAULT_METRICS, exclude=DEFAULT_EXCLUDE, group_by="encoder"
+):
+    """The table of ``paths`` (results files): ``{"columns": [...], "rows": [{"label",
+    "key", "values": {column: value}, "sources": {column: path}}]}``, rows and columns in the
+    order they first appear. Raises ``ValueError`` when two files give the same cell."""
+    if group_by not in GROUP_BY:
+        raise ValueError(f"config.group_by={group_by!r} is unknown; valid: {list(GROUP_BY)}.")
+    columns, rows = [], {}
+    for path in paths:
+        with open(path) as f:
+            try:
+                results = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path} is not valid JSON ({e}).") from e
+        if group_by == "workdir":
+            key = {"run": os.path.dirname(os.path.abspath(path)), "encoder": "workdir"}
+        else:
+            key = encoder_key(results, path)
+        row = rows.setdefault(
+            json.dumps(key, sort_keys=True), {"key": key, "values": {}, "sources": {}}
+        )
+        prefix = column_prefix(results, path)
+        for metric in metric_keys(results, metrics, exclude):
+            column = f"{prefix} {metric}"
+            if column in row["sources"]:
+                raise ValueError(
+                    f"{row['sources'][column]} and {path} both give {column!r} for the same "
+                    "encoder; pass only one, or set config.group_by='workdir' (a row per workdir)."
+                )
+            if column not in columns:
+                columns.append(column)
+            row["values"][column] = results[metric]
+            row["sources"][column] = path
+    rows = list(rows.values())
+    if group_by == "workdir":
+        labels = _unique_suffixes([r["key"]["run"] for r in rows])
+    else:
+        labels = _row_labels([r["key"] for r in rows])
+    for row, label in zip(rows, labels, strict=True):
+        row["label"] = label
+    return {"columns": columns, "rows": [{"label": r.pop("label"), **r} for r in rows]}
+
+
+def _cell(value) -> str:
+    return "–" if value is None else f"{value:.4g}"
+
+
+def markdown(table: dict, title: str = "") -> str:
+    """The table as Markdown: a row per encoder (or workdir), a column per program metric."""
+    columns = table["columns"]
+    lines = [f"{title}\n"] if title else []
+    lines.append("| encoder | " + " | ".join(columns) + " |")
+    lines.append("|---|" + "---|" * len(columns))
+    for row in table["rows"]:
+        cells = [_cell(row["values"].get(c)) for c in columns]
+        lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: dict, path: str, title: str = "") -> str:
+    """A panel per column, a bar per row (missing values left out, each row at the same
+    place and in the same colour in every panel); returns ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns, rows = table["columns"], table["rows"]
+    ncols = min(len(columns), 3) or 1
+    nrows = -(-max(len(columns), 1) // ncols)
+    width = max(4.0, 0.6 * len(rows) + 1.5)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, 3.8 * nrows), squeeze=False)
+    for ax in axes.flat[len(columns) :]:
+        ax.axis("off")
+    labels = [r["label"] for r in rows]
+    for ax, column in zip(axes.flat, columns, strict=False):
+        shown = [i for i, r in enumerate(rows) if column in r["values"]]
+        bars = ax.bar(
+            shown,
+            [rows[i]["values"][column] for i in shown],
+            color=[f"C{i % 10}" for i in shown],  # one colour and place per row, every panel
+        )
+        ax.bar_label(bars, fmt="%.4g", fontsize=7)
+        ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize=8)
+        ax.set_xlim(-0.6, len(rows) - 0.4)
+        ax.set_title(column, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Collect, then write ``compare.md``, ``compare.json`` and ``compare.png`` into
+    ``workdir``; returns the table with ``markdown`` and the output paths."""
+    paths = find_results(config.workdirs, config.glob)
+    table = collect(
+        paths,
+        metrics=tuple(config.metrics),
+        exclude=tuple(config.exclude),
+        group_by=config.group_by,
+    )
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    text = markdown(table, config.title)
+    outputs = {
+        "markdown": os.path.join(workdir, "compare.md"),
+        "json": os.path.join(workdir, "compare.json"),
+        "plot": os.path.join(workdir, "compare.png"),
+    }
+    with open(outputs["markdown"], "w") as f:
+        f.write(text)
+    with open(outputs["json"], "w") as f:
+        json.dump({**table, "inputs": paths}, f, indent=2)
+        f.write("\n")
+    plot(table, outputs["plot"], config.title)
+    return {**table, "inputs": paths, "outputs": outputs, "table": text}
