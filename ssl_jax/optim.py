@@ -207,7 +207,8 @@ def weight_decays(optim: ml_collections.ConfigDict, params: Any) -> Any:
 def make_optimizer(
     optim: ml_collections.ConfigDict, schedule: optax.Schedule, params: Any = None
 ) -> optax.GradientTransformation:
-    """SGD with momentum, AdamW or LARS, with biases and norms excluded from decay if asked.
+    """SGD with momentum (Nesterov's with ``optim.nesterov``), AdamW or LARS, with biases and
+    norms excluded from decay if asked.
 
     LARS follows optax's order (decay, trust ratio, learning rate, momentum). Without
     ``optim.trust_clip`` it is ``optax.lars`` (trust ratio ``eta ||w|| / ||g + wd w||``, as
@@ -256,7 +257,7 @@ def _optimizer(
     elif optim.name == "sgd":
         tx = optax.chain(
             optax.add_decayed_weights(optim.weight_decay, mask=mask),
-            optax.sgd(schedule, momentum=optim.momentum),
+            optax.sgd(schedule, momentum=optim.momentum, nesterov=optim.get("nesterov", False)),
         )
     elif optim.name == "adamw":
         tx = optax.adamw(
@@ -298,7 +299,10 @@ def _grouped_optimizer(
             optax.trace(decay=optim.momentum),
         ]
     elif optim.name == "sgd":
-        parts = [add_decayed_weights_per_leaf(decays), optax.sgd(schedule, momentum=optim.momentum)]
+        parts = [
+            add_decayed_weights_per_leaf(decays),
+            optax.sgd(schedule, momentum=optim.momentum, nesterov=optim.get("nesterov", False)),
+        ]
     elif optim.name == "adamw":
         parts = [
             optax.scale_by_adam(b1=optim.b1, b2=optim.b2),

@@ -1,6 +1,6 @@
 """Training state and the sharded, jitted train step shared by every method."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flax.struct
 import jax
@@ -8,8 +8,10 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from ssl_jax.methods import Method
 from ssl_jax.parallel import batch_sharded, replicated
+
+if TYPE_CHECKING:  # Only a type: the fine-tuning program uses this step without the methods.
+    from ssl_jax.methods import Method
 
 
 @flax.struct.dataclass
@@ -27,7 +29,7 @@ class TrainState:
     rng: jax.Array
 
 
-def make_init_fn(method: Method, tx: optax.GradientTransformation, mesh: Mesh):
+def make_init_fn(method: "Method", tx: optax.GradientTransformation, mesh: Mesh):
     """``init(seed) -> TrainState`` created directly with replicated sharding."""
 
     def init(seed: int) -> TrainState:
@@ -52,7 +54,7 @@ def all_finite(tree) -> jax.Array:
 
 
 def make_train_step(
-    method: Method, tx: optax.GradientTransformation, schedule: optax.Schedule, mesh: Mesh
+    method: "Method", tx: optax.GradientTransformation, schedule: optax.Schedule, mesh: Mesh
 ):
     """``train_step(state, batch, frozen=None) -> (state, metrics)``, jitted over ``mesh``.
 

@@ -22,6 +22,7 @@ from ssl_jax.augment.geometric import (
     random_horizontal_flip,
     random_resized_crop,
 )
+from ssl_jax.augment.mix import cutmix, cutmix_box_mask, mix_batch, mixup, one_hot_targets
 from ssl_jax.augment.pipeline import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -47,13 +48,18 @@ __all__ = [
     "apply_view",
     "center_crop_resize",
     "color_jitter",
+    "cutmix",
+    "cutmix_box_mask",
     "eval_view",
     "gaussian_blur",
     "gaussian_kernel",
     "get_view_specs",
     "hsv_to_rgb",
     "make_multiview_fn",
+    "mix_batch",
+    "mixup",
     "normalize",
+    "one_hot_targets",
     "random_grayscale",
     "random_horizontal_flip",
     "random_resized_crop",

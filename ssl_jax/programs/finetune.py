@@ -1,0 +1,467 @@
+"""Fine-tuning of a pretrained encoder with a fresh head, end to end: ``run(config, workdir)``.
+
+SimCLR's semi-supervised protocol (Chen et al., 2020, appendix B.5): a class-balanced fraction
+``data.label_fraction`` (0.01, 0.1, 1.0) of the training labels, drawn with ``config.seed``
+(:func:`ssl_jax.data.subset.class_balanced_subset`), so every encoder fine-tuned with one seed
+sees the same images; their indices are written to ``WORKDIR/label_subset.json``. A
+class-balanced ``data.val_fraction`` of that subset is held out (``val_subset.json``) and
+evaluated every ``finetune.eval_every_steps`` steps and at the last; the state with the best
+validation top-1 (the first one on ties) is kept in ``WORKDIR/best`` and is the one evaluated
+on the test split: the epoch is chosen without looking at test. With ``val_fraction=0`` the
+last step is reported.
+
+Only the encoder export of ``config.pretrained`` is read (:func:`ssl_jax.encoder.load_export`),
+never its config, optimizer state or data section: ``data`` names this program's own labelled
+data. ``random_init=True`` starts from a fresh initialisation of the same architecture (seed
+``config.seed``), the from-scratch baseline. The network is the export's backbone plus a head
+(:mod:`ssl_jax.programs.finetune_step`) trained in the shared loop (:mod:`~ssl_jax.programs.loop`)
+by the shared train step (:func:`ssl_jax.train_step.make_train_step`). Rerunning the same command
+resumes from the workdir's newest checkpoint and continues the same trajectory; the source
+export is read again at the step recorded in the saved config.
+
+The workdir holds ``metrics.jsonl`` (``loss``, ``train_top1``, ``learning_rate``, ... and
+``val_top1``/``val_top5`` at evaluations), ``results.json``, ``checkpoints/<step>`` (the train
+state, and the fine-tuned backbone as an encoder export that ``load_export`` and the probe
+programs read), ``best/checkpoints/<step>`` (the best validation state's params and batch
+statistics, and its backbone export) and the two index files.
+"""
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+from ssl_jax import config as config_lib
+from ssl_jax.checkpoint import Checkpointer, CheckpointError, checkpoint_dir, read_config
+from ssl_jax.data import BatchIterator, DataError, get_source
+from ssl_jax.data.subset import (
+    SubsetSource,
+    class_balanced_subset,
+    save_indices,
+    source_labels,
+    validation_split,
+)
+from ssl_jax.encoder import Export, load_export, make_spec
+from ssl_jax.evaluators import extract_features, make_sharded_encode
+from ssl_jax.evaluators.linear import topk_accuracy
+from ssl_jax.metrics import MetricsWriter, read_metrics, truncate_after, write_results
+from ssl_jax.optim import make_optimizer, make_schedule
+from ssl_jax.parallel import check_batch_size, global_batch, make_mesh, replicated
+from ssl_jax.programs.finetune_step import Classifier, get_head, make_classifier
+from ssl_jax.programs.loop import Loop, NonFiniteLossError, train
+from ssl_jax.train_step import make_init_fn, make_train_step
+
+log = logging.getLogger(__name__)
+
+__all__ = ["NonFiniteLossError", "run"]
+
+BEST_DIR = "best"
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Raises ``ValueError`` for fields a user can get wrong before anything is loaded."""
+    if not config.pretrained:
+        raise ValueError(
+            "config.pretrained is empty: pass the workdir of a pretraining run, e.g. "
+            "--config.pretrained=runs/simclr_cifar10 (with --config.random_init=True for the "
+            "from-scratch baseline of its architecture)."
+        )
+    if not config.data.name:
+        raise ValueError(
+            "config.data.name is empty: fine-tuning reads no pretraining config, so name the "
+            "labelled data, e.g. --config.data.name=digits or --config.data.name=npz "
+            "--config.data.path=../shared/data/cifar10."
+        )
+    fraction = config.data.label_fraction
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(
+            f"data.label_fraction={fraction} must be in (0, 1]: the fraction of the training "
+            "labels used, e.g. 0.01 or 0.1 (SimCLR's semi-supervised settings) or 1.0."
+        )
+    if not 0.0 <= config.data.val_fraction < 1.0:
+        raise ValueError(
+            f"data.val_fraction={config.data.val_fraction} must be in [0, 1): the part of the "
+            "labelled subset held out to choose the step (0: report the last step)."
+        )
+    every, log_every = config.finetune.eval_every_steps, config.log.every_steps
+    if every < 0 or (every and every % log_every):
+        raise ValueError(
+            f"finetune.eval_every_steps={every} must be 0 (last step only) or a positive "
+            f"multiple of log.every_steps={log_every}: evaluations run at logged steps."
+        )
+
+
+def load_source(config: ml_collections.ConfigDict, mesh, saved: dict | None) -> tuple[Export, dict]:
+    """The export fine-tuning starts from, and its description for ``results.json``.
+
+    ``saved`` (the config of the checkpoint being resumed, or None) pins the source step: a
+    resumed run reads the checkpoint it started from, even if the pretraining run has written
+    newer ones since.
+    """
+    step = config.step
+    if saved is not None:
+        for field in ("pretrained", "random_init"):
+            if saved.get(field) != config[field]:
+                raise CheckpointError(
+                    f"The workdir holds a fine-tuning with {field}={saved.get(field)!r}, but "
+                    f"this config has {field}={config[field]!r}. Resume with the same encoder, "
+                    "or use a new workdir."
+                )
+        if step is None:
+            step = saved["step"]
+        elif step != saved["step"]:
+            raise CheckpointError(
+                f"The workdir holds a fine-tuning of step {saved['step']} of {config.pretrained}"
+                f", but this config asks for step={step}. Resume with the same step, or use a "
+                "new workdir."
+            )
+    if config.random_init:
+        export = load_export(config.pretrained, step, mesh=mesh, random_init_seed=config.seed)
+    else:
+        export = load_export(config.pretrained, step, mesh=mesh)
+    info = {
+        "encoder": "random_init" if config.random_init else "pretrained",
+        "pretrained": config.pretrained,
+        "step": export.step,
+        "encoder_method": export.spec["method"],
+        "encoder_network": export.spec["network"],
+        "backbone": export.spec["model"]["backbone"],
+        "feature_dim": export.feature_dim,
+    }
+    return export, info
+
+
+def _check_saved(workdir: str, name: str, indices: np.ndarray) -> None:
+    path = os.path.join(workdir, f"{name}.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = np.asarray(json.load(f)["indices"], np.int64)
+    if not np.array_equal(saved, indices):
+        raise DataError(
+            f"{path} holds another subset than this config draws ({len(saved)} vs "
+            f"{len(indices)} images): the data, data.label_fraction, data.val_fraction or the "
+            "seed changed. Use the original settings to resume, or a new workdir."
+        )
+
+
+def label_splits(config: ml_collections.ConfigDict, source, workdir: str):
+    """``(train_indices, val_indices)`` into ``source``: the class-balanced labelled subset
+    minus its class-balanced validation part; both saved (and, when resuming, checked)."""
+    data = config.data
+    labels = source_labels(source)
+    labelled = class_balanced_subset(labels, data.label_fraction, seed=config.seed)
+    if data.val_fraction > 0:
+        train_pos, val_pos = validation_split(labels[labelled], data.val_fraction, seed=config.seed)
+        train_idx, val_idx = labelled[train_pos], labelled[val_pos]
+        if not len(val_idx):
+            raise DataError(
+                f"data.val_fraction={data.val_fraction} of the {len(labelled)} labelled images "
+                f"(data.label_fraction={data.label_fraction}) holds out none: each class keeps "
+                "one training image. Use data.val_fraction=0 (report the last step) or a larger "
+                "fraction."
+            )
+    else:
+        train_idx, val_idx = labelled, np.zeros((0,), np.int64)
+    if len(np.unique(labels[train_idx])) < 2:
+        raise DataError(
+            f"The {len(train_idx)} training images of {source.name} hold "
+            f"{len(np.unique(labels[train_idx]))} class; fine-tuning a classifier needs 2."
+        )
+    info = dict(seed=config.seed, data=data.name, num_source=len(labels))
+    subsets = [("label_subset", labelled, dict(label_fraction=data.label_fraction, **info))]
+    if len(val_idx):
+        subsets.append(("val_subset", val_idx, dict(val_fraction=data.val_fraction, **info)))
+    for name, indices, extra in subsets:
+        _check_saved(workdir, name, indices)
+        if jax.process_index() == 0:
+            save_indices(workdir, name, indices, **extra)
+    return train_idx, val_idx
+
+
+def make_classifier_from_config(config, export: Export, num_classes: int) -> Classifier:
+    ft = config.finetune
+    return make_classifier(
+        export.backbone,
+        export.spec["input"],
+        num_classes=num_classes,
+        head=get_head(ft.head, export.feature_dim, num_classes),
+        label_smoothing=ft.label_smoothing,
+        mixup_alpha=ft.mixup_alpha,
+        cutmix_alpha=ft.cutmix_alpha,
+        switch_prob=ft.mix_switch_prob,
+        crop_scale=ft.crop_scale,
+        crop_ratio=ft.crop_ratio,
+        flip_prob=ft.flip_prob,
+    )
+
+
+def make_start_fn(init_fn, tx, mesh):
+    """``start(seed, encoder_arrays) -> TrainState``: ``init_fn(seed)``'s state with the
+    export's backbone (params and batch statistics) and the optimizer state initialised on
+    these params. One program: the backbone initialisation it replaces is compiled away."""
+    start = lambda seed, arrays: _with_backbone(init_fn(seed), arrays, tx)
+    return jax.jit(start, static_argnums=0, out_shardings=replicated(mesh))
+
+
+def _with_backbone(state, arrays, tx):
+    params = {**state.params, "backbone": arrays["params"]}
+    stats = {**state.method_state, "backbone": arrays["batch_stats"]}
+    return state.replace(params=params, method_state=stats, opt_state=tx.init(params))
+
+
+class BestCheckpoint:
+    """The state with the best validation top-1 so far, kept in ``WORKDIR/best`` (one step).
+
+    On a resumed run the best so far is read from the ``val_top1`` rows of ``metrics.jsonl``
+    up to the resumed step; a best checkpoint saved after that step (the run stopped between
+    it and the next regular checkpoint) is dropped: the resumed run, continuing the same
+    trajectory, writes it again.
+    """
+
+    def __init__(self, workdir: str, start: int, *, async_save: bool):
+        self.dir = os.path.join(workdir, BEST_DIR)
+        if jax.process_index() == 0:
+            _drop_steps_after(checkpoint_dir(self.dir), start)
+        self.ckpt = Checkpointer(self.dir, keep=1, async_save=async_save)
+        self.step, self.top1 = None, -np.inf
+        path = os.path.join(workdir, "metrics.jsonl")
+        rows = read_metrics(path) if os.path.exists(path) else []
+        for row in rows:
+            if row["step"] <= start and "val_top1" in row and row["val_top1"] > self.top1:
+                self.step, self.top1 = row["step"], row["val_top1"]
+
+    def update(self, step: int, top1: float, save: Callable[[Checkpointer], object]) -> bool:
+        """Save (with ``save(checkpointer)``) when ``top1`` beats the best so far."""
+        if top1 <= self.top1:
+            return False
+        self.step, self.top1 = step, top1
+        save(self.ckpt)
+        return True
+
+    def restore(self, abstract: dict) -> dict:
+        self.ckpt.wait()
+        saved = self.ckpt.latest_step()
+        if saved != self.step:
+            raise CheckpointError(
+                f"The best validation step is {self.step} (metrics.jsonl), but {self.dir} "
+                f"holds step {saved}. Was the workdir edited? Rerun in a new workdir."
+            )
+        arrays, _ = self.ckpt.restore(saved, abstract)
+        return arrays
+
+    def close(self) -> None:
+        self.ckpt.close()
+
+
+def _drop_steps_after(directory: str, step: int) -> None:
+    if not os.path.isdir(directory):
+        return
+    for name in os.listdir(directory):
+        if name.isdigit() and int(name) > step:
+            shutil.rmtree(os.path.join(directory, name))
+
+
+def accuracy(predict, arrays: dict, source, *, batch_size: int, mesh, desc: str) -> dict:
+    """Top-1/top-5 (%) of the classifier ``arrays`` on every image of ``source``."""
+    logits, labels = extract_features(
+        predict, arrays, source, batch_size=batch_size, mesh=mesh, desc=desc, progress=False
+    )
+    return topk_accuracy(logits, labels)
+
+
+def chosen_test_accuracy(
+    best, state, abstract_state, predict, test_src, *, batch_size, mesh
+) -> dict:
+    """Test top-1/top-5 of the chosen state: the best validation one (``best``), else the
+    last (``state``)."""
+    if best is not None:
+        abstract = {"params": abstract_state.params, "method_state": abstract_state.method_state}
+        arrays = best.restore(abstract)
+        chosen = {"chosen_step": best.step, "selected_by": "val_top1", "val_top1": best.top1}
+    else:
+        arrays = {"params": state.params, "method_state": state.method_state}
+        chosen = {"chosen_step": int(jax.device_get(state.step)), "selected_by": "last_step"}
+    acc = accuracy(predict, arrays, test_src, batch_size=batch_size, mesh=mesh, desc="test")
+    return {**acc, **chosen}
+
+
+def run(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    should_stop: Callable[[int], bool] | None = None,
+) -> dict:
+    """Fine-tune, choose the step on validation, report test top-1/top-5; returns (and writes)
+    ``results.json``'s numbers. ``should_stop(step)`` interrupts the run as SIGTERM would (the
+    state after ``step`` steps is saved, and no test numbers are reported)."""
+    check_config(config)
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    mesh = make_mesh(config.mesh.num_devices)
+    ft, data = config.finetune, config.data
+    check_batch_size(data.batch_size, mesh)
+    check_batch_size(ft.eval_batch_size, mesh)
+
+    ckpt = Checkpointer(
+        workdir,
+        every_steps=config.ckpt.every_steps,
+        keep=config.ckpt.keep,
+        async_save=config.ckpt.async_save,
+    )
+    best = None
+    try:
+        latest = ckpt.latest_step()
+        saved = read_config(workdir, latest) if latest is not None else None
+        export, info = load_source(config, mesh, saved)
+
+        train_src, test_src = get_source(data, "train"), get_source(data, "test")
+        num_classes = max(train_src.num_classes, test_src.num_classes)
+        train_idx, val_idx = label_splits(config, train_src, workdir)
+        name = f"{train_src.name} train (label_fraction {data.label_fraction:g})"
+        train_set = SubsetSource(train_src, train_idx, name=name)
+        val_set = SubsetSource(train_src, val_idx, name="validation") if len(val_idx) else None
+        iterator = BatchIterator(
+            train_set,
+            global_batch_size=data.batch_size,
+            seed=config.seed,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        )
+        steps_per_epoch = iterator.steps_per_epoch
+        total = config_lib.total_steps(config, steps_per_epoch)
+
+        classifier = make_classifier_from_config(config, export, num_classes)
+        schedule = make_schedule(config, steps_per_epoch=steps_per_epoch, total_steps=total)
+        abstract_params = jax.eval_shape(classifier.init, jax.random.key(0))[0]
+        tx = make_optimizer(config.optim, schedule, params=abstract_params)
+        init_fn = make_init_fn(classifier, tx, mesh)
+        abstract_state = jax.eval_shape(init_fn, config.seed)
+        train_step = make_train_step(classifier, tx, schedule, mesh)
+        predict = make_sharded_encode(classifier.logits, mesh)
+        spec = make_spec(
+            export.spec["model"],
+            input=export.spec["input"],
+            network="online",
+            method="finetune",
+            feature_dim=export.feature_dim,
+            step=0,
+        )
+
+        if latest is not None:
+            state, data_state = ckpt.restore(latest, abstract_state)
+            if iterator.step_from_state(data_state) != latest:
+                raise CheckpointError(
+                    f"Checkpoint data position {data_state} does not match step {latest}."
+                )
+            origin = f"resumed from {workdir} at step {latest}"
+        else:
+            state = make_start_fn(init_fn, tx, mesh)(config.seed, export.arrays)
+            origin = f"started from the {info['encoder']} encoder of {config.pretrained}"
+        del export  # its arrays now live in the state
+        start = int(jax.device_get(state.step))
+        log.info(
+            "%s; %d steps of %d images (%d per epoch); %d train, %d validation images",
+            origin,
+            total,
+            data.batch_size,
+            steps_per_epoch,
+            len(train_idx),
+            len(val_idx),
+        )
+        truncate_after(os.path.join(workdir, "metrics.jsonl"), start)
+        if val_set is not None:
+            best = BestCheckpoint(workdir, start, async_save=config.ckpt.async_save)
+        config_json = {**config.to_dict(), "step": info["step"]}
+
+        def items(step, state):
+            return dict(
+                encoder=classifier.export(state.params, state.method_state),
+                encoder_spec={**spec, "step": step},
+                config=config_json,
+            )
+
+        def save(step, state, force):
+            data_state = iterator.get_state(step)
+            return ckpt.save(step, state=state, data=data_state, force=force, **items(step, state))
+
+        def evaluate(step, state):
+            every = ft.eval_every_steps
+            if val_set is None or not (step == total or (every and step % every == 0)):
+                return {}
+            arrays = {"params": state.params, "method_state": state.method_state}
+            kw = dict(batch_size=ft.eval_batch_size, mesh=mesh, desc="validation")
+            acc = accuracy(predict, arrays, val_set, **kw)
+
+            def save_best(best_ckpt):
+                best_data = {"step": step, "val_top1": acc["top1"]}
+                best_ckpt.save(step, state=arrays, data=best_data, force=True, **items(step, state))
+
+            best.update(step, acc["top1"], save_best)
+            return {"val_top1": acc["top1"], "val_top5": acc["top5"]}
+
+        loop = Loop(
+            train_step=train_step,
+            batches=((s, global_batch(local, mesh)) for s, local in iterator.iterate(start)),
+            save=save,
+            total_steps=total,
+            batch_size=data.batch_size,
+            steps_per_epoch=steps_per_epoch,
+            log_every=config.log.every_steps,
+            evaluate=evaluate,
+            progress=config.log.progress,
+            desc="finetune",
+        )
+        writer = MetricsWriter(workdir, tensorboard=config.log.tensorboard)
+        try:
+            state, loop_results = train(
+                loop,
+                state,
+                start,
+                ckpt=ckpt,
+                writer=writer,
+                workdir=workdir,
+                should_stop=should_stop,
+            )
+        finally:
+            writer.close()
+
+        results = {
+            "split": "test",
+            "label_fraction": data.label_fraction,
+            "val_fraction": data.val_fraction,
+            "num_labelled": len(train_idx) + len(val_idx),
+            "num_train": len(train_idx),
+            "num_val": len(val_idx),
+            "num_test": len(test_src),
+            "num_classes": num_classes,
+            "data": data.name,
+            "seed": config.seed,
+            **info,
+            "start_step": start,
+            "total_steps": total,
+            "steps_per_epoch": steps_per_epoch,
+            "final_step": loop_results["final_step"],
+            "wall_time_s": loop_results["wall_time_s"],
+        }
+        if "loss" in loop_results:
+            results["final_train_loss"] = loop_results["loss"]
+        if "interrupted_at" in loop_results:
+            results["interrupted_at"] = loop_results["interrupted_at"]
+        else:
+            kw = dict(batch_size=ft.eval_batch_size, mesh=mesh)
+            results.update(
+                chosen_test_accuracy(best, state, abstract_state, predict, test_src, **kw)
+            )
+            results["chosen_epoch"] = results["chosen_step"] / steps_per_epoch
+    finally:
+        ckpt.close()
+        if best is not None:
+            best.close()
+    write_results(workdir, results)
+    return results

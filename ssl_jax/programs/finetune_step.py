@@ -1,0 +1,182 @@
+"""Fine-tuning as a method for the shared train step: a backbone and a head trained together.
+
+:func:`make_classifier` returns a :class:`Classifier`, shaped like
+:class:`ssl_jax.methods.Method` (``init``, ``loss``, ``update_state``, ``export``), so
+:func:`ssl_jax.train_step.make_init_fn` and :func:`~ssl_jax.train_step.make_train_step` build
+its sharded state and jitted step exactly as they do for pretraining. It is defined here, not in
+``ssl_jax.methods``: downstream programs reach an encoder only through its export and do not
+import the pretraining methods (``tests/test_imports.py``).
+
+The supervised view is made on the device inside the step: uint8 -> [0, 1] -> Inception-style
+random resized crop to the export's input size -> horizontal flip -> the export's colour space
+and normalisation (:func:`ssl_jax.encoder.preprocess`, the evaluation path, on the crop). Then
+optional Mixup / CutMix (:mod:`ssl_jax.augment.mix`) and the cross-entropy against (smoothed)
+one-hot targets. BatchNorm runs in train mode on the global batch.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ssl_jax.augment import (
+    mix_batch,
+    one_hot_targets,
+    random_horizontal_flip,
+    random_resized_crop,
+    to_unit_float,
+)
+from ssl_jax.encoder import make_input_spec, preprocess
+from ssl_jax.models import LinearClassifier, ModuleDef, module_def
+
+PyTree = Any
+
+HEADS = ("linear",)
+
+
+class Classifier(NamedTuple):
+    """A backbone with a classification head, as pure functions over
+    ``params = {"backbone", "head"}`` and ``method_state = {"backbone", "head"}`` (batch stats).
+
+    ``init``, ``loss``, ``update_state``, ``export``, ``project_params`` follow the
+    :class:`~ssl_jax.methods.Method` protocol; ``logits(arrays, images_uint8)`` is the
+    evaluation forward pass (:func:`~ssl_jax.encoder.preprocess`, eval-mode BatchNorm) on
+    ``arrays = {"params", "method_state"}``.
+    """
+
+    name: str
+    init: Callable[[jax.Array], tuple[PyTree, PyTree]]
+    loss: Callable[..., tuple[jax.Array, tuple[PyTree, dict]]]
+    update_state: Callable[[PyTree, PyTree, Any], PyTree]
+    export: Callable[[PyTree, PyTree], dict]
+    logits: Callable[[dict, jax.Array], jax.Array]
+    backbone: ModuleDef
+    head: ModuleDef
+    num_classes: int
+    network: str = "online"
+    project_params: Callable[[PyTree], PyTree] | None = None
+
+
+def linear_head(in_features: int, num_classes: int) -> ModuleDef:
+    """A zero-initialised :class:`~ssl_jax.models.LinearClassifier` as a ``ModuleDef`` (SimCLR's
+    ``zero_init_logits_layer``: every class starts equally likely)."""
+    return module_def(lambda rngs: LinearClassifier(in_features, num_classes, rngs=rngs))
+
+
+def get_head(name: str, in_features: int, num_classes: int) -> ModuleDef:
+    """The head called ``name`` (:data:`HEADS`)."""
+    if name == "linear":
+        return linear_head(in_features, num_classes)
+    raise ValueError(f"finetune.head={name!r} is not a head; valid: {list(HEADS)}.")
+
+
+def supervised_view(
+    images: jax.typing.ArrayLike,
+    key: jax.Array,
+    input_spec: Mapping[str, Any],
+    *,
+    crop_scale: Sequence[float] = (0.08, 1.0),
+    crop_ratio: Sequence[float] = (3 / 4, 4 / 3),
+    flip_prob: float = 0.5,
+) -> jax.Array:
+    """uint8 ``(N, H, W, 3)`` -> the backbone's training input ``(N, size, size, channels)``:
+    random resized crop to ``input_spec["size"]``, flip, then the spec's colour space and
+    normalisation (the evaluation preprocessing applied to the crop)."""
+    crop_key, flip_key = jax.random.split(key)
+    x = random_resized_crop(
+        to_unit_float(images),
+        crop_key,
+        size=input_spec["size"],
+        scale=tuple(crop_scale),
+        ratio=tuple(crop_ratio),
+    )
+    x = random_horizontal_flip(x, flip_key, prob=flip_prob)
+    return preprocess(x, input_spec)  # its center crop of a side-`size` image is the identity
+
+
+def make_classifier(
+    backbone: ModuleDef,
+    input_spec: Mapping[str, Any],
+    *,
+    num_classes: int,
+    head: ModuleDef | None = None,
+    label_smoothing: float = 0.0,
+    mixup_alpha: float = 0.0,
+    cutmix_alpha: float = 0.0,
+    switch_prob: float = 0.5,
+    crop_scale: Sequence[float] = (0.08, 1.0),
+    crop_ratio: Sequence[float] = (3 / 4, 4 / 3),
+    flip_prob: float = 0.5,
+) -> Classifier:
+    """Fine-tuning of ``backbone`` with ``head`` (default: :func:`linear_head`) on its pooled
+    features, for images the export's ``input_spec`` describes.
+
+    The loss is the mean softmax cross-entropy ``-sum_k t_k log softmax(z)_k`` of the logits
+    ``z`` of the supervised view (:func:`supervised_view`) against targets ``t``: one-hot with
+    ``label_smoothing`` (``(1 - eps) one_hot + eps / K``), then mixed by Mixup / CutMix
+    (``mixup_alpha``, ``cutmix_alpha``, 0 = off; :func:`ssl_jax.augment.mix_batch`). Logged:
+    ``train_top1`` (%, the batch's argmax against its true labels).
+    """
+    if num_classes < 2:
+        raise ValueError(f"Fine-tuning needs at least 2 classes, got {num_classes}.")
+    input_spec = make_input_spec(**input_spec)
+    head = head if head is not None else linear_head(backbone.feature_dim, num_classes)
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1); got {label_smoothing!r}.")
+    for name, value in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
+        if not value >= 0.0:
+            raise ValueError(f"{name} must be >= 0 (0 turns it off); got {value!r}.")
+    mix = dict(mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, switch_prob=switch_prob)
+    view = dict(crop_scale=crop_scale, crop_ratio=crop_ratio, flip_prob=flip_prob)
+
+    def init(key):
+        backbone_key, head_key = jax.random.split(key)
+        backbone_params, backbone_stats = backbone.init(backbone_key)
+        head_params, head_stats = head.init(head_key)
+        params = {"backbone": backbone_params, "head": head_params}
+        return params, {"backbone": backbone_stats, "head": head_stats}
+
+    def forward(params, stats, x, train):
+        features, backbone_stats = backbone.apply(
+            params["backbone"], stats["backbone"], x, train=train
+        )
+        logits, head_stats = head.apply(params["head"], stats["head"], features, train=train)
+        return logits, {"backbone": backbone_stats, "head": head_stats}
+
+    def loss(params, method_state, batch, key, step, frozen):
+        del step, frozen
+        view_key, mix_key = jax.random.split(key)
+        labels = batch["labels"]
+        x = supervised_view(batch["images"], view_key, input_spec, **view)
+        targets = one_hot_targets(labels, num_classes, label_smoothing=label_smoothing)
+        x, targets = mix_batch(x, targets, mix_key, **mix)
+        logits, method_state = forward(params, method_state, x, True)
+        value = jnp.mean(optax.softmax_cross_entropy(logits.astype(jnp.float32), targets))
+        top1 = 100.0 * jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+        return value, (method_state, {"train_top1": top1})
+
+    def update_state(params, method_state, step):
+        del params, step
+        return method_state
+
+    def export(params, method_state):
+        return {"params": params["backbone"], "batch_stats": method_state["backbone"]}
+
+    def logits(arrays, images):
+        x = preprocess(images, input_spec)
+        out, _ = forward(arrays["params"], arrays["method_state"], x, False)
+        return out.astype(jnp.float32)
+
+    return Classifier(
+        name="finetune",
+        init=init,
+        loss=loss,
+        update_state=update_state,
+        export=export,
+        logits=logits,
+        backbone=backbone,
+        head=head,
+        num_classes=num_classes,
+    )

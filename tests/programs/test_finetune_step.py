@@ -1,0 +1,92 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssl_jax.encoder import load_export, make_input_spec, preprocess
+from ssl_jax.programs.finetune_step import get_head, make_classifier, supervised_view
+
+SPEC = make_input_spec(size=8, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+# A crop of the whole image, never flipped: the view is the evaluation preprocessing.
+IDENTITY_VIEW = dict(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0)
+
+
+@pytest.fixture(scope="module")
+def export(pretrained):
+    """The shared tiny run's encoder (restored, not initialised: a jitted ResNet
+    initialisation takes long to compile)."""
+    return load_export(pretrained[0])
+
+
+@pytest.fixture(scope="module")
+def backbone(export):
+    return export.backbone
+
+
+def images_and_labels(n=8, size=8, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    return images, rng.integers(0, 5, n).astype(np.int32)
+
+
+def start(clf, export, key):
+    """``(params, state)``: the export's backbone and a head with random (not zero) params,
+    so that the logits differ."""
+    head_params, head_stats = clf.head.init(key)
+    leaves, tree = jax.tree.flatten(head_params)
+    keys = jax.random.split(key, len(leaves))
+    leaves = [jax.random.normal(k, x.shape) for k, x in zip(keys, leaves, strict=True)]
+    params = {"backbone": export.arrays["params"], "head": jax.tree.unflatten(tree, leaves)}
+    return params, {"backbone": export.arrays["batch_stats"], "head": head_stats}
+
+
+def numpy_smoothed_ce(logits, labels, num_classes, eps):
+    log_p = logits - logits.max(1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
+    targets = (1 - eps) * np.eye(num_classes)[labels] + eps / num_classes
+    return float(np.mean(-(targets * log_p).sum(1)))
+
+
+def test_supervised_view_of_the_whole_image_is_the_evaluation_preprocessing():
+    images, _ = images_and_labels(size=12)
+    spec = {**SPEC, "size": 6}
+    identity = jax.jit(lambda x, key: supervised_view(x, key, spec, **IDENTITY_VIEW))
+    view = identity(images, jax.random.key(0))
+    np.testing.assert_allclose(view, jax.jit(lambda x: preprocess(x, spec))(images), atol=1e-5)
+    random = jax.jit(lambda x, key: supervised_view(x, key, spec))(images, jax.random.key(0))
+    assert random.shape == (8, 6, 6, 3) and not np.allclose(random, view)
+
+
+def test_loss_is_the_smoothed_cross_entropy_of_the_network_on_the_view(backbone, export):
+    images, labels = images_and_labels()
+    clf = make_classifier(backbone, SPEC, num_classes=5, label_smoothing=0.1, **IDENTITY_VIEW)
+    params, state = start(clf, export, jax.random.key(1))
+    batch = {"images": jnp.asarray(images), "labels": jnp.asarray(labels)}
+    loss = jax.jit(clf.loss)
+    value, (new_state, metrics) = loss(params, state, batch, jax.random.key(2), 0, None)
+
+    x = preprocess(images, SPEC)
+    features, stats = backbone.apply(params["backbone"], state["backbone"], x, train=True)
+    head = jax.device_get(params["head"]["linear"])
+    logits = np.asarray(features) @ head["kernel"][...] + head["bias"][...]
+    np.testing.assert_allclose(value, numpy_smoothed_ce(logits, labels, 5, 0.1), rtol=1e-5)
+    np.testing.assert_allclose(metrics["train_top1"], 100 * np.mean(logits.argmax(1) == labels))
+    for a, b in zip(jax.tree.leaves(new_state["backbone"]), jax.tree.leaves(stats), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)  # BatchNorm in train mode
+
+    # Eval-mode logits: the running statistics, the same preprocessing.
+    arrays = {"params": params, "method_state": state}
+    eval_features, _ = backbone.apply(params["backbone"], state["backbone"], x, train=False)
+    want = np.asarray(eval_features) @ head["kernel"][...] + head["bias"][...]
+    np.testing.assert_allclose(jax.jit(clf.logits)(arrays, batch["images"]), want, atol=1e-5)
+
+
+def test_classifier_rejects_bad_hyperparameters(backbone):
+    with pytest.raises(ValueError, match="label_smoothing"):
+        make_classifier(backbone, SPEC, num_classes=5, label_smoothing=1.0)
+    with pytest.raises(ValueError, match="cutmix_alpha"):
+        make_classifier(backbone, SPEC, num_classes=5, cutmix_alpha=-0.5)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        make_classifier(backbone, SPEC, num_classes=1)
+    with pytest.raises(ValueError, match="finetune.head='mlp' is not a head"):
+        get_head("mlp", 32, 5)
