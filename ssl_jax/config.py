@@ -113,6 +113,31 @@ def pretrain_defaults() -> ml_collections.ConfigDict:
         dict(
             knn=dict(type="knn", every_steps=0, k=(20, 200), temperature=0.07, batch_size=512),
             online_linear=dict(type="online_linear", every_steps=0, batch_size=512),
+            # configs/few_shot.py and configs/cluster.py explain the fields.
+            few_shot=dict(
+                type="few_shot",
+                every_steps=0,
+                ways=(5, -1),
+                shots=(1, 5, 10, 25),
+                queries=15,
+                query_split="test",
+                episodes=600,
+                classifiers=("proto", "logreg"),
+                logreg_c=1.0,
+                logreg_tol=1e-4,
+                seed=0,
+                batch_size=512,
+            ),
+            cluster=dict(
+                type="cluster",
+                every_steps=0,
+                split="test",
+                k=-1,
+                restarts=10,
+                iterations=300,
+                seed=0,
+                batch_size=512,
+            ),
         )
     )
     c.export = ml_collections.ConfigDict(dict(network="online"))

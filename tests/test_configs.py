@@ -10,7 +10,12 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
-PRETRAIN = [p for p in CONFIGS if os.path.basename(p) not in ("linear_probe.py", "knn.py")]
+PRETRAIN = [
+    p
+    for p in CONFIGS
+    if os.path.basename(p)
+    not in ("linear_probe.py", "knn.py", "compare.py", "finetune.py", "few_shot.py", "cluster.py")
+]
 REQUIRED = [
     "seed", "total_steps", "epochs", "data.name", "data.path", "data.batch_size",
     "ckpt.every_steps", "log.every_steps",

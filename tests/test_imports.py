@@ -90,6 +90,8 @@ def test_loading_the_downstream_programs_loads_no_method():
         "import sys\n"
         "import ssl_jax.encoder, ssl_jax.evaluators\n"
         "import ssl_jax.programs.knn, ssl_jax.programs.linear_probe\n"
+        "import ssl_jax.programs.finetune\n"
+        "import ssl_jax.programs.few_shot, ssl_jax.programs.cluster\n"
         "print(sorted(m for m in sys.modules if m.startswith('ssl_jax.methods')))\n"
     )
     out = subprocess.run(

@@ -8,9 +8,17 @@ with ``every_steps > 0`` runs every that many steps and at the last step; its me
   ``temperature``, ``batch_size``).
 - ``online_linear``: a linear probe trained alongside pretraining on stop-gradient features
   (:mod:`ssl_jax.evaluators.online_linear`; field ``batch_size`` for the test features).
+- ``few_shot``: :class:`~ssl_jax.evaluators.few_shot.FewShotEvaluator`, N-way K-shot
+  episodes (fields ``ways``, ``shots``, ``queries``, ``query_split``, ``episodes``,
+  ``classifiers``, ``logreg_c``, ``logreg_tol``, ``seed``, ``batch_size``); metrics
+  ``proto_5way_1shot``, ``logreg_allway_5shot_ci95``...
+- ``cluster``: :class:`~ssl_jax.evaluators.clustering.ClusterEvaluator`, k-means scored by
+  ``acc``, ``nmi``, ``ari`` and ``inertia`` (fields ``split``, ``k``, ``restarts``,
+  ``iterations``, ``seed``, ``batch_size``).
 
 Add an entry (``c.evals.knn_small = dict(type="knn", every_steps=500, k=(5,), ...)``) in a
-config file; shipped configs carry ``knn`` and ``online_linear``, off (``every_steps=0``).
+config file; shipped configs carry ``knn``, ``online_linear``, ``few_shot`` and ``cluster``, off
+(``every_steps=0``).
 """
 
 import ml_collections
@@ -18,11 +26,18 @@ from jax.sharding import Mesh
 
 from ssl_jax.data import get_source
 from ssl_jax.encoder import make_encode_fn
+from ssl_jax.evaluators.clustering import ClusterEvaluator
 from ssl_jax.evaluators.features import make_sharded_encode
+from ssl_jax.evaluators.few_shot import FewShotEvaluator
 from ssl_jax.evaluators.knn_monitor import KnnMonitor
 from ssl_jax.evaluators.online_linear import OnlineLinearEvaluator, with_online_linear
 
-EVALUATORS = {"knn": KnnMonitor, "online_linear": OnlineLinearEvaluator}
+EVALUATORS = {
+    "knn": KnnMonitor,
+    "online_linear": OnlineLinearEvaluator,
+    "few_shot": FewShotEvaluator,
+    "cluster": ClusterEvaluator,
+}
 # Evaluators that also read the train state's params (the others read the export only).
 READS_PARAMS = ("online_linear",)
 

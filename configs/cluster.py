@@ -1,0 +1,36 @@
+"""k-means clustering of the frozen encoder's features (ssl_jax/programs/cluster.py).
+
+  python launch/cluster.py --config configs/cluster.py \
+    --config.pretrained=runs/simclr_cifar10 --workdir runs/simclr_cifar10/cluster
+
+The L2-normalised features of the test split (cluster.split: test | train | both) are
+clustered by k-means (k-means++ seeds, 10 restarts seeded by config.seed, the lowest
+inertia kept) into k clusters (-1: the number of classes), with no label, and scored against
+the labels: acc (accuracy after Hungarian matching), nmi, ari, all in %, and the inertia.
+The data section defaults to the pretraining run's; set --config.data.name etc. for another
+dataset. Baselines: --config.random_init=True, --config.raw_pixels=True. Variant :runlocal:
+2 restarts.
+"""
+
+import ml_collections
+
+from ssl_jax.config import probe_defaults
+
+
+def get_config(arg=None):
+    c = probe_defaults()
+    c.raw_pixels = False  # the baseline of the encoder's input pixels, flattened
+    c.cluster = ml_collections.ConfigDict(
+        dict(
+            split="test",  # test | train | both (concatenated)
+            k=-1,  # clusters; -1: the number of classes
+            restarts=10,
+            iterations=300,  # Lloyd iterations per restart at most (stops when stable)
+        )
+    )
+    if arg == "runlocal":
+        c.cluster.restarts = 2
+    elif arg is not None:
+        raise ValueError(f"Unknown config variant {arg!r}; valid: runlocal.")
+    c.lock()
+    return c
