@@ -512,6 +512,7 @@ def test_dropout_and_drop_path_off_in_eval_mode_or_at_zero_rates(small_vit):
         np.testing.assert_array_equal(out, default)
 
 
+@pytest.mark.slow  # about 3 s
 def test_train_mode_noise_depends_on_the_key_only(small_vit):
     graphdef, params, stats = split_module(small_vit)
     noisy_graphdef = small_graphdef(**NOISY)
@@ -558,6 +559,7 @@ def test_drop_path_mask_is_per_sample_and_scaled():
     assert not np.all(y == y[:, :1, :1])
 
 
+@pytest.mark.slow  # about 3 s
 def test_drop_path_drops_whole_residual_branches_of_the_last_block(small_vit):
     # depth 2: block 1 has rate 0, block 2 the full drop_path_rate; no dropout. Each sample's
     # block-2 output is one of four cases: attention and MLP branches kept (scaled 1 / 0.5)

@@ -146,6 +146,7 @@ def test_resume_from_and_init_from_another_run(pretrained, tmp_path):
     assert losses(str(tmp_path / "init"))[1] < want[1] - 0.05
 
 
+@pytest.mark.slow  # about 28 s (a 1-device run to compile), like the per-method 1-vs-8 tests
 def test_one_and_eight_devices_give_the_same_trajectory(tmp_path):
     runs = {}
     for n in (1, 8):
