@@ -83,6 +83,7 @@ def test_simsiam_is_symmetric_negative_cosine_with_stopped_targets():
     assert any(bool(jnp.any(g != 0)) for g in jax.tree.leaves(grads["predictor"]))
 
 
+@pytest.mark.slow  # about 7 s each; the losses are recomputed by hand in the default tests
 @pytest.mark.parametrize("name", sorted(OVERRIDES))
 def test_a_few_steps_lower_the_loss_on_a_fixed_batch(name):
     method, _, batch, params, state = build(name)

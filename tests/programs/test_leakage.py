@@ -100,10 +100,7 @@ PROTOCOLS = {
 }
 
 
-@pytest.mark.parametrize(
-    "protocol",
-    [p if p != "augmented" else pytest.param(p, marks=pytest.mark.slow) for p in PROTOCOLS],
-)
+@pytest.mark.parametrize("protocol", list(PROTOCOLS))
 def test_linear_probe_is_trained_on_the_train_split_only(run_dir, folders, tmp_path, protocol):
     probe = dict(protocol=protocol, **PROTOCOLS[protocol])
     honest = linear_probe.run(
