@@ -157,7 +157,10 @@ def test_the_loss_gets_the_global_step_and_the_frozen_inputs_which_are_not_donat
     def loss(params, method_state, batch, key, step, frozen):
         del batch, key
         value = jnp.sum((params["w"] - frozen["anchor"]) ** 2)
-        return value, (method_state, {"seen_step": step, "anchor_sum": jnp.sum(frozen["anchor"])})
+        # A (2,) float32 output the frozen buffer could be aliased to if it were donated
+        # (JAX ignores a donation that no output can use, so the check needs one).
+        metrics = {"seen_step": step, "anchor_sum": jnp.sum(frozen["anchor"])}
+        return value, (method_state, {**metrics, "anchor_copy": frozen["anchor"] * 2.0})
 
     method = toy_method()._replace(loss=loss)
     mesh = make_mesh(8)
