@@ -51,27 +51,6 @@ def data_config(config: ml_collections.ConfigDict, step: int) -> ml_collections.
     return data
 
 
-def features(config, mesh):
-    """Frozen features of both splits: ``(train_x, train_y, test_x, test_y, info)``."""
-    export, info = load_encoder(config, mesh)
-    data = data_config(config, export.step)
-    encode = make_sharded_encode(export.encode_fn(), mesh)
-    kw = dict(batch_size=data.batch_size, mesh=mesh, progress=config.log.progress)
-    train_src, test_src = get_source(data, "train"), get_source(data, "test")
-    train_x, train_y = extract_features(
-        encode, export.arrays, train_src, desc="train features", **kw
-    )
-    test_x, test_y = extract_features(encode, export.arrays, test_src, desc="test features", **kw)
-    info.update(
-        num_train=len(train_x),
-        num_test=len(test_x),
-        feature_dim=int(train_x.shape[1]),
-        num_classes=max(train_src.num_classes, test_src.num_classes),
-        data=data.name,
-    )
-    return train_x, train_y, test_x, test_y, info
-
-
 def load_frozen(config: ml_collections.ConfigDict, mesh) -> tuple:
     """``(encode, arrays, spec, info)``: the frozen feature function a program evaluates.
 

@@ -7,12 +7,13 @@ import ml_collections
 from ssl_jax.evaluators.knn import knn_accuracies
 from ssl_jax.metrics import write_results
 from ssl_jax.parallel import make_mesh
-from ssl_jax.programs.common import features
+from ssl_jax.programs.common import split_features
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     mesh = make_mesh(config.mesh.num_devices)
-    train_x, train_y, test_x, test_y, info = features(config, mesh)
+    feats, info = split_features(config, mesh, ("train", "test"))
+    (train_x, train_y), (test_x, test_y) = feats["train"], feats["test"]
     acc = knn_accuracies(
         (train_x, train_y),
         (test_x, test_y),
