@@ -262,8 +262,8 @@ MUTANTS = (
         "knn_program_memory_bank_from_test",
         "5",
         "ssl_jax/programs/knn.py",
-        "(train_x, train_y),",
-        "(test_x, test_y),",
+        'feats["train"],  # the memory bank',
+        'feats["test"],  # the memory bank',
         ("tests/programs/test_leakage.py::test_knn_memory_bank_is_the_train_split",),
     ),
     Mutant(

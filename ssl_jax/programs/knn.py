@@ -13,10 +13,9 @@ from ssl_jax.programs.common import split_features
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     mesh = make_mesh(config.mesh.num_devices)
     feats, info = split_features(config, mesh, ("train", "test"))
-    (train_x, train_y), (test_x, test_y) = feats["train"], feats["test"]
     acc = knn_accuracies(
-        (train_x, train_y),
-        (test_x, test_y),
+        feats["train"],  # the memory bank
+        feats["test"],
         ks=config.knn.k,
         temperature=config.knn.temperature,
         num_classes=info["num_classes"],
