@@ -326,6 +326,57 @@ MUTANTS = (
             "test_loss_adds_the_probes_cross_entropy_and_leaves_the_encoder_gradient_alone",
         ),
     ),
+    Mutant(
+        "validation_split_leaks_into_train",
+        "#8: validation split",
+        "ssl_jax/data/subset.py",
+        "    train = np.setdiff1d(np.arange(len(labels)), val)\n",
+        "    train = np.arange(len(labels))\n",
+        (
+            "tests/data/test_subset.py::"
+            "test_validation_split_is_disjoint_balanced_and_keeps_a_training_image_per_class",
+        ),
+    ),
+    Mutant(
+        "finetune_tests_the_last_state_not_the_chosen_one",
+        "#8: fine-tuning",
+        "ssl_jax/programs/finetune.py",
+        "        arrays = best.restore(abstract)\n",
+        '        arrays = {"params": state.params, "method_state": state.method_state}\n',
+        (
+            "tests/programs/test_finetune.py::test_the_best_validation_step_is_the_one_reported_on_test",
+        ),
+    ),
+    Mutant(
+        "few_shot_queries_include_the_support",
+        "#8: few-shot",
+        "ssl_jax/evaluators/few_shot.py",
+        "support_pos, query_pos = pos[:, :shots], pos[:, shots:]",
+        "support_pos, query_pos = pos[:, :shots], pos[:, :-shots]",
+        (
+            "tests/evaluators/test_few_shot.py::"
+            "test_queries_from_the_support_pool_are_disjoint_from_the_support",
+        ),
+    ),
+    Mutant(
+        "few_shot_logreg_penalty_not_scaled_by_n",
+        "#8: few-shot",
+        "ssl_jax/evaluators/few_shot.py",
+        "    mu = 1.0 / (n * c)\n",
+        "    mu = 1.0 / c\n",
+        ("tests/evaluators/test_few_shot.py::test_logistic_regression_matches_scikit_learn",),
+    ),
+    Mutant(
+        "cluster_accuracy_without_hungarian_matching",
+        "#8: clustering",
+        "ssl_jax/evaluators/clustering.py",
+        "    rows, cols = linear_sum_assignment(table, maximize=True)\n",
+        "    rows = cols = np.arange(min(table.shape))\n",
+        (
+            "tests/evaluators/test_clustering.py::test_a_hand_computed_case",
+            "tests/evaluators/test_clustering.py::test_hungarian_accuracy_is_the_best_matching",
+        ),
+    ),
 )
 
 
