@@ -21,8 +21,8 @@ every encoder); 10% of it is held out to choose the step, which is then evaluate
 SimCLR reports 65.6% / 75.5% ImageNet top-1 with 1% / 10% labels (ResNet-50); no CIFAR-10
 number of this config has been measured yet. For MAE's ViT fine-tuning set
 ``optim.name=adamw``, ``optim.base_learning_rate=1e-3``, ``optim.weight_decay=0.05``,
-``optim.layer_decay=0.75``, ``schedule.warmup_epochs=5``, ``finetune.label_smoothing=0.1``,
-``finetune.mixup_alpha=0.8``, ``finetune.cutmix_alpha=1.0``.
+``optim.layer_decay=0.75``, ``schedule.warmup_epochs=5``, ``finetune.drop_path_rate=0.1``,
+``finetune.label_smoothing=0.1``, ``finetune.mixup_alpha=0.8``, ``finetune.cutmix_alpha=1.0``.
 
 Unlike the probe programs, ``data`` is this config's own (CIFAR-10 through tensorflow-datasets
 by default; ``--config.data.name=npz --config.data.path=../shared/data/cifar10`` for the local
@@ -56,6 +56,7 @@ def get_config(arg=None):
             crop_scale=(0.08, 1.0),  # Inception-style random resized crop, then flip
             crop_ratio=(3 / 4, 4 / 3),
             flip_prob=0.5,
+            drop_path_rate=0.0,  # ViT stochastic depth of the last block (MAE ViT-B: 0.1)
             eval_every_steps=100,  # validation every N steps (a multiple of log.every_steps)
             eval_batch_size=512,
         )

@@ -53,6 +53,9 @@ def _build(model: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
             "patch_size": model.get("patch_size", 16),
             "img_size": model.get("img_size", 224),
             "pool": model.get("pool", "cls"),
+            # Regularisers of training only (no parameters): fine-tuning sets them.
+            "drop_rate": model.get("drop_rate", 0.0),
+            "drop_path_rate": model.get("drop_path_rate", 0.0),
         }
     else:
         kwargs = {

@@ -46,10 +46,11 @@ from ssl_jax.data.subset import (
     source_labels,
     validation_split,
 )
-from ssl_jax.encoder import Export, load_export, make_spec
+from ssl_jax.encoder import Export, load_export, make_backbone, make_spec
 from ssl_jax.evaluators import extract_features, make_sharded_encode
 from ssl_jax.evaluators.linear import topk_accuracy
 from ssl_jax.metrics import MetricsWriter, read_metrics, truncate_after, write_results
+from ssl_jax.models import VITS, ModuleDef
 from ssl_jax.optim import make_optimizer, make_schedule
 from ssl_jax.parallel import check_batch_size, global_batch, make_mesh, replicated
 from ssl_jax.programs.finetune_step import Classifier, get_head, make_classifier
@@ -87,6 +88,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(
             f"data.val_fraction={config.data.val_fraction} must be in [0, 1): the part of the "
             "labelled subset held out to choose the step (0: report the last step)."
+        )
+    if not 0.0 <= config.finetune.drop_path_rate < 1.0:
+        raise ValueError(
+            f"finetune.drop_path_rate={config.finetune.drop_path_rate} must be in [0, 1) "
+            "(MAE fine-tunes ViT-B with 0.1)."
         )
     every, log_every = config.finetune.eval_every_steps, config.log.every_steps
     if every < 0 or (every and every % log_every):
@@ -184,10 +190,26 @@ def label_splits(config: ml_collections.ConfigDict, source, workdir: str):
     return train_idx, val_idx
 
 
+def finetune_backbone(export: Export, drop_path_rate: float) -> ModuleDef:
+    """The export's backbone, with ViT stochastic depth at ``drop_path_rate`` (0: as is).
+
+    Drop path has no parameters, so the export's arrays fit the returned backbone unchanged.
+    """
+    if not drop_path_rate:
+        return export.backbone
+    model = export.spec["model"]
+    if model["backbone"] not in VITS:
+        raise ValueError(
+            f"finetune.drop_path_rate={drop_path_rate} needs a ViT backbone (stochastic depth "
+            f"of its blocks), but the export's is {model['backbone']}; set it to 0."
+        )
+    return make_backbone(ml_collections.ConfigDict({**model, "drop_path_rate": drop_path_rate}))
+
+
 def make_classifier_from_config(config, export: Export, num_classes: int) -> Classifier:
     ft = config.finetune
     return make_classifier(
-        export.backbone,
+        finetune_backbone(export, ft.drop_path_rate),
         export.spec["input"],
         num_classes=num_classes,
         head=get_head(ft.head, export.feature_dim, num_classes),
@@ -198,6 +220,7 @@ def make_classifier_from_config(config, export: Export, num_classes: int) -> Cla
         crop_scale=ft.crop_scale,
         crop_ratio=ft.crop_ratio,
         flip_prob=ft.flip_prob,
+        backbone_rngs=ft.drop_path_rate > 0,
     )
 
 

@@ -109,6 +109,7 @@ def make_classifier(
     crop_scale: Sequence[float] = (0.08, 1.0),
     crop_ratio: Sequence[float] = (3 / 4, 4 / 3),
     flip_prob: float = 0.5,
+    backbone_rngs: bool = False,
 ) -> Classifier:
     """Fine-tuning of ``backbone`` with ``head`` (default: :func:`linear_head`) on its pooled
     features, for images the export's ``input_spec`` describes.
@@ -117,7 +118,9 @@ def make_classifier(
     ``z`` of the supervised view (:func:`supervised_view`) against targets ``t``: one-hot with
     ``label_smoothing`` (``(1 - eps) one_hot + eps / K``), then mixed by Mixup / CutMix
     (``mixup_alpha``, ``cutmix_alpha``, 0 = off; :func:`ssl_jax.augment.mix_batch`). Logged:
-    ``train_top1`` (%, the batch's argmax against its true labels).
+    ``train_top1`` (%, the batch's argmax against its true labels). ``backbone_rngs``: the
+    training forward pass gives the backbone a key (``rngs=``) for its dropout / drop path
+    (a ViT built with ``drop_rate`` or ``drop_path_rate``).
     """
     if num_classes < 2:
         raise ValueError(f"Fine-tuning needs at least 2 classes, got {num_classes}.")
@@ -138,9 +141,10 @@ def make_classifier(
         params = {"backbone": backbone_params, "head": head_params}
         return params, {"backbone": backbone_stats, "head": head_stats}
 
-    def forward(params, stats, x, train):
+    def forward(params, stats, x, train, key=None):
+        extra = {"rngs": key} if key is not None else {}
         features, backbone_stats = backbone.apply(
-            params["backbone"], stats["backbone"], x, train=train
+            params["backbone"], stats["backbone"], x, train=train, **extra
         )
         logits, head_stats = head.apply(params["head"], stats["head"], features, train=train)
         return logits, {"backbone": backbone_stats, "head": head_stats}
@@ -152,7 +156,8 @@ def make_classifier(
         x = supervised_view(batch["images"], view_key, input_spec, **view)
         targets = one_hot_targets(labels, num_classes, label_smoothing=label_smoothing)
         x, targets = mix_batch(x, targets, mix_key, **mix)
-        logits, method_state = forward(params, method_state, x, True)
+        drop_key = jax.random.fold_in(key, 1) if backbone_rngs else None
+        logits, method_state = forward(params, method_state, x, True, drop_key)
         value = jnp.mean(optax.softmax_cross_entropy(logits.astype(jnp.float32), targets))
         top1 = 100.0 * jnp.mean(jnp.argmax(logits, axis=-1) == labels)
         return value, (method_state, {"train_top1": top1})

@@ -249,6 +249,7 @@ def test_backbone_lr_mult_zero_trains_only_the_head(pretrained, tmp_path):
         ("data.name", "", "data.name is empty"),
         ("pretrained", "", "config.pretrained is empty"),
         ("finetune.eval_every_steps", 3, "multiple of log.every_steps=2"),
+        ("finetune.drop_path_rate", 1.0, r"drop_path_rate=1.0 must be in \[0, 1\)"),
     ],
 )
 def test_bad_config_fails_before_anything_is_written(tmp_path, field, value, match):
@@ -267,6 +268,12 @@ def test_a_validation_split_that_holds_out_nothing_is_an_error(pretrained, tmp_p
     # 1% of ~144 images per class is one image, which must stay in training.
     config = finetune_config(pretrained[0], **{"data.label_fraction": 0.01})
     with pytest.raises(DataError, match="holds out none"):
+        finetune.run(config, str(tmp_path / "w"))
+
+
+def test_drop_path_on_a_resnet_export_is_an_error_naming_the_fix(pretrained, tmp_path):
+    config = finetune_config(pretrained[0], **{"finetune.drop_path_rate": 0.1})
+    with pytest.raises(ValueError, match="needs a ViT backbone .* resnet18; set it to 0"):
         finetune.run(config, str(tmp_path / "w"))
 
 

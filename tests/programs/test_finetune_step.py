@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from ssl_jax.encoder import load_export, make_input_spec, preprocess
+from ssl_jax.models import module_def, vit_tiny
 from ssl_jax.programs.finetune_step import get_head, make_classifier, supervised_view
 
 SPEC = make_input_spec(size=8, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
@@ -90,3 +91,39 @@ def test_classifier_rejects_bad_hyperparameters(backbone):
         make_classifier(backbone, SPEC, num_classes=1)
     with pytest.raises(ValueError, match="finetune.head='mlp' is not a head"):
         get_head("mlp", 32, 5)
+
+
+def test_backbone_rngs_give_a_vit_drop_path_in_training_only():
+    def tiny_vit(rate):
+        return module_def(
+            lambda rngs: vit_tiny(
+                rngs=rngs, depth=2, embed_dim=16, num_heads=2, patch_size=4, img_size=8,
+                drop_path_rate=rate,
+            )
+        )  # fmt: skip
+
+    plain = make_classifier(tiny_vit(0.0), SPEC, num_classes=5, **IDENTITY_VIEW)
+    dropped = make_classifier(
+        tiny_vit(0.9), SPEC, num_classes=5, backbone_rngs=True, **IDENTITY_VIEW
+    )
+    params, state = plain.init(jax.random.key(0))
+    head = jax.tree.map(lambda x: jax.random.normal(jax.random.key(3), x.shape), params["head"])
+    params = {**params, "head": head}  # not the zero-initialised head: the logits differ
+    images, labels = images_and_labels()
+    batch = {"images": jnp.asarray(images), "labels": jnp.asarray(labels)}
+    arrays = {"params": params, "method_state": state}
+
+    def loss(clf, key):
+        return float(jax.jit(clf.loss)(params, state, batch, jax.random.key(key), 0, None)[0])
+
+    assert loss(dropped, 1) == loss(dropped, 1)  # seeded
+    assert loss(dropped, 1) != loss(dropped, 2) and loss(plain, 1) == loss(plain, 2)
+    assert loss(dropped, 1) != loss(plain, 1)
+    np.testing.assert_allclose(
+        jax.jit(dropped.logits)(arrays, batch["images"]),
+        jax.jit(plain.logits)(arrays, batch["images"]),
+    )  # evaluation is deterministic: no drop path
+    with pytest.raises(ValueError, match="rngs"):  # without the flag the ViT asks for a key
+        make_classifier(tiny_vit(0.9), SPEC, num_classes=5).loss(
+            params, state, batch, jax.random.key(1), 0, None
+        )
