@@ -215,8 +215,8 @@ MUTANTS = (
         "knn_monitor_memory_bank_from_test",
         "5",
         "ssl_jax/evaluators/knn_monitor.py",
-        "train = extract_features(self.encode, export, self.train, **kw)",
-        "train = extract_features(self.encode, export, self.test, **kw)",
+        'train = self.features("train", batch_size=self.cfg.batch_size)',
+        'train = self.features("test", batch_size=self.cfg.batch_size)',
         ("tests/programs/test_leakage.py::test_knn_monitor_memory_bank_is_the_train_split",),
     ),
     Mutant(

@@ -24,12 +24,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.sharding import Mesh
 from jax.typing import ArrayLike
 from scipy.optimize import linear_sum_assignment
 
-from ssl_jax.data import get_source
-from ssl_jax.evaluators.features import extract_features
+from ssl_jax.evaluators.features import SplitFeatures
 from ssl_jax.losses import l2_normalize
 
 SPLITS = {"test": ("test",), "train": ("train",), "both": ("train", "test")}
@@ -244,22 +242,16 @@ class ClusterEvaluator:
     """Evaluator ``cluster``: :func:`cluster_scores` of the entry's ``split`` with its ``k``,
     ``restarts``, ``iterations`` and ``seed`` (``batch_size`` for the features)."""
 
-    def __init__(
-        self,
-        entry: ml_collections.ConfigDict,
-        data: ml_collections.ConfigDict,
-        encode,
-        mesh: Mesh,
-    ):
+    def __init__(self, entry: ml_collections.ConfigDict, features: SplitFeatures):
         self.cfg = entry
-        self.mesh = mesh
-        self.encode = encode
-        self.sources = [get_source(data, split) for split in cluster_splits(entry.split)]
+        self.features = features
+        self.splits = cluster_splits(entry.split)
+        for split in self.splits:
+            features.source(split)  # a missing split fails when built
         cluster_options(entry)
 
-    def __call__(self, export) -> dict:
-        kw = dict(batch_size=self.cfg.batch_size, mesh=self.mesh, progress=False)
-        parts = [extract_features(self.encode, export, source, **kw) for source in self.sources]
+    def __call__(self) -> dict:
+        parts = [self.features(s, batch_size=self.cfg.batch_size) for s in self.splits]
         x = np.concatenate([p[0] for p in parts])
         y = np.concatenate([p[1] for p in parts])
         return cluster_scores(x, y, seed=self.cfg.seed, **cluster_options(self.cfg))

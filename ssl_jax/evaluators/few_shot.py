@@ -34,12 +34,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
-from ssl_jax.data import get_source
 from ssl_jax.data.subset import source_labels
-from ssl_jax.evaluators.features import extract_features
+from ssl_jax.evaluators.features import SplitFeatures
 from ssl_jax.losses import l2_normalize
 
 CLASSIFIERS = ("proto", "logreg")
@@ -456,29 +454,19 @@ class FewShotEvaluator:
     ``shots``, ``queries``, ``episodes``, ``classifiers``, ``logreg_c``, ``logreg_tol``,
     ``query_split``, ``seed``: the same episodes at every evaluation; ``batch_size``)."""
 
-    def __init__(
-        self,
-        entry: ml_collections.ConfigDict,
-        data: ml_collections.ConfigDict,
-        encode,
-        mesh: Mesh,
-    ):
+    def __init__(self, entry: ml_collections.ConfigDict, features: SplitFeatures):
         self.cfg = entry
-        self.mesh = mesh
-        self.encode = encode
-        self.train = get_source(data, "train")
-        split = check_query_split(entry.query_split)
-        self.test = get_source(data, "test") if split == "test" else None
+        self.features = features
+        self.query_test = check_query_split(entry.query_split) == "test"
         check_few_shot(
-            source_labels(self.train),
-            None if self.test is None else source_labels(self.test),
+            source_labels(features.source("train")),
+            source_labels(features.source("test")) if self.query_test else None,
             **few_shot_options(entry),
         )
 
-    def __call__(self, export) -> dict:
-        kw = dict(batch_size=self.cfg.batch_size, mesh=self.mesh, progress=False)
-        train = extract_features(self.encode, export, self.train, **kw)
+    def __call__(self) -> dict:
+        train = self.features("train", batch_size=self.cfg.batch_size)
         test = (None, None)
-        if self.test is not None:
-            test = extract_features(self.encode, export, self.test, **kw)
+        if self.query_test:
+            test = self.features("test", batch_size=self.cfg.batch_size)
         return few_shot_accuracies(*train, *test, seed=self.cfg.seed, **few_shot_options(self.cfg))

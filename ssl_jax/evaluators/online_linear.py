@@ -21,10 +21,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from jax.sharding import Mesh
 
-from ssl_jax.data import get_source
-from ssl_jax.evaluators.features import extract_features
+from ssl_jax.evaluators.features import SplitFeatures
 
 PART = "online_linear"
 
@@ -91,21 +89,13 @@ def with_online_linear(method, *, num_classes: int, encode):
 class OnlineLinearEvaluator:
     """Yields ``top1``: the online probe's accuracy (%) on the test split."""
 
-    def __init__(
-        self,
-        entry: ml_collections.ConfigDict,
-        data: ml_collections.ConfigDict,
-        encode,
-        mesh: Mesh,
-    ):
+    def __init__(self, entry: ml_collections.ConfigDict, features: SplitFeatures):
         self.cfg = entry
-        self.mesh = mesh
-        self.test = get_source(data, "test")
-        self.encode = encode
+        self.features = features
+        features.source("test")  # a missing split fails when built
 
-    def __call__(self, export, params) -> dict:
-        kw = dict(batch_size=self.cfg.batch_size, mesh=self.mesh, progress=False)
-        features, labels = extract_features(self.encode, export, self.test, **kw)
+    def __call__(self, params) -> dict:
+        features, labels = self.features("test", batch_size=self.cfg.batch_size)
         probe = jax.device_get(params[PART])
         logits = features @ np.asarray(probe["kernel"]) + np.asarray(probe["bias"])
         return {"top1": 100.0 * float(np.mean(logits.argmax(-1) == labels))}

@@ -27,7 +27,7 @@ from jax.sharding import Mesh
 from ssl_jax.data import get_source
 from ssl_jax.encoder import make_encode_fn
 from ssl_jax.evaluators.clustering import ClusterEvaluator
-from ssl_jax.evaluators.features import make_sharded_encode
+from ssl_jax.evaluators.features import SplitFeatures, make_sharded_encode
 from ssl_jax.evaluators.few_shot import FewShotEvaluator
 from ssl_jax.evaluators.knn_monitor import KnnMonitor
 from ssl_jax.evaluators.online_linear import OnlineLinearEvaluator, with_online_linear
@@ -86,8 +86,9 @@ class Evaluators:
         self.total_steps = total_steps
         self.entries = active_entries(evals)
         encode = make_sharded_encode(make_encode_fn(backbone, input_spec), mesh)
+        self.features = SplitFeatures(data, encode, mesh)  # one encoding per split and step
         self.evaluators = {
-            name: EVALUATORS[entry.type](entry, data, encode, mesh)
+            name: EVALUATORS[entry.type](entry, self.features)
             for name, entry in self.entries.items()
         }
 
@@ -100,8 +101,12 @@ class Evaluators:
 
     def __call__(self, step: int, export, params) -> dict:
         row = {}
-        for name in self.due(step):
-            evaluator = self.evaluators[name]
-            args = (export, params) if self.entries[name].type in READS_PARAMS else (export,)
-            row.update({f"{name}_{k}": v for k, v in evaluator(*args).items()})
+        self.features.use(export)
+        try:
+            for name in self.due(step):
+                evaluator = self.evaluators[name]
+                args = (params,) if self.entries[name].type in READS_PARAMS else ()
+                row.update({f"{name}_{k}": v for k, v in evaluator(*args).items()})
+        finally:
+            self.features.use(None)  # the features are not kept between evaluations
         return row

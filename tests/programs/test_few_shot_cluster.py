@@ -106,13 +106,20 @@ def test_cluster_on_other_data_and_both_splits(pretrained, tmp_path):
     assert np.isfinite(results["inertia"]) and results["inertia"] > 0
 
 
-def test_pretraining_runs_both_as_evaluators(pretrained):
+def test_pretraining_runs_both_as_evaluators(pretrained, monkeypatch):
     """The registry builds ``few_shot`` and ``cluster`` entries of ``config.evals`` (the
-    defaults of ssl_jax/config.py, switched on) and prefixes their metrics."""
+    defaults of ssl_jax/config.py, switched on) and prefixes their metrics; the two share
+    the test split's features (encoded once per evaluation)."""
     from ssl_jax.config import pretrain_defaults
     from ssl_jax.encoder import load_export
-    from ssl_jax.evaluators import Evaluators
+    from ssl_jax.evaluators import Evaluators, features
     from ssl_jax.parallel import make_mesh
+
+    encoded = []
+    extract = features.extract_features
+    monkeypatch.setattr(
+        features, "extract_features", lambda *a, **k: encoded.append(a[2].name) or extract(*a, **k)
+    )
 
     workdir, _ = pretrained
     evals = pretrain_defaults().evals
@@ -127,6 +134,9 @@ def test_pretraining_runs_both_as_evaluators(pretrained):
     )
     assert sorted(evaluators.due(5)) == ["cluster", "few_shot"] and evaluators.due(6) == []
     row = evaluators(5, export.arrays, None)
+    assert len(encoded) == 2  # few-shot's support (train) and queries (test), reused by k-means
+    evaluators(5, export.arrays, None)
+    assert len(encoded) == 4  # not kept from one evaluation to the next
     assert set(row) == {
         *(f"few_shot_{c}_5way_1shot{s}" for c in ("proto", "logreg") for s in ("", "_ci95")),
         "cluster_acc",
