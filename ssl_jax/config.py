@@ -152,6 +152,9 @@ def probe_defaults() -> ml_collections.ConfigDict:
     c.pretrained = ""  # a pretraining workdir (its newest checkpoint's encoder export)
     c.step = placeholder(int)  # which checkpoint step; None = newest
     c.random_init = False  # probe a randomly initialised encoder of the same architecture
+    # An intermediate output instead of the pooled features (ResNet: stem, stage1..stage4,
+    # average-pooled; ViT: block1..blockN, [CLS] token), as pretext papers judge features.
+    c.layer = placeholder(str)
     # Empty data.name: use the pretraining run's data section.
     c.data = data_defaults(name="", batch_size=512)
     c.mesh = ml_collections.ConfigDict(dict(num_devices=-1))
@@ -215,6 +218,21 @@ def cifar10_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.ckpt.every_steps = 2000
     c.log.every_steps = 100
     c.evals.knn.every_steps = 10000
+    return c
+
+
+def pretext_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The training setting the pretext-task configs share (on top of ``cifar10_recipe`` or
+    ``imagenet_recipe``): one crop-and-flip view (the task makes its own input), SGD with
+    momentum 0.9, lr 0.1 x batch/256, weight decay 5e-4 (RotNet's), cosine decay after 1 warmup
+    epoch, 100 epochs."""
+    c.augment.recipe = "crop_flip"
+    c.epochs = 100
+    c.schedule.warmup_epochs = 1
+    c.optim.name = "sgd"
+    c.optim.base_learning_rate = 0.1
+    c.optim.momentum = 0.9
+    c.optim.weight_decay = 5e-4
     return c
 
 

@@ -241,12 +241,21 @@ def _to_color_space(x: jax.Array, color_space: str, channels: int) -> jax.Array:
     return jnp.broadcast_to(y, (*y.shape[:-1], channels))
 
 
+def convert_input(x: jax.typing.ArrayLike, input_spec: Mapping[str, Any]) -> jax.Array:
+    """Float images in [0, 1] ``(N, H, W, C)`` -> the backbone's input: converted to the spec's
+    colour space and channels, normalised with its mean and std (no resizing). Pretext methods
+    call it on their training inputs, :func:`preprocess` on evaluation images: one conversion
+    for both."""
+    x = _to_color_space(jnp.asarray(x), input_spec["color_space"], input_spec["channels"])
+    return normalize(x, mean=input_spec["mean"], std=input_spec["std"])
+
+
 def preprocess(images: jax.typing.ArrayLike, input_spec: Mapping[str, Any]) -> jax.Array:
     """uint8 ``(N, H, W, C)`` -> the backbone's input: [0, 1], center crop resized to
-    ``size`` (deterministic), converted to the colour space, normalised with mean and std."""
-    x = center_crop_resize(to_unit_float(images), size=input_spec["size"])
-    x = _to_color_space(x, input_spec["color_space"], input_spec["channels"])
-    return normalize(x, mean=input_spec["mean"], std=input_spec["std"])
+    ``size`` (deterministic), then :func:`convert_input`."""
+    return convert_input(
+        center_crop_resize(to_unit_float(images), size=input_spec["size"]), input_spec
+    )
 
 
 def _pool(name: str, feature: jax.Array) -> jax.Array:

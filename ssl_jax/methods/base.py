@@ -25,6 +25,10 @@ hyperparameters, and closes over them; jitted code never sees a config.
   teacher's export), loaded from the source its config names. Programs call it at every
   start, so a resumed run reloads them; the train step receives them as a separate,
   replicated, non-donated argument, never part of the train state or its checkpoints.
+- ``input_spec`` (optional): the export's ``input`` section
+  (:func:`ssl_jax.encoder.make_input_spec`) when the method decides it — a pretext task
+  whose network takes another colour space (colorization: the L channel); ``None``: the run's
+  augment recipe gives it (size, mean, std of its first view, RGB).
 """
 
 from collections.abc import Callable
@@ -44,6 +48,7 @@ class Method(NamedTuple):
     diagnose: Callable[[dict], str | None] | None = None
     project_params: Callable[[PyTree], PyTree] | None = None
     load_frozen: Callable[[Any], PyTree] | None = None
+    input_spec: dict | None = None
 
 
 def no_state_update(params: PyTree, method_state: PyTree, step: Any) -> PyTree:

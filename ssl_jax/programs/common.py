@@ -57,11 +57,17 @@ def load_frozen(config: ml_collections.ConfigDict, mesh) -> tuple:
     ``encode(arrays, images_uint8) -> (N, D)`` is the export's (:func:`load_encoder`, random
     with ``config.random_init``), or with ``config.raw_pixels`` the raw-pixel baseline: the
     encoder's preprocessed input flattened (``arrays`` is ``{}``), at the input spec of
-    ``config.pretrained``'s export. ``spec`` is the export's spec.
+    ``config.pretrained``'s export. ``spec`` is the export's spec. ``config.layer`` names an
+    intermediate output of the backbone to read instead of its pooled features.
     """
+    layer = config.get("layer")
     if not config.get("raw_pixels", False):
         export, info = load_encoder(config, mesh)
-        return export.encode_fn(), export.arrays, export.spec, info
+        if layer is not None:
+            info["layer"] = layer
+        return export.encode_fn(layer), export.arrays, export.spec, info
+    if layer is not None:
+        raise ValueError("config.raw_pixels has no layers: unset config.layer.")
     if config.random_init:
         raise ValueError(
             "config.raw_pixels and config.random_init are two different baselines; set one."

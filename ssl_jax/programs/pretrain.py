@@ -103,7 +103,7 @@ def run(
     schedule = make_schedule(config, steps_per_epoch=steps_per_epoch, total_steps=total)
     tx = make_optimizer(config.optim, schedule)
     method = get_method(config, total_steps=total)
-    input_spec = make_input_spec(**eval_settings(config.augment))
+    input_spec = method.input_spec or make_input_spec(**eval_settings(config.augment))
     method = add_online_linear(method, config.evals, config.data, input_spec)
     init_fn = make_init_fn(method, tx, mesh)
     abstract_state = jax.eval_shape(init_fn, config.seed)

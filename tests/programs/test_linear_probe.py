@@ -15,7 +15,7 @@ from ssl_jax.augment import normalize
 from ssl_jax.data.subset import class_balanced_subset
 from ssl_jax.encoder import make_pixel_encode_fn, read_spec
 from ssl_jax.metrics import read_metrics
-from ssl_jax.programs import linear_probe
+from ssl_jax.programs import knn, linear_probe
 from ssl_jax.programs.linear_probe import SGD_DEFAULTS, settings
 from tests.programs.test_leakage import PALETTE, colour_images
 from tests.programs.tiny import tiny_probe_config
@@ -127,3 +127,17 @@ def test_raw_pixels_and_random_init_together_are_an_error(pretrained, tmp_path):
     config = tiny_probe_config(pretrained[0], raw_pixels=True, random_init=True)
     with pytest.raises(ValueError, match="raw_pixels and config.random_init"):
         linear_probe.run(config, str(tmp_path))
+
+
+def test_an_intermediate_layer_is_probed_by_name(pretrained, tmp_path):
+    """``config.layer`` reads a stage of the backbone (average-pooled), as pretext-task
+    papers judge their features; an unknown layer names the valid ones."""
+    run_dir = pretrained[0]
+    results = knn.run(tiny_probe_config(run_dir, layer="stage2"), str(tmp_path / "knn"))
+    assert results["layer"] == "stage2" and results["feature_dim"] == 8  # width 4 x 2
+    with pytest.raises(ValueError, match="layer='block9' is not an output .*'stage4'"):
+        knn.run(tiny_probe_config(run_dir, layer="block9"), str(tmp_path / "bad"))
+    with pytest.raises(ValueError, match="raw_pixels has no layers"):
+        linear_probe.run(
+            tiny_probe_config(run_dir, layer="stage2", raw_pixels=True), str(tmp_path / "px")
+        )
