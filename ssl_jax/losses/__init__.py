@@ -1,13 +1,16 @@
 """Pure loss functions of arrays: no Flax, no config, no devices."""
 
 from ssl_jax.losses.clustering import sinkhorn_knopp, swav_codes, swav_loss
+from ssl_jax.losses.colorization import ab_regression_loss, rebalanced_cross_entropy
 from ssl_jax.losses.contrastive import info_nce, moco_v3_ctr, nt_xent
 from ssl_jax.losses.distillation import dino_center_update, dino_loss, dino_teacher_temperature
 from ssl_jax.losses.normalize import l2_normalize
+from ssl_jax.losses.reconstruction import masked_mse
 from ssl_jax.losses.redundancy import barlow_twins_loss, vicreg_loss, vicreg_terms
 from ssl_jax.losses.regression import byol_loss, simsiam_loss
 
 __all__ = [
+    "ab_regression_loss",
     "barlow_twins_loss",
     "byol_loss",
     "dino_center_update",
@@ -15,8 +18,10 @@ __all__ = [
     "dino_teacher_temperature",
     "info_nce",
     "l2_normalize",
+    "masked_mse",
     "moco_v3_ctr",
     "nt_xent",
+    "rebalanced_cross_entropy",
     "simsiam_loss",
     "sinkhorn_knopp",
     "swav_codes",
