@@ -175,9 +175,20 @@ _BYOL_VIEW: dict[str, Any] = dict(
     gray_prob=0.2,
 )
 
+# One view of crop and flip only, for pretext tasks (the task makes its own input and target).
+_CROP_FLIP_VIEW: dict[str, Any] = dict(
+    crop_scale=(0.2, 1.0),
+    flip_prob=0.5,
+    jitter_prob=0.0,
+    gray_prob=0.0,
+    blur_prob=0.0,
+    solarize_prob=0.0,
+)
+
 # Recipe name -> one dict of ViewSpec fields (crop_size excluded) per view.
 RECIPES: dict[str, tuple[dict[str, Any], ...]] = {
     "simclr": (_SIMCLR_VIEW, _SIMCLR_VIEW),
+    "crop_flip": (_CROP_FLIP_VIEW,),
     "byol": (
         {**_BYOL_VIEW, "blur_prob": 1.0, "solarize_prob": 0.0},
         {**_BYOL_VIEW, "blur_prob": 0.1, "solarize_prob": 0.2},
@@ -196,6 +207,8 @@ def get_view_specs(recipe: str, *, crop_size: int, **overrides: Any) -> tuple[Vi
     - "byol": two asymmetric views (Grill et al. 2020, table 6): brightness 0.4, contrast 0.4,
       saturation 0.2, hue 0.1 with prob 0.8, grayscale 0.2; blur prob 1.0 / 0.1, solarize prob
       0.0 / 0.2 for the first / second view.
+    - "crop_flip": one view, random resized crop of scale (0.2, 1) (MAE's) and flip, no colour
+      change: the pretext tasks' input, from which each task makes its own input and target.
     """
     if recipe not in RECIPES:
         raise ValueError(

@@ -8,6 +8,7 @@ with the backbone of the ``model`` section, the views of the ``augment`` section
 the run knows (``total_steps``, the global ``batch_size``, ``export.network``).
 """
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -15,15 +16,22 @@ from typing import Any
 import ml_collections
 
 from ssl_jax.augment import make_multiview_fn
-from ssl_jax.augment.from_config import multicrop_from_config, view_specs_from_config
+from ssl_jax.augment.from_config import (
+    eval_settings,
+    multicrop_from_config,
+    view_specs_from_config,
+)
 from ssl_jax.augment.multicrop import make_multicrop_fn
-from ssl_jax.encoder import make_backbone
+from ssl_jax.encoder import make_backbone, make_input_spec
 from ssl_jax.methods.barlow_twins import make_barlow_twins
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.byol import make_byol
+from ssl_jax.methods.context import make_context
 from ssl_jax.methods.dino import make_dino
+from ssl_jax.methods.jigsaw import make_jigsaw
 from ssl_jax.methods.moco import make_mocov2
 from ssl_jax.methods.moco_v3 import make_mocov3
+from ssl_jax.methods.rotation import make_rotation
 from ssl_jax.methods.simclr import make_simclr
 from ssl_jax.methods.simsiam import make_simsiam
 from ssl_jax.methods.swav import make_swav
@@ -32,17 +40,22 @@ from ssl_jax.methods.vicreg import make_vicreg
 METHODS: dict[str, Callable[..., Method]] = {
     "barlow_twins": make_barlow_twins,
     "byol": make_byol,
+    "context": make_context,
     "dino": make_dino,
+    "jigsaw": make_jigsaw,
     "mocov2": make_mocov2,
     "mocov3": make_mocov3,
+    "rotation": make_rotation,
     "simclr": make_simclr,
     "simsiam": make_simsiam,
     "swav": make_swav,
     "vicreg": make_vicreg,
 }
 MULTICROP_METHODS = ("dino", "swav")
+# Pretext tasks: one view in [0, 1] (they normalise through the export's input spec).
+PRETEXT_METHODS = ("context", "jigsaw", "rotation")
 # Factory arguments the run supplies; they are not fields of the ``method`` section.
-RUN_ARGUMENTS = ("total_steps", "batch_size", "export_network")
+RUN_ARGUMENTS = ("total_steps", "batch_size", "export_network", "input_spec")
 
 
 def _factory(name: str) -> Callable[..., Method]:
@@ -84,6 +97,14 @@ def make_views(augment: ml_collections.ConfigDict, name: str):
     if name in MULTICROP_METHODS:
         return make_multicrop_fn(*multicrop_from_config(augment))
     specs = view_specs_from_config(augment)
+    if name in PRETEXT_METHODS:
+        if len(specs) != 1:
+            raise ValueError(
+                f"{name} needs a one-view augment recipe ('crop_flip'), got {len(specs)} views."
+            )
+        raw = dataclasses.replace(specs[0], mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+        view = make_multiview_fn([raw])
+        return lambda images, key: view(images, key)[0]
     if len(specs) != 2:
         raise ValueError(f"{name} needs a two-view augment recipe, got {len(specs)} views.")
     return make_multiview_fn(specs)
@@ -104,6 +125,7 @@ def get_method(config: ml_collections.ConfigDict, *, total_steps: int | None = N
         "total_steps": total_steps,
         "batch_size": int(config.data.batch_size),
         "export_network": config.export.network,
+        "input_spec": make_input_spec(**eval_settings(config.augment)),
     }
     run = {k: v for k, v in run.items() if k in accepts}
     if "export_network" not in run and config.export.network != "online":

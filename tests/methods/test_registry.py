@@ -13,12 +13,13 @@ from tests.programs.tiny import tiny_pretrain_config
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_hyperparameter_has_its_default_in_the_factory(name):
     """Factories take ``(backbone, views)`` positionally, everything else by keyword with a
-    default (except ``total_steps`` for methods with schedules, which the run supplies)."""
+    default (except ``total_steps`` for methods with schedules and the pretext tasks'
+    ``input_spec``, which the run supplies)."""
     params = list(inspect.signature(METHODS[name]).parameters.values())
     assert [p.name for p in params[:2]] == ["backbone", "views"]
     for p in params[2:]:
         assert p.kind is p.KEYWORD_ONLY, (name, p.name)
-        assert p.default is not p.empty or p.name == "total_steps", (name, p.name)
+        assert p.default is not p.empty or p.name in ("total_steps", "input_spec"), (name, p)
     section = method_config(name)
     assert section.name == name
     assert {k: section[k] for k in section if k != "name"} == hyperparameters(name)

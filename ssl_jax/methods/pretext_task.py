@@ -1,0 +1,63 @@
+"""Pieces the pretext-task methods share: the one view, the classification objective, the
+method around it.
+
+A pretext method gets one augmented view in [0, 1] (``views(images_uint8, key) -> x``, no
+normalisation: the task builds its input and target from raw pixels) and the export's
+``input_spec``; :func:`ssl_jax.encoder.convert_input` turns whatever the task feeds the
+backbone into the backbone's input exactly as evaluation's ``preprocess`` does.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ssl_jax.methods.base import Method, no_state_update
+from ssl_jax.methods.common import make_init, online_export
+
+
+def one_view(views, images, key, method: str) -> jax.Array:
+    """``views(images, key)``, checked at trace time to be one float NHWC batch."""
+    x = views(images, key)
+    if isinstance(x, tuple | list) or getattr(x, "ndim", 0) != 4:
+        raise ValueError(
+            f"{method} needs a one-view function returning an (N, H, W, C) batch (augment "
+            "recipe 'crop_flip'), got "
+            f"{f'{len(x)} views' if isinstance(x, tuple | list) else type(x).__name__}."
+        )
+    return x
+
+
+def classification_loss(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, dict]:
+    """Mean softmax cross-entropy (float32) and the batch's ``pretext_top1`` (%)."""
+    logits = logits.astype(jnp.float32)
+    value = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+    top1 = 100.0 * jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+    return value, {"pretext_top1": top1}
+
+
+def make_classification_pretext(
+    name: str, parts: dict, views, objective, input_spec: dict, *, init=None
+) -> Method:
+    """A pretext task whose targets are classes made from the data (rotation, patch
+    position, permutation): the cross-entropy of ``objective(params, method_state, x, key)
+    -> (logits, labels, batch_stats)`` on the view ``x``. The online backbone is the export;
+    ``init`` defaults to :func:`~ssl_jax.methods.common.make_init` (batch statistics only).
+    """
+
+    def loss(params, method_state, batch, key, step, frozen):
+        del step, frozen
+        view_key, task_key = jax.random.split(key)
+        x = one_view(views, batch["images"], view_key, name)
+        logits, labels, stats = objective(params, method_state, x, task_key)
+        value, metrics = classification_loss(logits, labels)
+        return value, ({**method_state, "batch_stats": stats}, metrics)
+
+    return Method(
+        name=name,
+        init=init or make_init(parts),
+        loss=loss,
+        update_state=no_state_update,
+        export=online_export,
+        backbone=parts["backbone"],
+        input_spec=input_spec,
+    )

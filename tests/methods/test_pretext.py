@@ -1,0 +1,128 @@
+"""Rotation, context prediction and jigsaw as methods: the loss is the cross-entropy of the
+right network outputs against the transform's labels, training lowers it, the registry feeds
+them one raw view and the export's input spec."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from ssl_jax.augment.pipeline import IMAGENET_MEAN, IMAGENET_STD
+from ssl_jax.config import pretext_recipe, pretrain_defaults
+from ssl_jax.data import make_digits_source
+from ssl_jax.encoder import make_input_spec
+from ssl_jax.methods import get_method, method_config
+from ssl_jax.methods.networks import mlp_head
+from ssl_jax.methods.registry import make_views
+from ssl_jax.pretext.jigsaw import hamming_permutations
+
+FIELDS = {
+    "rotation": dict(head_layers=2, head_hidden_dim=8),
+    "context": dict(patch_size=4, gap=1, jitter=1, chroma="drop", head_hidden_dim=8),
+    "jigsaw": dict(num_permutations=10, grid=3, tile_size=4, head_hidden_dim=8),
+}
+
+
+def pretext_config(name: str, **fields) -> ml_collections.ConfigDict:
+    c = pretext_recipe(pretrain_defaults())
+    c.data.update(name="digits", image_size=16, batch_size=8)
+    c.augment.crop_size = 16
+    c.model.width = 4
+    c.method = method_config(name, **{**FIELDS[name], **fields})
+    c.lock()
+    return c
+
+
+def build(name, **fields):
+    config = pretext_config(name, **fields)
+    method = get_method(config)
+    images, _ = make_digits_source("train", image_size=16).get(np.arange(8))
+    params, state = jax.jit(method.init)(jax.random.key(0))
+    return method, config, {"images": jnp.asarray(images)}, params, state
+
+
+def numpy_cross_entropy(logits, labels):
+    logits = np.asarray(logits, np.float64)
+    log_p = logits - logits.max(1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
+    return float(-np.mean(log_p[np.arange(len(labels)), labels]))
+
+
+def test_rotation_loss_is_the_cross_entropy_of_the_four_rotations():
+    method, config, batch, params, state = build("rotation")
+    key = jax.random.key(1)
+    value, (new_state, metrics) = jax.jit(method.loss)(params, state, batch, key, 0, None)
+
+    # The method's view (the first key of its split), rotated by NumPy, image-major.
+    view = make_views(config.augment, "rotation")(batch["images"], jax.random.split(key)[0])
+    view = np.asarray(view)
+    rotated = np.stack([np.rot90(v, k) for v in view for k in range(4)])
+    labels = np.tile(np.arange(4), len(view))
+    spec = method.input_spec
+    x = (rotated - np.asarray(spec["mean"])) / np.asarray(spec["std"])
+    features, _ = method.backbone.apply(
+        params["backbone"],
+        state["batch_stats"]["backbone"],
+        jnp.asarray(x, jnp.float32),
+        train=True,
+    )
+    head = mlp_head(method.backbone.feature_dim, 8, 4, num_layers=2)
+    logits, _ = head.apply(
+        params["classifier"], state["batch_stats"]["classifier"], features, train=True
+    )
+    np.testing.assert_allclose(float(value), numpy_cross_entropy(logits, labels), rtol=1e-4)
+    want_top1 = 100 * np.mean(np.asarray(logits).argmax(1) == labels)
+    np.testing.assert_allclose(metrics["pretext_top1"], want_top1, atol=1e-4)
+    assert set(new_state) == {"batch_stats"}
+
+
+@pytest.mark.slow  # three train steps to compile (about 30 s)
+@pytest.mark.parametrize("name", sorted(FIELDS))
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch(name):
+    method, _, batch, params, state = build(name)
+    tx = optax.adam(1e-2)
+    opt = tx.init(params)
+    key = jax.random.key(2)  # the same task draws every step: a fixed problem to fit
+
+    @jax.jit
+    def step(params, opt, state):
+        (loss, (state, _)), grads = jax.value_and_grad(method.loss, has_aux=True)(
+            params, state, batch, key, 0, None
+        )
+        updates, opt = tx.update(grads, opt, params)
+        return optax.apply_updates(params, updates), opt, state, loss
+
+    losses = []
+    for _ in range(8):
+        params, opt, state, loss = step(params, opt, state)
+        losses.append(float(loss))
+    assert np.all(np.isfinite(losses)) and losses[-1] < 0.8 * losses[0], losses
+
+
+def test_jigsaw_keeps_its_permutation_set_in_the_method_state():
+    method, _, batch, params, state = build("jigsaw", permutation_seed=3)
+    want = hamming_permutations(10, num_tiles=9, seed=3)
+    np.testing.assert_array_equal(state["permutations"], want)
+    assert "permutations" not in params  # carried in the state (and checkpoints), not trained
+    out = jax.eval_shape(method.loss, params, state, batch, jax.random.key(0), 0, None)
+    new_state = out[1][0]
+    assert new_state["permutations"].shape == (10, 9) and set(new_state) == set(state)
+
+
+def test_pretext_methods_get_one_raw_view_and_the_runs_input_spec():
+    config = pretext_config("rotation")
+    images, _ = make_digits_source("train", image_size=16).get(np.arange(4))
+    view = make_views(config.augment, "rotation")(jnp.asarray(images), jax.random.key(0))
+    assert view.shape == (4, 16, 16, 3)
+    assert float(view.min()) >= 0.0 and float(view.max()) <= 1.0  # not normalised
+    spec = make_input_spec(size=16, mean=IMAGENET_MEAN, std=IMAGENET_STD)  # the recipe's
+    assert get_method(config).input_spec == spec
+
+
+def test_a_two_view_recipe_for_a_pretext_task_is_a_clear_error():
+    c = pretrain_defaults()  # augment.recipe simclr: two views
+    c.method = method_config("rotation")
+    with pytest.raises(ValueError, match="rotation needs a one-view augment recipe"):
+        make_views(c.augment, "rotation")
