@@ -27,6 +27,18 @@ def check_batch(images: jax.typing.ArrayLike, *, name: str = "images") -> jax.Ar
     return images
 
 
+def check_float_batch(images: jax.typing.ArrayLike, *, name: str = "images") -> jax.Array:
+    """Returns `images` as an array after checking it is a floating NHWC batch (any channels)."""
+    images = jnp.asarray(images)
+    if images.ndim != 4 or not jnp.issubdtype(images.dtype, jnp.floating):
+        raise ValueError(
+            f"{name} must be a floating NHWC batch (N, H, W, C) in [0, 1]; got {images.dtype} "
+            f"{images.shape}. For a single image pass images[None]; convert uint8 with "
+            "images.astype(jnp.float32) / 255."
+        )
+    return images
+
+
 def check_prob(prob: float, *, name: str = "prob") -> float:
     """Returns `prob` as a float after checking it lies in [0, 1]."""
     if not isinstance(prob, Real) or not 0.0 <= prob <= 1.0:

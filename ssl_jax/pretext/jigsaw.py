@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpy.typing as npt
 
-from ssl_jax.augment._batch import check_size
+from ssl_jax.augment._batch import check_float_batch, check_size
 
 __all__ = ["hamming_permutations", "jigsaw_tiles", "min_hamming_distance"]
 
@@ -217,13 +217,7 @@ def jigsaw_tiles(
     For CIFAR-10's 32 x 32 images, ``grid=3, tile_size=9`` keeps the paper's tile-to-cell ratio
     (64 / 75, cells of 10 pixels).
     """
-    images = jnp.asarray(images)
-    if images.ndim != 4 or not jnp.issubdtype(images.dtype, jnp.floating):
-        raise ValueError(
-            "images must be a floating NHWC batch (N, H, W, C) in [0, 1]; got "
-            f"{images.dtype} {images.shape}. For a single image pass images[None]; convert "
-            "uint8 with images.astype(jnp.float32) / 255."
-        )
+    images = check_float_batch(images)
     grid = check_size(grid, name="grid")
     tile_size = check_size(tile_size, name="tile_size")
     perms = _check_permutations(permutations, grid * grid)

@@ -25,23 +25,19 @@ Inpainting", CVPR 2016. https://arxiv.org/abs/1604.07379
 """
 
 import math
-from numbers import Integral, Real
+from numbers import Real
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ssl_jax.augment._batch import check_float_batch, check_size
 
 __all__ = ["apply_mask", "central_block_mask", "random_block_masks", "random_region_masks"]
 
 # fraction * size is floored after adding this, so that e.g. 0.29 * 100 = 28.999999999999996
 # still gives 29 pixels.
 _FLOOR_SLACK = 1e-9
-
-
-def _check_positive_int(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-    return int(value)
 
 
 def _check_fraction(value: float, name: str, *, allow_zero: bool = False) -> float:
@@ -92,8 +88,8 @@ def central_block_mask(height: int, width: int, *, fraction: float = 0.5) -> jax
       >>> int(m.sum()), bool(m[2, 2]), bool(m[5, 5]), bool(m[6, 6])
       (16, True, True, False)
     """
-    height = _check_positive_int(height, "height")
-    width = _check_positive_int(width, "width")
+    height = check_size(height, name="height")
+    width = check_size(width, name="width")
     fraction = _check_fraction(fraction, "fraction")
     box_height, box_width = _scaled(fraction, height), _scaled(fraction, width)
     if box_height < 1 or box_width < 1:
@@ -144,10 +140,10 @@ def random_block_masks(
     Returns:
       ``(N, H, W)`` bool array.
     """
-    n = _check_positive_int(n, "n")
-    height = _check_positive_int(height, "height")
-    width = _check_positive_int(width, "width")
-    num_blocks = _check_positive_int(num_blocks, "num_blocks")
+    n = check_size(n, name="n")
+    height = check_size(height, name="height")
+    width = check_size(width, name="width")
+    num_blocks = check_size(num_blocks, name="num_blocks")
     block_fraction = _check_fraction(block_fraction, "block_fraction")
     max_area = _check_fraction(max_area, "max_area")
     box_height, box_width = _scaled(block_fraction, height), _scaled(block_fraction, width)
@@ -215,11 +211,11 @@ def random_region_masks(
     Returns:
       ``(N, H, W)`` bool array.
     """
-    n = _check_positive_int(n, "n")
-    height = _check_positive_int(height, "height")
-    width = _check_positive_int(width, "width")
+    n = check_size(n, name="n")
+    height = check_size(height, name="height")
+    width = check_size(width, name="width")
     area = _check_fraction(area, "area")
-    grid_size = _check_positive_int(grid_size, "grid_size")
+    grid_size = check_size(grid_size, name="grid_size")
     if grid_size < 2:
         raise ValueError(f"grid_size must be an integer >= 2; got {grid_size}.")
     num_removed = _scaled(area, height * width)
@@ -264,12 +260,7 @@ def apply_mask(
       >>> float(out.sum()) / 3
       12.0
     """
-    images, mask, fill = jnp.asarray(images), jnp.asarray(mask), jnp.asarray(fill)
-    if images.ndim != 4 or not jnp.issubdtype(images.dtype, jnp.floating):
-        raise ValueError(
-            f"images must be a floating NHWC batch (N, H, W, C); got {images.dtype} "
-            f"{images.shape}. Convert uint8 images with images.astype(jnp.float32) / 255."
-        )
+    images, mask, fill = check_float_batch(images), jnp.asarray(mask), jnp.asarray(fill)
     n, height, width, channels = images.shape
     if mask.dtype != jnp.bool_ or mask.shape not in ((height, width), (n, height, width)):
         raise ValueError(

@@ -19,11 +19,13 @@ Learners", CVPR 2022, https://arxiv.org/abs/2111.06377; code
 https://github.com/facebookresearch/mae (``models_mae.py``).
 """
 
-from numbers import Integral, Real
+from numbers import Real
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from ssl_jax.augment._batch import check_size
 
 __all__ = [
     "PatchMasking",
@@ -32,12 +34,6 @@ __all__ = [
     "random_masking",
     "unpatchify",
 ]
-
-
-def _check_positive_int(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-    return int(value)
 
 
 def patchify(images: jax.typing.ArrayLike, patch_size: int) -> jax.Array:
@@ -63,7 +59,7 @@ def patchify(images: jax.typing.ArrayLike, patch_size: int) -> jax.Array:
       [2.0, 3.0, 6.0, 7.0]
     """
     images = jnp.asarray(images)
-    p = _check_positive_int(patch_size, "patch_size")
+    p = check_size(patch_size, name="patch_size")
     if images.ndim != 4:
         raise ValueError(
             f"images must be an NHWC batch (N, H, W, C); got shape {images.shape}. For a single "
@@ -96,10 +92,10 @@ def unpatchify(
       ``(N, H, W, C)`` array of the patches' dtype.
     """
     patches = jnp.asarray(patches)
-    p = _check_positive_int(patch_size, "patch_size")
-    height = _check_positive_int(height, "height")
-    width = _check_positive_int(width, "width")
-    channels = _check_positive_int(channels, "channels")
+    p = check_size(patch_size, name="patch_size")
+    height = check_size(height, name="height")
+    width = check_size(width, name="width")
+    channels = check_size(channels, name="channels")
     if height % p or width % p:
         raise ValueError(f"height {height} and width {width} must be multiples of patch_size {p}.")
     rows, cols = height // p, width // p
@@ -162,8 +158,8 @@ def random_masking(
       >>> keep.shape, int(mask.sum())
       ((2, 4), 24)
     """
-    n = _check_positive_int(n, "n")
-    num_patches = _check_positive_int(num_patches, "num_patches")
+    n = check_size(n, name="n")
+    num_patches = check_size(num_patches, name="num_patches")
     ok = isinstance(mask_ratio, Real) and not isinstance(mask_ratio, bool)
     if not (ok and 0.0 <= mask_ratio < 1.0):
         raise ValueError(f"mask_ratio must be a number in [0, 1); got {mask_ratio!r}.")

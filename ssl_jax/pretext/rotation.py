@@ -14,19 +14,15 @@ as ``np.rot90(image, k)``: the image's top row becomes its left column for ``k =
 import jax
 import jax.numpy as jnp
 
+from ssl_jax.augment._batch import check_float_batch
+
 __all__ = ["NUM_ROTATIONS", "rotate", "rotate_batch"]
 
 NUM_ROTATIONS = 4
 
 
 def _check_square_batch(images: jax.typing.ArrayLike) -> jax.Array:
-    images = jnp.asarray(images)
-    if images.ndim != 4 or not jnp.issubdtype(images.dtype, jnp.floating):
-        raise ValueError(
-            "images must be a floating NHWC batch (N, H, W, C) in [0, 1]; got "
-            f"{images.dtype} {images.shape}. For a single image pass images[None]; convert "
-            "uint8 with images.astype(jnp.float32) / 255."
-        )
+    images = check_float_batch(images)
     if images.shape[1] != images.shape[2]:
         raise ValueError(
             f"rotation needs square images (H == W) so that all four rotations have the same "
