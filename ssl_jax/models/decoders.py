@@ -37,7 +37,9 @@ _xavier_uniform = nnx.initializers.xavier_uniform()
 _mask_token_init = nnx.initializers.normal(0.02)
 
 
-def sincos_pos_embed_2d(dim: int, grid_size: tuple[int, int], *, cls_token: bool = True) -> jax.Array:
+def sincos_pos_embed_2d(
+    dim: int, grid_size: tuple[int, int], *, cls_token: bool = True
+) -> jax.Array:
     r"""Fixed 2-D sine-cosine position embeddings, MAE's ``get_2d_sincos_pos_embed``.
 
     For the patch at grid row ``r``, column ``c`` (row-major index ``j = r * cols + c``, the
@@ -91,7 +93,9 @@ def _check_grid(grid_size: tuple[int, int]) -> tuple[int, int]:
     return int(grid[0]), int(grid[1])
 
 
-def _xavier_linear(in_features: int, out_features: int, *, dtype: Any, rngs: nnx.Rngs):
+def _xavier_linear(
+    in_features: int, out_features: int, *, dtype: Any, rngs: nnx.Rngs
+) -> nnx.Linear:
     return nnx.Linear(
         in_features,
         out_features,
@@ -103,7 +107,7 @@ def _xavier_linear(in_features: int, out_features: int, *, dtype: Any, rngs: nnx
 
 
 class MAEDecoder(nnx.Module):
-    """MAE's decoder: encoder tokens ``(N, 1 + K, encoder_dim)`` → patch pixels ``(N, L, patch_dim)``.
+    """MAE's decoder: encoder tokens ``(N, 1 + K, encoder_dim)`` → patches ``(N, L, patch_dim)``.
 
     He et al. (2022), ``models_mae.py``'s ``forward_decoder``: the ``1 + K`` encoder tokens
     ([CLS] first, then the ``K`` visible patches in ``keep_indices`` order, as
