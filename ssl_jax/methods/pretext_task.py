@@ -61,3 +61,30 @@ def make_classification_pretext(
         backbone=parts["backbone"],
         input_spec=input_spec,
     )
+
+
+def output_shape(backbone, input_spec: dict, layer: str) -> tuple[int, ...]:
+    """The shape ``(1, ...)`` of ``backbone``'s ``layer`` output (``return_all=True``) for one
+    image of the export's input, found abstractly (nothing is computed)."""
+    params, stats = jax.eval_shape(backbone.init, jax.random.key(0))
+    x = jax.ShapeDtypeStruct((1, input_spec["size"], input_spec["size"], input_spec["channels"]),
+                             jnp.float32)  # fmt: skip
+
+    def run(params, stats, x):
+        return backbone.apply(params, stats, x, train=False, return_all=True)[0]
+
+    outputs = jax.eval_shape(run, params, stats, x)
+    if layer not in outputs:
+        raise ValueError(f"The backbone has no output {layer!r}; it has {sorted(outputs)}.")
+    return tuple(outputs[layer].shape)
+
+
+def decoder_upsamples(from_size: int, to_size: int) -> int:
+    """How many 2x upsamplings take a ``from_size`` map to ``to_size`` (a power-of-2 ratio)."""
+    ratio = to_size // max(from_size, 1)
+    if from_size * ratio != to_size or ratio & (ratio - 1):
+        raise ValueError(
+            f"A {from_size}-pixel feature map cannot be upsampled by powers of 2 to {to_size} "
+            "pixels; choose an input size that is a power-of-2 multiple of it."
+        )
+    return ratio.bit_length() - 1

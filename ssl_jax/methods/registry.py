@@ -26,9 +26,12 @@ from ssl_jax.encoder import make_backbone, make_input_spec
 from ssl_jax.methods.barlow_twins import make_barlow_twins
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.byol import make_byol
+from ssl_jax.methods.colorization import make_colorization
 from ssl_jax.methods.context import make_context
 from ssl_jax.methods.dino import make_dino
+from ssl_jax.methods.inpainting import make_inpainting
 from ssl_jax.methods.jigsaw import make_jigsaw
+from ssl_jax.methods.mae import make_mae
 from ssl_jax.methods.moco import make_mocov2
 from ssl_jax.methods.moco_v3 import make_mocov3
 from ssl_jax.methods.rotation import make_rotation
@@ -40,9 +43,12 @@ from ssl_jax.methods.vicreg import make_vicreg
 METHODS: dict[str, Callable[..., Method]] = {
     "barlow_twins": make_barlow_twins,
     "byol": make_byol,
+    "colorization": make_colorization,
     "context": make_context,
     "dino": make_dino,
+    "inpainting": make_inpainting,
     "jigsaw": make_jigsaw,
+    "mae": make_mae,
     "mocov2": make_mocov2,
     "mocov3": make_mocov3,
     "rotation": make_rotation,
@@ -53,7 +59,7 @@ METHODS: dict[str, Callable[..., Method]] = {
 }
 MULTICROP_METHODS = ("dino", "swav")
 # Pretext tasks: one view in [0, 1] (they normalise through the export's input spec).
-PRETEXT_METHODS = ("context", "jigsaw", "rotation")
+PRETEXT_METHODS = ("colorization", "context", "inpainting", "jigsaw", "mae", "rotation")
 # Factory arguments the run supplies; they are not fields of the ``method`` section.
 RUN_ARGUMENTS = ("total_steps", "batch_size", "export_network", "input_spec")
 

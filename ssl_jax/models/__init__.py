@@ -1,5 +1,6 @@
 """Flax NNX backbones and heads, and the functional bridge the train step uses (``ModuleDef``)."""
 
+from ssl_jax.models.decoders import ConvDecoder, MAEDecoder, sincos_pos_embed_2d
 from ssl_jax.models.functional import (
     apply_module,
     split_module,
@@ -31,8 +32,10 @@ __all__ = [
     "VITS",
     "BasicBlock",
     "Bottleneck",
+    "ConvDecoder",
     "DINOHead",
     "LinearClassifier",
+    "MAEDecoder",
     "MLPHead",
     "ModuleDef",
     "ResNet",
@@ -45,6 +48,7 @@ __all__ = [
     "resnet18",
     "resnet34",
     "resnet50",
+    "sincos_pos_embed_2d",
     "split_module",
     "vit_base",
     "vit_small",

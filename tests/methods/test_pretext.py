@@ -13,12 +13,25 @@ from ssl_jax.augment.pipeline import IMAGENET_MEAN, IMAGENET_STD
 from ssl_jax.config import pretext_recipe, pretrain_defaults
 from ssl_jax.data import make_digits_source
 from ssl_jax.encoder import make_input_spec
+from ssl_jax.losses import rebalanced_cross_entropy
 from ssl_jax.methods import get_method, method_config
+from ssl_jax.methods.mae import make_mae
 from ssl_jax.methods.networks import mlp_head
 from ssl_jax.methods.registry import make_views
-from ssl_jax.pretext.jigsaw import hamming_permutations
+from ssl_jax.models import ConvDecoder, MAEDecoder, module_def, vit_tiny
+from ssl_jax.pretext import (
+    ab_gamut_bins,
+    hamming_permutations,
+    quantize_ab,
+    random_masking,
+    rebalance_weights,
+    rgb_to_lab,
+    soft_encode_ab,
+)
 
 FIELDS = {
+    "colorization": dict(decoder_width=8),
+    "inpainting": dict(decoder_width=8),
     "rotation": dict(head_layers=2, head_hidden_dim=8),
     "context": dict(patch_size=4, gap=1, jitter=1, chroma="drop", head_hidden_dim=8),
     "jigsaw": dict(num_permutations=10, grid=3, tile_size=4, head_hidden_dim=8),
@@ -126,3 +139,111 @@ def test_a_two_view_recipe_for_a_pretext_task_is_a_clear_error():
     c.method = method_config("rotation")
     with pytest.raises(ValueError, match="rotation needs a one-view augment recipe"):
         make_views(c.augment, "rotation")
+
+
+# --- Generative tasks: colorization, inpainting, MAE -----------------------------------------
+
+
+def test_colorization_is_the_rebalanced_cross_entropy_at_a_quarter_resolution():
+    method, config, batch, params, state = build("colorization")
+    spec = method.input_spec
+    assert spec["color_space"] == "lab_l" and spec["channels"] == 3  # the export feeds it L
+    key, step = jax.random.key(1), 3
+    value, (new_state, _) = jax.jit(method.loss)(params, state, batch, key, step, None)
+
+    x = make_views(config.augment, "colorization")(batch["images"], key)
+    lab = np.asarray(rgb_to_lab(x), np.float64)
+    ab = lab[..., 1:].reshape(8, 4, 4, 4, 4, 2).mean(axis=(2, 4))  # 16 px -> 4 x 4 blocks
+    bins = ab_gamut_bins(grid=10)
+    counts = np.bincount(np.asarray(quantize_ab(ab, bins)).ravel(), minlength=len(bins))
+    old = np.asarray(state["ab_prior"])
+    prior = old + (counts / counts.sum() - old) / (step + 1)  # the running mean of the prior
+    np.testing.assert_allclose(new_state["ab_prior"], prior, rtol=1e-5, atol=1e-7)
+
+    stats = state["batch_stats"]
+    lightness = np.repeat((lab[..., :1] / 100 - 0.5) / 0.25, 3, axis=-1)
+    features, _ = method.backbone.apply(
+        params["backbone"], stats["backbone"], jnp.asarray(lightness, jnp.float32), train=True,
+        return_all=True,
+    )  # fmt: skip
+    decoder = module_def(
+        lambda rngs: ConvDecoder(32, len(bins), width=8, num_upsamples=1, rngs=rngs)
+    )
+    logits, _ = decoder.apply(params["decoder"], stats["decoder"], features["stage4"], train=True)
+    want = rebalanced_cross_entropy(
+        logits, soft_encode_ab(ab, bins), rebalance_weights(prior, bins, lam=0.5, sigma=5.0)
+    )
+    np.testing.assert_allclose(float(value), float(want), rtol=2e-4)
+
+
+def test_inpainting_reconstructs_the_central_block_only():
+    method, config, batch, params, state = build("inpainting")
+    key = jax.random.key(1)
+    value, _ = jax.jit(method.loss)(params, state, batch, key, 0, None)
+
+    view = make_views(config.augment, "inpainting")(batch["images"], jax.random.split(key)[0])
+    spec = method.input_spec
+    x = (np.asarray(view) - np.asarray(spec["mean"])) / np.asarray(spec["std"])
+    hole = np.zeros((16, 16), bool)
+    hole[4:12, 4:12] = True  # half of each side, centred
+    stats = state["batch_stats"]
+    features, _ = method.backbone.apply(
+        params["backbone"], stats["backbone"], jnp.asarray(np.where(hole[..., None], 0.0, x)),
+        train=True, return_all=True,
+    )  # fmt: skip
+    decoder = module_def(lambda rngs: ConvDecoder(32, 3, width=8, num_upsamples=3, rngs=rngs))
+    pred, _ = decoder.apply(params["decoder"], stats["decoder"], features["stage4"], train=True)
+    want = np.mean((np.asarray(pred) - x)[:, hole] ** 2)
+    np.testing.assert_allclose(float(value), want, rtol=1e-4)
+
+
+def tiny_vit(rngs):
+    return vit_tiny(rngs=rngs, depth=1, embed_dim=16, num_heads=2, patch_size=4, img_size=16)
+
+
+def test_mae_is_the_normalised_pixel_error_on_the_removed_patches():
+    config = pretext_config("rotation")
+    spec = make_input_spec(size=16, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    views = make_views(config.augment, "mae")
+    method = make_mae(module_def(tiny_vit), views, input_spec=spec, decoder_dim=8,
+                      decoder_depth=1, decoder_heads=2)  # fmt: skip
+    images, _ = make_digits_source("train", image_size=16).get(np.arange(4))
+    batch = {"images": jnp.asarray(images)}
+    params, state = jax.jit(method.init)(jax.random.key(0))
+    key = jax.random.key(1)
+    value, _ = jax.jit(method.loss)(params, state, batch, key, 0, None)
+
+    view_key, mask_key = jax.random.split(key)
+    x = (np.asarray(views(batch["images"], view_key)) - IMAGENET_MEAN) / IMAGENET_STD
+    masking = random_masking(mask_key, 4, 16, mask_ratio=0.75)
+    assert int(masking.mask.sum()) == 4 * 12
+    stats = state["batch_stats"]
+    encoded, _ = method.backbone.apply(
+        params["backbone"], stats["backbone"], jnp.asarray(x, jnp.float32), train=True,
+        return_all=True, keep_indices=masking.keep_indices,
+    )  # fmt: skip
+    assert encoded["tokens"].shape == (4, 1 + 4, 16)  # the encoder saw the 4 kept patches
+    decoder = module_def(
+        lambda rngs: MAEDecoder(num_patches=16, encoder_dim=16, decoder_dim=8, depth=1,
+                                num_heads=2, patch_dim=48, grid_size=(4, 4), rngs=rngs)
+    )  # fmt: skip
+    pred, _ = decoder.apply(
+        params["decoder"], stats["decoder"], encoded["tokens"], train=True,
+        ids_restore=masking.ids_restore,
+    )  # fmt: skip
+    patches = x.reshape(4, 4, 4, 4, 4, 3).transpose(0, 1, 3, 2, 4, 5).reshape(4, 16, 48)
+    mean, var = patches.mean(-1, keepdims=True), patches.var(-1, ddof=1, keepdims=True)
+    target = (patches - mean) / np.sqrt(var + 1e-6)
+    per_patch = np.mean((np.asarray(pred) - target) ** 2, axis=-1)
+    want = per_patch[np.asarray(masking.mask)].mean()
+    np.testing.assert_allclose(float(value), want, rtol=1e-4)
+
+
+def test_mae_needs_a_vit_and_a_valid_mask_ratio():
+    config = pretext_config("rotation")
+    spec = make_input_spec(size=16, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    views = make_views(config.augment, "mae")
+    with pytest.raises(ValueError, match="MAE needs a ViT backbone"):
+        make_mae(get_method(config).backbone, views, input_spec=spec)
+    with pytest.raises(ValueError, match="mask_ratio"):
+        make_mae(module_def(tiny_vit), views, input_spec=spec, mask_ratio=1.0)

@@ -1,0 +1,128 @@
+"""Colorization (Zhang, Isola, Efros 2016): predict the ab colour channels of an image from
+its lightness L. https://arxiv.org/abs/1603.08511
+
+The backbone sees only L (the export's input spec says ``lab_l``, so every downstream program
+feeds it L without being told); a :class:`~ssl_jax.models.ConvDecoder` upsamples its last
+stage to 1/``output_stride`` of the input, where the paper predicts. ``loss="classification"``
+is the paper's: a distribution over the in-gamut ab bins, soft-encoded targets (5 nearest
+bins, Gaussian sigma 5) and class rebalancing by the empirical ab prior (lambda 0.5). The
+prior is the running mean, over the training batches seen so far, of each batch's bin
+frequencies at the output resolution (kept in the method state, so checkpoints carry it);
+the paper computes it once over ImageNet. ``loss="regression"`` is the plain L2 baseline on
+ab / 110.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from ssl_jax.encoder import convert_input, make_input_spec
+from ssl_jax.losses import ab_regression_loss, rebalanced_cross_entropy
+from ssl_jax.methods.base import Method, no_state_update
+from ssl_jax.methods.common import make_init, online_export
+from ssl_jax.methods.pretext_task import decoder_upsamples, one_view, output_shape
+from ssl_jax.models import ConvDecoder, module_def
+from ssl_jax.pretext import ab_gamut_bins, colorization_inputs, rebalance_weights, soft_encode_ab
+from ssl_jax.pretext.colorization import empirical_ab_prior
+
+AB_SCALE = 110.0  # the regression variant predicts ab / 110, about [-1, 1]
+LOSSES = ("classification", "regression")
+
+
+def lightness_spec(size: int) -> dict:
+    """The export's input: CIE L* / 100 repeated to 3 channels, centred at L* = 50 as the
+    paper's ``L - 50`` and scaled by 25 (std 0.25 in L* / 100 units)."""
+    return make_input_spec(
+        size=size, color_space="lab_l", channels=3, mean=(0.5,) * 3, std=(0.25,) * 3
+    )
+
+
+def block_mean(x: jax.Array, stride: int) -> jax.Array:
+    """``(N, H, W, C)`` -> ``(N, H / s, W / s, C)``: the mean of each ``s`` x ``s`` block."""
+    n, h, w, c = x.shape
+    return x.reshape(n, h // stride, stride, w // stride, stride, c).mean(axis=(2, 4))
+
+
+def make_colorization(
+    backbone,
+    views,
+    *,
+    input_spec: dict,
+    loss: str = "classification",
+    grid: int = 10,
+    neighbors: int = 5,
+    sigma: float = 5.0,
+    lam: float = 0.5,
+    rebalance: bool = True,
+    output_stride: int = 4,
+    feature_layer: str = "stage4",
+    decoder_width: int = 128,
+) -> Method:
+    """Colorization on ``backbone``: L of the one view ``views(images_uint8, key) -> x`` in
+    [0, 1] in, ab at 1/``output_stride`` resolution out, through a ConvDecoder of width
+    ``decoder_width`` on the backbone's ``feature_layer`` map. ``input_spec`` gives the size;
+    the method's own spec is :func:`lightness_spec`."""
+    if loss not in LOSSES:
+        raise ValueError(f"colorization loss={loss!r} is not one of {LOSSES}.")
+    spec = lightness_spec(input_spec["size"])
+    if spec["size"] % output_stride:
+        raise ValueError(
+            f"output_stride={output_stride} does not divide the input size {spec['size']}."
+        )
+    bins = jnp.asarray(ab_gamut_bins(grid=grid), jnp.float32)
+    num_bins = bins.shape[0]
+    feature = output_shape(backbone, spec, feature_layer)
+    upsamples = decoder_upsamples(feature[1], spec["size"] // output_stride)
+    out_channels = num_bins if loss == "classification" else 2
+    decoder = module_def(
+        lambda rngs: ConvDecoder(
+            feature[-1], out_channels, width=decoder_width, num_upsamples=upsamples, rngs=rngs
+        )
+    )
+    parts = {"backbone": backbone, "decoder": decoder}
+    init_parts = make_init(parts)
+
+    def init(key):
+        params, state = init_parts(key)
+        return params, {**state, "ab_prior": jnp.full((num_bins,), 1.0 / num_bins)}
+
+    def objective(params, method_state, x, step):
+        _, ab = colorization_inputs(x)
+        ab = block_mean(ab, output_stride)
+        stats = method_state["batch_stats"]
+        features, backbone_stats = backbone.apply(
+            params["backbone"], stats["backbone"], convert_input(x, spec), train=True,
+            return_all=True,
+        )  # fmt: skip
+        out, decoder_stats = decoder.apply(
+            params["decoder"], stats["decoder"], features[feature_layer], train=True
+        )
+        new_state = {
+            **method_state,
+            "batch_stats": {"backbone": backbone_stats, "decoder": decoder_stats},
+        }
+        if loss == "regression":
+            return ab_regression_loss(out, ab / AB_SCALE), new_state
+        frequencies = empirical_ab_prior(ab, bins)
+        prior = method_state["ab_prior"]
+        prior = prior + (frequencies - prior) / (step + 1)  # step 0: this batch's
+        weights = rebalance_weights(prior, bins, lam=lam, sigma=sigma)
+        weights = weights if rebalance else jnp.ones_like(weights)
+        targets = soft_encode_ab(ab, bins, neighbors=neighbors, sigma=sigma)
+        value = rebalanced_cross_entropy(out, targets, jax.lax.stop_gradient(weights))
+        return value, {**new_state, "ab_prior": prior}
+
+    def loss_fn(params, method_state, batch, key, step, frozen):
+        del frozen
+        x = one_view(views, batch["images"], key, "colorization")
+        value, new_state = objective(params, method_state, x, jnp.asarray(step))
+        return value, (new_state, {})
+
+    return Method(
+        name="colorization",
+        init=init,
+        loss=loss_fn,
+        update_state=no_state_update,
+        export=online_export,
+        backbone=backbone,
+        input_spec=spec,
+    )

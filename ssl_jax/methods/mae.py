@@ -1,0 +1,105 @@
+"""Masked autoencoders (He et al. 2022): reconstruct the pixels of the 75% of patches a ViT
+encoder never sees. https://arxiv.org/abs/2111.06377
+
+The encoder runs on the kept patches only (``keep_indices``, no mask tokens); a light
+decoder (:class:`~ssl_jax.models.MAEDecoder`) puts mask tokens back in place and predicts every
+patch; the loss is the mean squared error on the removed patches only, against each patch's
+normalised pixels with ``norm_pix_loss`` (the paper's default in its best results). Pixels are
+the export's normalised input (the paper's targets are the ImageNet-normalised image).
+"""
+
+import jax
+from flax import nnx
+
+from ssl_jax.encoder import convert_input
+from ssl_jax.losses import masked_mse
+from ssl_jax.methods.base import Method, no_state_update
+from ssl_jax.methods.common import make_init, online_export
+from ssl_jax.methods.pretext_task import one_view
+from ssl_jax.models import MAEDecoder, module_def
+from ssl_jax.pretext import normalized_patch_targets, patchify, random_masking
+
+
+def vit_patch_size(backbone) -> int:
+    """The patch size of a ViT ``backbone`` (a ModuleDef); a clear error for other backbones."""
+    module = nnx.eval_shape(lambda: backbone.build(rngs=nnx.Rngs(0)))
+    if not hasattr(module, "patch_size"):
+        raise ValueError(
+            f"MAE needs a ViT backbone (model.backbone=vit_tiny/vit_small/vit_base), got "
+            f"{type(module).__name__}."
+        )
+    return int(module.patch_size)
+
+
+def make_mae(
+    backbone,
+    views,
+    *,
+    input_spec: dict,
+    mask_ratio: float = 0.75,
+    decoder_dim: int = 512,
+    decoder_depth: int = 8,
+    decoder_heads: int = 16,
+    norm_pix_loss: bool = True,
+) -> Method:
+    """MAE on a ViT ``backbone``: the one view ``views(images_uint8, key) -> x`` in [0, 1],
+    ``mask_ratio`` of its patches removed per image, a ``decoder_depth``-block decoder of
+    width ``decoder_dim`` (``decoder_heads`` heads) predicting every patch's pixels."""
+    patch = vit_patch_size(backbone)
+    size, channels = input_spec["size"], input_spec["channels"]
+    if size % patch:
+        raise ValueError(f"MAE's input size {size} is not a multiple of the patch size {patch}.")
+    grid = (size // patch, size // patch)
+    num_patches = grid[0] * grid[1]
+    random_masking(jax.random.key(0), 1, num_patches, mask_ratio=mask_ratio)  # checks the ratio
+    decoder = module_def(
+        lambda rngs: MAEDecoder(
+            num_patches=num_patches,
+            encoder_dim=backbone.feature_dim,
+            decoder_dim=decoder_dim,
+            depth=decoder_depth,
+            num_heads=decoder_heads,
+            patch_dim=patch * patch * channels,
+            grid_size=grid,
+            rngs=rngs,
+        )
+    )
+    parts = {"backbone": backbone, "decoder": decoder}
+
+    def loss(params, method_state, batch, key, step, frozen):
+        del step, frozen
+        view_key, mask_key = jax.random.split(key)
+        x = convert_input(one_view(views, batch["images"], view_key, "mae"), input_spec)
+        masking = random_masking(mask_key, x.shape[0], num_patches, mask_ratio=mask_ratio)
+        stats = method_state["batch_stats"]
+        encoded, backbone_stats = backbone.apply(
+            params["backbone"],
+            stats["backbone"],
+            x,
+            train=True,
+            return_all=True,
+            keep_indices=masking.keep_indices,
+        )
+        pred, decoder_stats = decoder.apply(
+            params["decoder"],
+            stats["decoder"],
+            encoded["tokens"],
+            train=True,
+            ids_restore=masking.ids_restore,
+        )
+        target = patchify(x, patch)
+        if norm_pix_loss:
+            target = normalized_patch_targets(target)
+        value = masked_mse(pred, target, masking.mask)
+        new_stats = {"backbone": backbone_stats, "decoder": decoder_stats}
+        return value, ({"batch_stats": new_stats}, {})
+
+    return Method(
+        name="mae",
+        init=make_init(parts),
+        loss=loss,
+        update_state=no_state_update,
+        export=online_export,
+        backbone=backbone,
+        input_spec=input_spec,
+    )
