@@ -57,6 +57,8 @@ def _build(model: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
             "drop_rate": model.get("drop_rate", 0.0),
             "drop_path_rate": model.get("drop_path_rate", 0.0),
         }
+        # Optional overrides of the family's size (a smaller ViT than ViT-Ti, e.g. in tests).
+        kwargs.update({k: model[k] for k in ("embed_dim", "depth", "num_heads") if k in model})
     else:
         kwargs = {
             "width": model.width,

@@ -18,6 +18,7 @@ from ssl_jax.train_step import make_init_fn, make_train_step
 from tests.methods.test_byol import BYOL
 from tests.methods.test_dino import DINO
 from tests.methods.test_moco import V2, V3
+from tests.methods.test_pretext import DEVICE_CONFIGS as PRETEXT
 from tests.methods.test_swav import SWAV
 from tests.methods.test_two_view import OVERRIDES as TWO_VIEW
 from tests.programs.tiny import tiny_pretrain_config
@@ -35,6 +36,7 @@ CONFIGS = {
     "dino": DINO,
     "swav": {**SWAV, "method.queue_start_step": 2},
     **{name: {"method.name": name, **fields} for name, fields in TWO_VIEW.items()},
+    **{name: {"method.name": name, **fields} for name, fields in PRETEXT.items()},
 }
 
 
@@ -45,7 +47,7 @@ def trajectory(config, num_devices):
     method = get_method(config, total_steps=STEPS)
     state = make_init_fn(method, tx, mesh)(config.seed)
     step = make_train_step(method, tx, schedule, mesh)
-    source = make_digits_source("train", image_size=8)
+    source = make_digits_source("train", image_size=config.data.image_size)
     losses = []
     for i in range(STEPS):
         images, labels = source.get(np.arange(16 * i, 16 * (i + 1)))

@@ -37,6 +37,20 @@ FIELDS = {
     "jigsaw": dict(num_permutations=10, grid=3, tile_size=4, head_hidden_dim=8),
 }
 
+# tiny_pretrain_config overrides of each task for the 1- vs 8-device trajectories
+# (tests/methods/test_devices.py): 16 px digits, one crop-and-flip view.
+_SIXTEEN = {"data.image_size": 16, "augment.crop_size": 16, "augment.recipe": "crop_flip"}
+DEVICE_CONFIGS = {
+    name: {**_SIXTEEN, **{f"method.{k}": v for k, v in fields.items()}}
+    for name, fields in FIELDS.items()
+}
+DEVICE_CONFIGS["mae"] = {
+    **_SIXTEEN,
+    **{f"model.{k}": v for k, v in dict(backbone="vit_tiny", patch_size=4, img_size=16,
+                                         embed_dim=16, depth=1, num_heads=2).items()},
+    **{f"method.{k}": v for k, v in dict(decoder_dim=8, decoder_depth=1, decoder_heads=2).items()},
+}  # fmt: skip
+
 
 def pretext_config(name: str, **fields) -> ml_collections.ConfigDict:
     c = pretext_recipe(pretrain_defaults())

@@ -3,7 +3,7 @@
 import ml_collections
 
 from ssl_jax.config import pretrain_defaults
-from ssl_jax.methods import method_config
+from ssl_jax.methods import hyperparameters, method_config
 
 
 def tiny_pretrain_config(**overrides) -> ml_collections.ConfigDict:
@@ -17,7 +17,8 @@ def tiny_pretrain_config(**overrides) -> ml_collections.ConfigDict:
     c.augment.blur_prob = 0.5
     c.model.width = 4
     name = overrides.pop("method.name", "simclr")
-    c.method = method_config(name, proj_hidden_dim=16, proj_dim=8)
+    small = {"proj_hidden_dim": 16, "proj_dim": 8}
+    c.method = method_config(name, **{k: v for k, v in small.items() if k in hyperparameters(name)})
     c.optim.name = "adamw"
     c.optim.base_learning_rate = 1e-3
     c.optim.lr_scaling = "none"
