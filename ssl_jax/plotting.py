@@ -36,6 +36,36 @@ def plot_metrics(workdir: str, keys=("loss",), out: str | None = None) -> str:
     return out
 
 
+def plot_image_rows(rows: dict, path: str, title: str = "") -> str:
+    """A grid of pictures: one row per entry of ``rows`` (``{name: (N, H, W, 3) floats in
+    [0, 1]}``, the same N images in each), labelled with its name; returns ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(rows)
+    count = len(next(iter(rows.values())))
+    fig, axes = plt.subplots(
+        len(names), count, figsize=(1.2 * count + 0.8, 1.25 * len(names)), squeeze=False
+    )
+    for r, name in enumerate(names):
+        images = np.clip(np.asarray(rows[name], np.float32), 0.0, 1.0)
+        for c in range(count):
+            ax = axes[r][c]
+            ax.imshow(images[c], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r][0].set_ylabel(name)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         sys.exit("usage: python -m ssl_jax.plotting WORKDIR [KEY ...]")

@@ -25,6 +25,10 @@ hyperparameters, and closes over them; jitted code never sees a config.
   teacher's export), loaded from the source its config names. Programs call it at every
   start, so a resumed run reloads them; the train step receives them as a separate,
   replicated, non-donated argument, never part of the train state or its checkpoints.
+- ``visualize(params, method_state, images_uint8, key) -> {row: images}`` (optional): for a
+  generative pretext task, rows of float RGB pictures in [0, 1] of the same images
+  (``original``, what the network saw as ``input``, its ``output``); pretraining draws them
+  for a few test images at the end of the run (``WORKDIR/reconstructions.png``).
 - ``input_spec`` (optional): the export's ``input`` section
   (:func:`ssl_jax.encoder.make_input_spec`) when the method decides it — a pretext task
   whose network takes another colour space (colorization: the L channel); ``None``: the run's
@@ -49,6 +53,7 @@ class Method(NamedTuple):
     project_params: Callable[[PyTree], PyTree] | None = None
     load_frozen: Callable[[Any], PyTree] | None = None
     input_spec: dict | None = None
+    visualize: Callable[..., dict] | None = None
 
 
 def no_state_update(params: PyTree, method_state: PyTree, step: Any) -> PyTree:

@@ -19,9 +19,16 @@ from ssl_jax.encoder import convert_input, make_input_spec
 from ssl_jax.losses import ab_regression_loss, rebalanced_cross_entropy
 from ssl_jax.methods.base import Method, no_state_update
 from ssl_jax.methods.common import make_init, online_export
-from ssl_jax.methods.pretext_task import decoder_upsamples, one_view, output_shape
+from ssl_jax.methods.pretext_task import decoder_upsamples, eval_view, one_view, output_shape
 from ssl_jax.models import ConvDecoder, module_def
-from ssl_jax.pretext import ab_gamut_bins, colorization_inputs, rebalance_weights, soft_encode_ab
+from ssl_jax.pretext import (
+    ab_gamut_bins,
+    annealed_mean,
+    colorization_inputs,
+    colorize,
+    rebalance_weights,
+    soft_encode_ab,
+)
 from ssl_jax.pretext.colorization import empirical_ab_prior
 
 AB_SCALE = 110.0  # the regression variant predicts ab / 110, about [-1, 1]
@@ -85,21 +92,21 @@ def make_colorization(
         params, state = init_parts(key)
         return params, {**state, "ab_prior": jnp.full((num_bins,), 1.0 / num_bins)}
 
-    def objective(params, method_state, x, step):
-        _, ab = colorization_inputs(x)
-        ab = block_mean(ab, output_stride)
-        stats = method_state["batch_stats"]
+    def predict(params, stats, x, train):
         features, backbone_stats = backbone.apply(
-            params["backbone"], stats["backbone"], convert_input(x, spec), train=True,
+            params["backbone"], stats["backbone"], convert_input(x, spec), train=train,
             return_all=True,
         )  # fmt: skip
         out, decoder_stats = decoder.apply(
-            params["decoder"], stats["decoder"], features[feature_layer], train=True
+            params["decoder"], stats["decoder"], features[feature_layer], train=train
         )
-        new_state = {
-            **method_state,
-            "batch_stats": {"backbone": backbone_stats, "decoder": decoder_stats},
-        }
+        return out, {"backbone": backbone_stats, "decoder": decoder_stats}
+
+    def objective(params, method_state, x, step):
+        _, ab = colorization_inputs(x)
+        ab = block_mean(ab, output_stride)
+        out, new_stats = predict(params, method_state["batch_stats"], x, True)
+        new_state = {**method_state, "batch_stats": new_stats}
         if loss == "regression":
             return ab_regression_loss(out, ab / AB_SCALE), new_state
         frequencies = empirical_ab_prior(ab, bins)
@@ -117,6 +124,23 @@ def make_colorization(
         value, new_state = objective(params, method_state, x, jnp.asarray(step))
         return value, (new_state, {})
 
+    def visualize(params, method_state, images, key):
+        """The image, its lightness (the network's input) and its colorization: the
+        annealed mean (T = 0.38) of the predicted distribution, or the regressed ab."""
+        del key
+        x = eval_view(images, spec)
+        lightness, _ = colorization_inputs(x)
+        out, _ = predict(params, method_state["batch_stats"], x, False)
+        if loss == "regression":
+            ab = out * AB_SCALE
+        else:
+            ab = annealed_mean(jax.nn.softmax(out, axis=-1), bins)
+        return {
+            "original": x,
+            "input": colorize(lightness, jnp.zeros_like(ab)),
+            "output": colorize(lightness, ab),
+        }
+
     return Method(
         name="colorization",
         init=init,
@@ -125,4 +149,5 @@ def make_colorization(
         export=online_export,
         backbone=backbone,
         input_spec=spec,
+        visualize=visualize,
     )

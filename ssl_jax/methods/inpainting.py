@@ -20,7 +20,13 @@ from ssl_jax.encoder import convert_input
 from ssl_jax.losses import masked_mse
 from ssl_jax.methods.base import Method, no_state_update
 from ssl_jax.methods.common import make_init, online_export
-from ssl_jax.methods.pretext_task import decoder_upsamples, one_view, output_shape
+from ssl_jax.methods.pretext_task import (
+    decoder_upsamples,
+    eval_view,
+    one_view,
+    output_shape,
+    to_display,
+)
 from ssl_jax.models import ConvDecoder, module_def
 from ssl_jax.pretext import apply_mask, central_block_mask, random_block_masks, random_region_masks
 
@@ -70,22 +76,36 @@ def make_inpainting(
 
     masks(jax.random.key(0), 1)  # checks the mask settings before anything is compiled
 
+    def fill_in(params, stats, x, removed, train):
+        features, backbone_stats = backbone.apply(
+            params["backbone"], stats["backbone"], apply_mask(x, removed, fill=0.0), train=train,
+            return_all=True,
+        )  # fmt: skip
+        pred, decoder_stats = decoder.apply(
+            params["decoder"], stats["decoder"], features[feature_layer], train=train
+        )
+        return pred, {"backbone": backbone_stats, "decoder": decoder_stats}
+
     def loss(params, method_state, batch, key, step, frozen):
         del step, frozen
         view_key, mask_key = jax.random.split(key)
         x = convert_input(one_view(views, batch["images"], view_key, "inpainting"), input_spec)
         removed = masks(mask_key, x.shape[0])
-        stats = method_state["batch_stats"]
-        features, backbone_stats = backbone.apply(
-            params["backbone"], stats["backbone"], apply_mask(x, removed, fill=0.0), train=True,
-            return_all=True,
-        )  # fmt: skip
-        pred, decoder_stats = parts["decoder"].apply(
-            params["decoder"], stats["decoder"], features[feature_layer], train=True
-        )
+        pred, new_stats = fill_in(params, method_state["batch_stats"], x, removed, True)
         value = masked_mse(pred, x, removed)
-        new_stats = {"backbone": backbone_stats, "decoder": decoder_stats}
         return value, ({"batch_stats": new_stats}, {})
+
+    def visualize(params, method_state, images, key):
+        """The image, the network's input (the region at the mean) and the region filled
+        with the reconstruction."""
+        x = convert_input(eval_view(images, input_spec), input_spec)
+        removed = masks(key, x.shape[0])
+        pred, _ = fill_in(params, method_state["batch_stats"], x, removed, False)
+        return {
+            "original": to_display(x, input_spec),
+            "input": to_display(apply_mask(x, removed, fill=0.0), input_spec),
+            "output": to_display(jnp.where(removed[..., None], pred, x), input_spec),
+        }
 
     return Method(
         name="inpainting",
@@ -95,4 +115,5 @@ def make_inpainting(
         export=online_export,
         backbone=backbone,
         input_spec=input_spec,
+        visualize=visualize,
     )

@@ -9,15 +9,16 @@ the export's normalised input (the paper's targets are the ImageNet-normalised i
 """
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from ssl_jax.encoder import convert_input
 from ssl_jax.losses import masked_mse
 from ssl_jax.methods.base import Method, no_state_update
 from ssl_jax.methods.common import make_init, online_export
-from ssl_jax.methods.pretext_task import one_view
+from ssl_jax.methods.pretext_task import eval_view, one_view, to_display
 from ssl_jax.models import MAEDecoder, module_def
-from ssl_jax.pretext import normalized_patch_targets, patchify, random_masking
+from ssl_jax.pretext import normalized_patch_targets, patchify, random_masking, unpatchify
 
 
 def vit_patch_size(backbone) -> int:
@@ -66,17 +67,13 @@ def make_mae(
     )
     parts = {"backbone": backbone, "decoder": decoder}
 
-    def loss(params, method_state, batch, key, step, frozen):
-        del step, frozen
-        view_key, mask_key = jax.random.split(key)
-        x = convert_input(one_view(views, batch["images"], view_key, "mae"), input_spec)
-        masking = random_masking(mask_key, x.shape[0], num_patches, mask_ratio=mask_ratio)
-        stats = method_state["batch_stats"]
+    def reconstruct(params, stats, x, key, train):
+        masking = random_masking(key, x.shape[0], num_patches, mask_ratio=mask_ratio)
         encoded, backbone_stats = backbone.apply(
             params["backbone"],
             stats["backbone"],
             x,
-            train=True,
+            train=train,
             return_all=True,
             keep_indices=masking.keep_indices,
         )
@@ -84,15 +81,43 @@ def make_mae(
             params["decoder"],
             stats["decoder"],
             encoded["tokens"],
-            train=True,
+            train=train,
             ids_restore=masking.ids_restore,
+        )
+        return pred, masking, {"backbone": backbone_stats, "decoder": decoder_stats}
+
+    def loss(params, method_state, batch, key, step, frozen):
+        del step, frozen
+        view_key, mask_key = jax.random.split(key)
+        x = convert_input(one_view(views, batch["images"], view_key, "mae"), input_spec)
+        pred, masking, new_stats = reconstruct(
+            params, method_state["batch_stats"], x, mask_key, True
         )
         target = patchify(x, patch)
         if norm_pix_loss:
             target = normalized_patch_targets(target)
         value = masked_mse(pred, target, masking.mask)
-        new_stats = {"backbone": backbone_stats, "decoder": decoder_stats}
         return value, ({"batch_stats": new_stats}, {})
+
+    def visualize(params, method_state, images, key):
+        """The image, its visible patches (removed ones at the mean) and the reconstruction
+        with the visible patches pasted back; with ``norm_pix_loss`` the predicted patches
+        are shown with each true patch's mean and std (the MAE authors' visualisation)."""
+        x = convert_input(eval_view(images, input_spec), input_spec)
+        pred, masking, _ = reconstruct(params, method_state["batch_stats"], x, key, False)
+        patches = patchify(x, patch)
+        if norm_pix_loss:
+            mean = patches.mean(-1, keepdims=True)
+            pred = pred * jnp.sqrt(patches.var(-1, ddof=1, keepdims=True) + 1e-6) + mean
+        removed = masking.mask[..., None]
+        shape = (size, size, channels)
+        visible = unpatchify(jnp.where(removed, 0.0, patches), patch, *shape)
+        output = unpatchify(jnp.where(removed, pred, patches), patch, *shape)
+        return {
+            "original": to_display(x, input_spec),
+            "input": to_display(visible, input_spec),
+            "output": to_display(output, input_spec),
+        }
 
     return Method(
         name="mae",
@@ -102,4 +127,5 @@ def make_mae(
         export=online_export,
         backbone=backbone,
         input_spec=input_spec,
+        visualize=visualize,
     )

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ssl_jax.augment import center_crop_resize, to_unit_float
 from ssl_jax.methods.base import Method, no_state_update
 from ssl_jax.methods.common import make_init, online_export
 
@@ -25,6 +26,18 @@ def one_view(views, images, key, method: str) -> jax.Array:
             f"{f'{len(x)} views' if isinstance(x, tuple | list) else type(x).__name__}."
         )
     return x
+
+
+def eval_view(images: jax.typing.ArrayLike, input_spec: dict) -> jax.Array:
+    """uint8 images -> the evaluation view in [0, 1] (center crop resized to the spec's size),
+    the images a method's ``visualize`` shows."""
+    return center_crop_resize(to_unit_float(images), size=input_spec["size"])
+
+
+def to_display(x: jax.Array, input_spec: dict) -> jax.Array:
+    """The backbone's normalised RGB input back to [0, 1] pixels, for pictures."""
+    mean, std = jnp.asarray(input_spec["mean"]), jnp.asarray(input_spec["std"])
+    return jnp.clip(x * std + mean, 0.0, 1.0)
 
 
 def classification_loss(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, dict]:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import jax
 import ml_collections
+import numpy as np
 
 from ssl_jax import config as config_lib
 from ssl_jax.augment.from_config import eval_settings
@@ -30,6 +31,7 @@ from ssl_jax.methods import get_method
 from ssl_jax.metrics import MetricsWriter, truncate_after, write_results
 from ssl_jax.optim import make_optimizer, make_schedule
 from ssl_jax.parallel import check_batch_size, global_batch, make_mesh
+from ssl_jax.plotting import plot_image_rows
 from ssl_jax.programs.loop import Loop, NonFiniteLossError, train
 from ssl_jax.train_step import make_init_fn, make_train_step
 
@@ -168,12 +170,34 @@ def run(
     )
     results = {"start_step": start, "total_steps": total, "steps_per_epoch": steps_per_epoch}
     try:
-        _, loop_results = train(
+        state, loop_results = train(
             loop, state, start, ckpt=ckpt, writer=writer, workdir=workdir, should_stop=should_stop
         )
     finally:
         ckpt.close()
         writer.close()
     results.update(loop_results)
+    if method.visualize is not None and "interrupted_at" not in results:
+        results["reconstructions"] = draw_reconstructions(config, method, state, workdir)
     write_results(workdir, results)
     return results
+
+
+ROWS = ("original", "input", "output")  # the usual rows of Method.visualize, top to bottom
+
+
+def draw_reconstructions(config, method, state, workdir: str, *, count: int = 8) -> str:
+    """``WORKDIR/reconstructions.png``: the method's pictures (``Method.visualize``) of the
+    first ``count`` test images, drawn by process 0; returns the path."""
+    path = os.path.join(workdir, "reconstructions.png")
+    if jax.process_index() != 0:
+        return path
+    source = get_source(config.data, "test")
+    images, _ = source.get(np.arange(min(count, len(source))))
+    visualize = jax.jit(method.visualize)
+    rows = visualize(state.params, state.method_state, images, jax.random.key(config.seed))
+    rows = jax.device_get(rows)  # a dict pytree comes back with sorted keys: reorder
+    order = [k for k in ROWS if k in rows] + sorted(set(rows) - set(ROWS))
+    rows = {k: rows[k] for k in order}
+    step = int(jax.device_get(state.step))
+    return plot_image_rows(rows, path, f"{method.name}, step {step}")
