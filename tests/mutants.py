@@ -377,6 +377,60 @@ MUTANTS = (
             "tests/evaluators/test_clustering.py::test_hungarian_accuracy_is_the_best_matching",
         ),
     ),
+    Mutant(
+        "rotation_labels_off_by_one",
+        "#9: rotation",
+        "ssl_jax/pretext/rotation.py",
+        "    labels = jnp.tile(jnp.arange(NUM_ROTATIONS, dtype=jnp.int32), n)\n",
+        "    labels = jnp.tile(jnp.arange(1, NUM_ROTATIONS + 1, dtype=jnp.int32) % 4, n)\n",
+        ("tests/pretext/test_rotation.py::test_rotate_batch_matches_np_rot90",),
+    ),
+    Mutant(
+        "context_neighbor_at_the_mirrored_position",
+        "#9: context",
+        "ssl_jax/pretext/context.py",
+        "stride * jnp.stack([jnp.ones(2, jnp.int32), 1 + offsets])",
+        "stride * jnp.stack([jnp.ones(2, jnp.int32), 1 - offsets])",
+        ("tests/pretext/test_context.py::test_neighbor_offset_and_jitter_bounds",),
+    ),
+    Mutant(
+        "jigsaw_tiles_left_in_order",
+        "#9: jigsaw",
+        "ssl_jax/pretext/jigsaw.py",
+        "    tiles = jax.vmap(cut)(tops, lefts)[permutations[label]]\n",
+        "    tiles = jax.vmap(cut)(tops, lefts)\n",
+        ("tests/pretext/test_jigsaw.py::test_tiles_come_from_the_permuted_cells",),
+    ),
+    Mutant(
+        "mae_loss_on_the_visible_patches",
+        "#9: MAE",
+        "ssl_jax/methods/mae.py",
+        "value = masked_mse(pred, target, masking.mask)",
+        "value = masked_mse(pred, target, ~masking.mask)",
+        (
+            "tests/methods/test_pretext.py::"
+            "test_mae_is_the_normalised_pixel_error_on_the_removed_patches",
+        ),
+    ),
+    Mutant(
+        "inpainting_encoder_sees_the_whole_image",
+        "#9: inpainting",
+        "ssl_jax/methods/inpainting.py",
+        'params["backbone"], stats["backbone"], apply_mask(x, removed, fill=0.0), train=train,',
+        'params["backbone"], stats["backbone"], x, train=train,',
+        ("tests/methods/test_pretext.py::test_inpainting_reconstructs_the_central_block_only",),
+    ),
+    Mutant(
+        "colorization_prior_not_accumulated",
+        "#9: colorization",
+        "ssl_jax/methods/colorization.py",
+        "prior = prior + (frequencies - prior) / (step + 1)",
+        "prior = frequencies + 0 * prior",
+        (
+            "tests/methods/test_pretext.py::"
+            "test_colorization_is_the_rebalanced_cross_entropy_at_a_quarter_resolution",
+        ),
+    ),
 )
 
 
