@@ -4,8 +4,8 @@ Doersch et al. 2015 use 96 px patches with 48 px gaps and up to 7 px jitter on I
 and drop 2 of 3 colour channels (or project out green-magenta) against chromatic
 aberration; scaled to 32 px images here: 8 px patches, 2 px gaps, 1 px jitter, colour
 dropping; the shared pretext recipe (``ssl_jax.config.pretext_recipe``) otherwise. The
-paper's headline: 51.1% mAP on VOC 2007 detection (fine-tuned R-CNN); nothing of this
-config has been measured yet.
+paper's headline: its features, fine-tuned in R-CNN, beat a random initialisation on VOC 2007
+detection (see its table for the numbers); nothing of this config has been measured yet.
 
   python launch/pretrain.py --config configs/context_cifar10.py --workdir runs/context_cifar10 \\
     --config.data.name=npz --config.data.path=../shared/data/cifar10
