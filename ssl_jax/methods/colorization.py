@@ -17,9 +17,15 @@ import jax.numpy as jnp
 
 from ssl_jax.encoder import convert_input, make_input_spec
 from ssl_jax.losses import ab_regression_loss, rebalanced_cross_entropy
-from ssl_jax.methods.base import Method, no_state_update
-from ssl_jax.methods.common import make_init, online_export
-from ssl_jax.methods.pretext_task import decoder_upsamples, eval_view, one_view, output_shape
+from ssl_jax.methods.base import Method
+from ssl_jax.methods.common import make_init
+from ssl_jax.methods.pretext_task import (
+    decoder_upsamples,
+    eval_view,
+    one_view,
+    output_shape,
+    pretext_method,
+)
 from ssl_jax.models import ConvDecoder, module_def
 from ssl_jax.pretext import (
     ab_gamut_bins,
@@ -141,13 +147,4 @@ def make_colorization(
             "output": colorize(lightness, ab),
         }
 
-    return Method(
-        name="colorization",
-        init=init,
-        loss=loss_fn,
-        update_state=no_state_update,
-        export=online_export,
-        backbone=backbone,
-        input_spec=spec,
-        visualize=visualize,
-    )
+    return pretext_method("colorization", parts, loss_fn, spec, init=init, visualize=visualize)

@@ -18,13 +18,13 @@ import jax.numpy as jnp
 
 from ssl_jax.encoder import convert_input
 from ssl_jax.losses import masked_mse
-from ssl_jax.methods.base import Method, no_state_update
-from ssl_jax.methods.common import make_init, online_export
+from ssl_jax.methods.base import Method
 from ssl_jax.methods.pretext_task import (
     decoder_upsamples,
     eval_view,
     one_view,
     output_shape,
+    pretext_method,
     to_display,
 )
 from ssl_jax.models import ConvDecoder, module_def
@@ -107,13 +107,4 @@ def make_inpainting(
             "output": to_display(jnp.where(removed[..., None], pred, x), input_spec),
         }
 
-    return Method(
-        name="inpainting",
-        init=make_init(parts),
-        loss=loss,
-        update_state=no_state_update,
-        export=online_export,
-        backbone=backbone,
-        input_spec=input_spec,
-        visualize=visualize,
-    )
+    return pretext_method("inpainting", parts, loss, input_spec, visualize=visualize)

@@ -14,9 +14,8 @@ from flax import nnx
 
 from ssl_jax.encoder import convert_input
 from ssl_jax.losses import masked_mse
-from ssl_jax.methods.base import Method, no_state_update
-from ssl_jax.methods.common import make_init, online_export
-from ssl_jax.methods.pretext_task import eval_view, one_view, to_display
+from ssl_jax.methods.base import Method
+from ssl_jax.methods.pretext_task import eval_view, one_view, pretext_method, to_display
 from ssl_jax.models import MAEDecoder, module_def
 from ssl_jax.pretext import normalized_patch_targets, patchify, random_masking, unpatchify
 
@@ -119,13 +118,4 @@ def make_mae(
             "output": to_display(output, input_spec),
         }
 
-    return Method(
-        name="mae",
-        init=make_init(parts),
-        loss=loss,
-        update_state=no_state_update,
-        export=online_export,
-        backbone=backbone,
-        input_spec=input_spec,
-        visualize=visualize,
-    )
+    return pretext_method("mae", parts, loss, input_spec, visualize=visualize)

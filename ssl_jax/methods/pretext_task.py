@@ -65,6 +65,15 @@ def make_classification_pretext(
         value, metrics = classification_loss(logits, labels)
         return value, ({**method_state, "batch_stats": stats}, metrics)
 
+    return pretext_method(name, parts, loss, input_spec, init=init)
+
+
+def pretext_method(
+    name: str, parts: dict, loss, input_spec: dict, *, init=None, visualize=None
+) -> Method:
+    """The :class:`Method` of a pretext task: its ``loss``, the online backbone
+    ``parts["backbone"]`` exported with ``input_spec``, nothing updated after the optimizer
+    step; ``init`` defaults to the parts' params and batch statistics."""
     return Method(
         name=name,
         init=init or make_init(parts),
@@ -73,6 +82,7 @@ def make_classification_pretext(
         export=online_export,
         backbone=parts["backbone"],
         input_spec=input_spec,
+        visualize=visualize,
     )
 
 
