@@ -8,6 +8,7 @@ from ssl_jax.losses.normalize import l2_normalize
 from ssl_jax.losses.reconstruction import masked_mse
 from ssl_jax.losses.redundancy import barlow_twins_loss, vicreg_loss, vicreg_terms
 from ssl_jax.losses.regression import byol_loss, simsiam_loss
+from ssl_jax.losses.teacher_student import embedding_cosine, embedding_mse, kd_loss, seed_loss
 
 __all__ = [
     "ab_regression_loss",
@@ -16,12 +17,16 @@ __all__ = [
     "dino_center_update",
     "dino_loss",
     "dino_teacher_temperature",
+    "embedding_cosine",
+    "embedding_mse",
     "info_nce",
+    "kd_loss",
     "l2_normalize",
     "masked_mse",
     "moco_v3_ctr",
     "nt_xent",
     "rebalanced_cross_entropy",
+    "seed_loss",
     "simsiam_loss",
     "sinkhorn_knopp",
     "swav_codes",
