@@ -158,13 +158,15 @@ def test_epoch_based_fields_follow_the_batch_size(name, fields):
 
 @pytest.mark.parametrize("path", PRETRAIN, ids=os.path.basename)
 @pytest.mark.parametrize("variant", [None, "runlocal"])
-def test_every_config_builds_its_method_from_exactly_its_hyperparameters(path, variant):
+def test_every_config_builds_its_method_from_exactly_its_hyperparameters(path, variant, request):
     """Each shipped config builds its method, and its ``method`` section holds exactly the
     method's hyperparameters (its factory's keywords): a misspelled field
     (``sinkhorn_epsilom``) is an error, never a silent fall back to the default."""
     from ssl_jax.methods import get_method, hyperparameters
 
     config = load(path).get_config(variant)
+    if "teacher" in config:  # a distillation config: the tiny shared run is the teacher
+        config.teacher = request.getfixturevalue("pretrained")[0]
     method = get_method(config, total_steps=1000)
     assert method.name == config.method.name
     fields = set(config.method.keys()) - {"name"}

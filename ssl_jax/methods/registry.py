@@ -29,6 +29,7 @@ from ssl_jax.methods.byol import make_byol
 from ssl_jax.methods.colorization import make_colorization
 from ssl_jax.methods.context import make_context
 from ssl_jax.methods.dino import make_dino
+from ssl_jax.methods.distill import make_cosine, make_mse, make_seed
 from ssl_jax.methods.inpainting import make_inpainting
 from ssl_jax.methods.jigsaw import make_jigsaw
 from ssl_jax.methods.mae import make_mae
@@ -45,13 +46,16 @@ METHODS: dict[str, Callable[..., Method]] = {
     "byol": make_byol,
     "colorization": make_colorization,
     "context": make_context,
+    "cosine": make_cosine,
     "dino": make_dino,
     "inpainting": make_inpainting,
     "jigsaw": make_jigsaw,
     "mae": make_mae,
     "mocov2": make_mocov2,
+    "mse": make_mse,
     "mocov3": make_mocov3,
     "rotation": make_rotation,
+    "seed": make_seed,
     "simclr": make_simclr,
     "simsiam": make_simsiam,
     "swav": make_swav,
@@ -60,8 +64,17 @@ METHODS: dict[str, Callable[..., Method]] = {
 MULTICROP_METHODS = ("dino", "swav")
 # Pretext tasks: one view in [0, 1] (they normalise through the export's input spec).
 PRETEXT_METHODS = ("colorization", "context", "inpainting", "jigsaw", "mae", "rotation")
+# Distillation from a frozen teacher (config.teacher): one view in [0, 1] too.
+DISTILL_METHODS = ("cosine", "mse", "seed")
 # Factory arguments the run supplies; they are not fields of the ``method`` section.
-RUN_ARGUMENTS = ("total_steps", "batch_size", "export_network", "input_spec")
+RUN_ARGUMENTS = (
+    "total_steps",
+    "batch_size",
+    "export_network",
+    "input_spec",
+    "teacher",
+    "teacher_step",
+)
 
 
 def _factory(name: str) -> Callable[..., Method]:
@@ -103,7 +116,7 @@ def make_views(augment: ml_collections.ConfigDict, name: str):
     if name in MULTICROP_METHODS:
         return make_multicrop_fn(*multicrop_from_config(augment))
     specs = view_specs_from_config(augment)
-    if name in PRETEXT_METHODS:
+    if name in PRETEXT_METHODS + DISTILL_METHODS:
         if len(specs) != 1:
             raise ValueError(
                 f"{name} needs a one-view augment recipe ('crop_flip'), got {len(specs)} views."
@@ -132,6 +145,8 @@ def get_method(config: ml_collections.ConfigDict, *, total_steps: int | None = N
         "batch_size": int(config.data.batch_size),
         "export_network": config.export.network,
         "input_spec": make_input_spec(**eval_settings(config.augment)),
+        "teacher": config.get("teacher", ""),
+        "teacher_step": config.get("teacher_step"),
     }
     run = {k: v for k, v in run.items() if k in accepts}
     if "export_network" not in run and config.export.network != "online":

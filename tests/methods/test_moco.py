@@ -10,9 +10,9 @@ import pytest
 from ssl_jax.data import make_digits_source
 from ssl_jax.losses import moco_v3_ctr
 from ssl_jax.methods import get_method
-from ssl_jax.methods.moco import enqueue
 from ssl_jax.methods.momentum import make_momentum_schedule
 from ssl_jax.methods.networks import apply_chain, mlp_head
+from ssl_jax.methods.queue import enqueue
 from ssl_jax.methods.registry import make_views
 from tests.losses.test_contrastive import info_nce_reference
 from tests.programs.tiny import tiny_pretrain_config

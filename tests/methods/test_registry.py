@@ -19,7 +19,10 @@ def test_every_hyperparameter_has_its_default_in_the_factory(name):
     assert [p.name for p in params[:2]] == ["backbone", "views"]
     for p in params[2:]:
         assert p.kind is p.KEYWORD_ONLY, (name, p.name)
-        assert p.default is not p.empty or p.name in ("total_steps", "input_spec"), (name, p)
+        assert p.default is not p.empty or p.name in ("total_steps", "input_spec", "teacher"), (
+            name,
+            p,
+        )
     section = method_config(name)
     assert section.name == name
     assert {k: section[k] for k in section if k != "name"} == hyperparameters(name)

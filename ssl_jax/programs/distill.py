@@ -1,0 +1,32 @@
+"""Distil a frozen teacher (another run's encoder export) into a student: the pretraining
+program with a distillation method (``method.name``: ``mse``, ``cosine``, ``seed``) and
+``config.teacher``.
+
+The teacher's arrays are the method's frozen input (:mod:`ssl_jax.methods.teacher`): loaded at
+every start, passed to the train step as a separate, non-donated argument, never written into
+the student's checkpoints; a resumed run reloads them from ``config.teacher`` and continues the
+same trajectory. The student's export is a normal encoder export (network ``student``) that
+every downstream program reads.
+"""
+
+import ml_collections
+
+from ssl_jax.methods.registry import DISTILL_METHODS
+from ssl_jax.programs import pretrain
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Train the student of ``config`` in ``workdir``; returns (and writes) ``results.json``."""
+    name = config.method.name
+    if name not in DISTILL_METHODS:
+        raise ValueError(
+            f"method.name={name!r} is not a distillation method; valid: {list(DISTILL_METHODS)} "
+            "(other methods run with launch/pretrain.py)."
+        )
+    if not config.get("teacher"):
+        raise ValueError(
+            "config.teacher is empty: pass the workdir of the run whose encoder export is the "
+            "teacher, e.g. --config.teacher=runs/simclr_cifar10."
+        )
+    results = pretrain.run(config, workdir)
+    return results
