@@ -1,8 +1,8 @@
 """Downstream code reaches an encoder only through its export (``ssl_jax.encoder``).
 
 DESIGN.md: downstream programs never import ``ssl_jax.methods`` nor read a pretraining
-augment recipe; the export's spec says what input the encoder expects. Only pretraining,
-which builds the method and writes the spec, may. ``ssl_jax.encoder`` itself reads the
+augment recipe; the export's spec says what input the encoder expects. Only pretraining and
+distillation, which build a method and write the spec, may. ``ssl_jax.encoder`` itself reads the
 augment recipe only to derive the spec of checkpoints written before specs existed.
 """
 
@@ -19,7 +19,7 @@ FORBIDDEN = ("ssl_jax.methods", "ssl_jax.augment.from_config")
 DOWNSTREAM = sorted(
     path
     for path in [*PACKAGE.glob("programs/*.py"), *PACKAGE.glob("evaluators/*.py")]
-    if path.name != "pretrain.py"
+    if path.name not in ("pretrain.py", "distill.py")  # the programs that build a method
 )
 
 
