@@ -431,6 +431,39 @@ MUTANTS = (
             "test_colorization_is_the_rebalanced_cross_entropy_at_a_quarter_resolution",
         ),
     ),
+    Mutant(
+        "seed_queue_filled_with_student_features",
+        "#10: SEED",
+        "ssl_jax/methods/distill.py",
+        'enqueue(queue, method_state["queue_ptr"], l2_normalize(t)[None])',
+        'enqueue(queue, method_state["queue_ptr"], l2_normalize(s)[None])',
+        (
+            "tests/methods/test_distill.py::"
+            "test_loss_compares_the_student_projection_with_the_teachers_features[seed]",
+        ),
+    ),
+    Mutant(
+        "teacher_in_train_mode",
+        "#10: teacher",
+        "ssl_jax/methods/teacher.py",
+        "convert_input(x, spec), train=False",
+        "convert_input(x, spec), train=True",
+        (
+            "tests/methods/test_distill.py::"
+            "test_loss_compares_the_student_projection_with_the_teachers_features[seed]",
+        ),
+    ),
+    Mutant(
+        "teacher_receives_gradients",
+        "#10: teacher",
+        "ssl_jax/methods/teacher.py",
+        "    return jax.lax.stop_gradient(features.astype(jnp.float32))\n",
+        "    return features.astype(jnp.float32)\n",
+        (
+            "tests/methods/test_distill.py::"
+            "test_loss_compares_the_student_projection_with_the_teachers_features[seed]",
+        ),
+    ),
 )
 
 
