@@ -66,6 +66,7 @@ def test_target_starts_as_a_copy_and_follows_the_ema_formula(setup):
     assert "predictor" not in new["target"]
 
 
+@pytest.mark.slow  # a gradient of every part to compile (about 15 s)
 def test_target_gets_exactly_zero_gradient(setup):
     method, batch, params, state = setup
     key = jax.random.key(1)
@@ -79,6 +80,7 @@ def test_target_gets_exactly_zero_gradient(setup):
     assert any(bool(jnp.any(g != 0)) for g in jax.tree.leaves(online_grads["predictor"]))
 
 
+@pytest.mark.slow  # a train step to compile (about 10 s)
 def test_a_few_steps_lower_the_loss_on_a_fixed_batch(setup):
     method, batch, params, state = setup
     tx = optax.adam(1e-2)

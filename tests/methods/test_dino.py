@@ -80,6 +80,7 @@ def setup():
     return method, probe, params, state
 
 
+@pytest.mark.slow  # a gradient of every part to compile (about 17 s)
 def test_teacher_gets_exactly_zero_gradient(setup):
     _, probe, params, state = setup
     _, _, _, (student_grads, teacher_grads), _ = probe(params, state, jax.random.key(1), 3)

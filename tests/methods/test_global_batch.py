@@ -41,6 +41,7 @@ def simclr():
     return config, method, jnp.asarray(images), params, state, parts
 
 
+@pytest.mark.slow  # an 8-device step to compile (about 12 s)
 def test_simclr_bn_and_negatives_are_global_on_eight_devices(simclr):
     config, method, images, params, state, parts = simclr
     key = jax.random.key(5)

@@ -239,6 +239,7 @@ def test_moco_v3_ctr_matches_numpy_and_is_symmetric_in_the_method(batch):
     np.testing.assert_allclose(value, expected, rtol=1e-4)
 
 
+@pytest.mark.slow  # a train step per variant to compile (about 5 s each)
 def test_a_few_steps_lower_the_loss_on_a_fixed_batch(setup, batch):
     config, method, params, state = setup
     tx = optax.adam(1e-2)

@@ -46,6 +46,7 @@ def test_loss_is_deterministic_in_the_key_and_updates_bn(setup):
     assert any(jax.tree.leaves(changed))
 
 
+@pytest.mark.slow  # a train step to compile (about 7 s)
 def test_a_few_steps_lower_the_loss_on_a_fixed_batch(setup):
     method, batch, params, state = setup
     tx = optax.adam(1e-2)

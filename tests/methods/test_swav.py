@@ -68,6 +68,7 @@ def setup():
     return method, probe, params, state
 
 
+@pytest.mark.slow  # an optimizer step to compile (about 18 s)
 def test_prototypes_are_stored_unit_length_and_projected_back(setup):
     method, probe, params, state = setup
     w = np.asarray(params["prototypes"])

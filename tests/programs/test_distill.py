@@ -21,6 +21,7 @@ def distilled(pretrained, tmp_path_factory):
     return workdir, results
 
 
+@pytest.mark.slow  # a distillation run (about 15 s); the methods test runs by default
 def test_the_student_trains_and_exports_a_normal_encoder(distilled, pretrained, tmp_path):
     workdir, results = distilled
     assert results["final_step"] == 4 and np.isfinite(results["loss"])

@@ -21,6 +21,7 @@ def run(name, workdir, **overrides):
     return pretrain.run(config, str(workdir))
 
 
+@pytest.mark.slow  # a pretraining run and a kNN program (about 18 s)
 def test_colorization_exports_a_lightness_encoder_and_draws_its_colorizations(tmp_path):
     results = run("colorization", tmp_path / "run")
     assert os.path.getsize(results["reconstructions"]) > 1000  # a PNG of 3 rows x 8 images
