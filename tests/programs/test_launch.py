@@ -59,7 +59,7 @@ def test_unknown_config_variant_is_an_error(tmp_path):
     assert proc.returncode != 0 and "runlokal" in err and "runlocal" in err
 
 
-@pytest.mark.slow  # a pretraining subprocess (about 12 s); in-process stops (should_stop) run by default
+@pytest.mark.slow  # a pretraining subprocess (about 12 s); in-process stops run by default
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     workdir = tmp_path / "run"
     proc = launch(
