@@ -61,11 +61,12 @@ def _check_nonnegative_int(value: int, *, name: str) -> int:
 
 def _drop_channels(patches: jax.Array, keep: jax.Array, key: jax.Array) -> jax.Array:
     """Keeps channel ``keep[i]`` of each (P, P, C) patch ``i``; the others become Gaussian noise
-    N(0, (std / 100)^2), with std the kept channel's over the patch."""
+    N(mean, (std / 100)^2), with mean and std the kept channel's over the patch."""
     is_kept = jnp.arange(patches.shape[-1]) == keep[..., None, None, None]
+    kept_mean = jnp.mean(patches, axis=(-3, -2, -1), where=is_kept, keepdims=True)
     kept_std = jnp.std(patches, axis=(-3, -2, -1), where=is_kept, keepdims=True)
     noise = jax.random.normal(key, patches.shape, patches.dtype)
-    return jnp.where(is_kept, patches, noise * (_DROP_NOISE_FRACTION * kept_std))
+    return jnp.where(is_kept, patches, kept_mean + noise * (_DROP_NOISE_FRACTION * kept_std))
 
 
 def _project_out_green_magenta(patch: jax.Array) -> jax.Array:
@@ -135,8 +136,11 @@ def context_pairs(
 
     - ``"none"``: the patches as cut.
     - ``"drop"`` ("colour dropping"): one of the 3 channels, chosen uniformly, is kept; the other
-      two are replaced by zero-mean Gaussian noise of standard deviation ``std(kept) / 100``, the
-      kept channel's (population) standard deviation over the patch's pixels.
+      two are replaced by Gaussian noise of standard deviation ``std(kept) / 100`` around
+      ``mean(kept)``, the kept channel's (population) statistics over the patch's pixels. The
+      paper's images were mean-subtracted, so its zero-mean noise sat at the mean colour; here
+      pixels are in [0, 1], and centring the noise on the kept channel's mean keeps the
+      dropped channels at a plausible level without carrying any colour of their own.
     - ``"project"``: every pixel's RGB value ``x`` becomes ``B x`` with
       ``B = I - a a^T``, ``a = [-1, 2, -1] / sqrt(6)`` (the green-magenta axis), which removes the
       component along ``a`` and leaves the other two (grey and red-blue) unchanged: green and
