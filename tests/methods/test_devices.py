@@ -17,6 +17,7 @@ from ssl_jax.parallel import global_batch, make_mesh
 from ssl_jax.train_step import make_init_fn, make_train_step
 from tests.methods.test_byol import BYOL
 from tests.methods.test_dino import DINO
+from tests.methods.test_distill import distill_config
 from tests.methods.test_moco import V2, V3
 from tests.methods.test_pretext import DEVICE_CONFIGS as PRETEXT
 from tests.methods.test_swav import SWAV
@@ -37,7 +38,10 @@ CONFIGS = {
     "swav": {**SWAV, "method.queue_start_step": 2},
     **{name: {"method.name": name, **fields} for name, fields in TWO_VIEW.items()},
     **{name: {"method.name": name, **fields} for name, fields in PRETEXT.items()},
+    # Distillation: the tiny shared run is the teacher (tests/methods/test_distill.py).
+    **{name: {"method.name": name} for name in ("cosine", "mse", "seed")},
 }
+DISTILL = ("cosine", "mse", "seed")
 
 
 def trajectory(config, num_devices):
@@ -47,11 +51,13 @@ def trajectory(config, num_devices):
     method = get_method(config, total_steps=STEPS)
     state = make_init_fn(method, tx, mesh)(config.seed)
     step = make_train_step(method, tx, schedule, mesh)
+    frozen = method.load_frozen(mesh) if method.load_frozen is not None else None
     source = make_digits_source("train", image_size=config.data.image_size)
     losses = []
     for i in range(STEPS):
         images, labels = source.get(np.arange(16 * i, 16 * (i + 1)))
-        state, metrics = step(state, global_batch({"images": images, "labels": labels}, mesh))
+        batch = global_batch({"images": images, "labels": labels}, mesh)
+        state, metrics = step(state, batch, frozen)
         losses.append(float(metrics["loss"]))
     return losses, jax.device_get(state.method_state)
 
@@ -62,8 +68,12 @@ def test_every_method_is_covered():
 
 @pytest.mark.slow  # 9 methods x 2 meshes of a compiled ResNet step, about 2 minutes
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_one_and_eight_devices_give_the_same_trajectory(name):
-    config = tiny_pretrain_config(**{**CONFIGS[name], "total_steps": STEPS})
+def test_one_and_eight_devices_give_the_same_trajectory(name, request):
+    if name in DISTILL:
+        teacher = request.getfixturevalue("pretrained")[0]
+        config = distill_config(name, teacher, total_steps=STEPS)
+    else:
+        config = tiny_pretrain_config(**{**CONFIGS[name], "total_steps": STEPS})
     one_losses, one_state = trajectory(config, 1)
     eight_losses, eight_state = trajectory(config, 8)
     assert np.all(np.isfinite(one_losses)) and len(set(one_losses)) == STEPS
