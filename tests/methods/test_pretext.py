@@ -77,6 +77,7 @@ def numpy_cross_entropy(logits, labels):
     return float(-np.mean(log_p[np.arange(len(labels)), labels]))
 
 
+@pytest.mark.slow  # the loss and an eager ResNet on 4N images (about 9 s); transforms by default
 def test_rotation_loss_is_the_cross_entropy_of_the_four_rotations():
     method, config, batch, params, state = build("rotation")
     key = jax.random.key(1)
@@ -128,6 +129,7 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(name):
     assert np.all(np.isfinite(losses)) and losses[-1] < 0.8 * losses[0], losses
 
 
+@pytest.mark.slow  # a ResNet initialisation to compile (about 7 s)
 def test_jigsaw_keeps_its_permutation_set_in_the_method_state():
     method, _, batch, params, state = build("jigsaw", permutation_seed=3)
     want = hamming_permutations(10, num_tiles=9, seed=3)

@@ -101,6 +101,7 @@ def test_apply_module_does_not_mutate_its_inputs():
     np.testing.assert_array_equal(apply_module(graphdef, params, stats, x, train=False)[0], before)
 
 
+@pytest.mark.slow  # a ResNet value-and-grad to compile (about 9 s)
 def test_jit_value_and_grad_with_batch_norm_in_train_mode():
     graphdef, params, stats = make_model(resnet18, seed=0, width=8, stem="cifar")
     x = images(n=4, size=16)
