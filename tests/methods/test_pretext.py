@@ -126,7 +126,7 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(name):
     for _ in range(8):
         params, opt, state, loss = step(params, opt, state)
         losses.append(float(loss))
-    assert np.all(np.isfinite(losses)) and losses[-1] < 0.8 * losses[0], losses
+    assert np.all(np.isfinite(losses)) and losses[-1] < 0.9 * losses[0], losses
 
 
 @pytest.mark.slow  # a ResNet initialisation to compile (about 7 s)
