@@ -220,6 +220,7 @@ def test_output_independent_of_shuffle_order(mae1):
     assert not np.allclose(wrong, out, atol=1e-3)
 
 
+@pytest.mark.slow  # a decoder gradient to compile (about 5 s)
 def test_gradients_reach_the_mask_token(mae1):
     _, params, stats, apply = mae1
 

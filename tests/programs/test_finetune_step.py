@@ -93,6 +93,7 @@ def test_classifier_rejects_bad_hyperparameters(backbone):
         get_head("mlp", 32, 5)
 
 
+@pytest.mark.slow  # three ViT losses to compile (about 5 s)
 def test_backbone_rngs_give_a_vit_drop_path_in_training_only():
     def tiny_vit(rate):
         return module_def(
