@@ -123,10 +123,10 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(name):
         return optax.apply_updates(params, updates), opt, state, loss
 
     losses = []
-    for _ in range(8):
+    for _ in range(16):  # colorization's loss falls ~2% a step: 16% after 8 (measured)
         params, opt, state, loss = step(params, opt, state)
         losses.append(float(loss))
-    assert np.all(np.isfinite(losses)) and losses[-1] < 0.9 * losses[0], losses
+    assert np.all(np.isfinite(losses)) and losses[-1] < 0.8 * losses[0], losses
 
 
 @pytest.mark.slow  # a ResNet initialisation to compile (about 7 s)
