@@ -20,13 +20,11 @@ from ssl_jax.losses import ab_regression_loss, rebalanced_cross_entropy
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.common import make_init
 from ssl_jax.methods.pretext_task import (
-    decoder_upsamples,
     eval_view,
+    feature_decoder,
     one_view,
-    output_shape,
     pretext_method,
 )
-from ssl_jax.models import ConvDecoder, module_def
 from ssl_jax.pretext import (
     ab_gamut_bins,
     annealed_mean,
@@ -83,13 +81,10 @@ def make_colorization(
         )
     bins = jnp.asarray(ab_gamut_bins(grid=grid), jnp.float32)
     num_bins = bins.shape[0]
-    feature = output_shape(backbone, spec, feature_layer)
-    upsamples = decoder_upsamples(feature[1], spec["size"] // output_stride)
     out_channels = num_bins if loss == "classification" else 2
-    decoder = module_def(
-        lambda rngs: ConvDecoder(
-            feature[-1], out_channels, width=decoder_width, num_upsamples=upsamples, rngs=rngs
-        )
+    out_size = spec["size"] // output_stride
+    decoder = feature_decoder(
+        backbone, spec, feature_layer, out_channels, out_size, width=decoder_width
     )
     parts = {"backbone": backbone, "decoder": decoder}
     init_parts = make_init(parts)

@@ -20,14 +20,12 @@ from ssl_jax.encoder import convert_input
 from ssl_jax.losses import masked_mse
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.pretext_task import (
-    decoder_upsamples,
     eval_view,
+    feature_decoder,
     one_view,
-    output_shape,
     pretext_method,
     to_display,
 )
-from ssl_jax.models import ConvDecoder, module_def
 from ssl_jax.pretext import apply_mask, central_block_mask, random_block_masks, random_region_masks
 
 MASKS = ("center", "blocks", "regions")
@@ -52,15 +50,8 @@ def make_inpainting(
     if mask not in MASKS:
         raise ValueError(f"inpainting mask={mask!r} is not one of {MASKS}.")
     size, channels = input_spec["size"], input_spec["channels"]
-    feature = output_shape(backbone, input_spec, feature_layer)
-    decoder = module_def(
-        lambda rngs: ConvDecoder(
-            feature[-1],
-            channels,
-            width=decoder_width,
-            num_upsamples=decoder_upsamples(feature[1], size),
-            rngs=rngs,
-        )
+    decoder = feature_decoder(
+        backbone, input_spec, feature_layer, channels, size, width=decoder_width
     )
     parts = {"backbone": backbone, "decoder": decoder}
 

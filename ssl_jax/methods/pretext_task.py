@@ -14,6 +14,7 @@ import optax
 from ssl_jax.augment import center_crop_resize, to_unit_float
 from ssl_jax.methods.base import Method, no_state_update
 from ssl_jax.methods.common import make_init, online_export
+from ssl_jax.models import ConvDecoder, ModuleDef, module_def
 
 
 def one_view(views, images, key, method: str) -> jax.Array:
@@ -111,3 +112,17 @@ def decoder_upsamples(from_size: int, to_size: int) -> int:
             "pixels; choose an input size that is a power-of-2 multiple of it."
         )
     return ratio.bit_length() - 1
+
+
+def feature_decoder(
+    backbone, input_spec: dict, layer: str, out_channels: int, out_size: int, *, width: int
+) -> ModuleDef:
+    """A :class:`~ssl_jax.models.ConvDecoder` (width ``width``) from the backbone's ``layer``
+    map to ``out_size`` pixels of ``out_channels``, for images of ``input_spec``."""
+    feature = output_shape(backbone, input_spec, layer)
+    upsamples = decoder_upsamples(feature[1], out_size)
+    return module_def(
+        lambda rngs: ConvDecoder(
+            feature[-1], out_channels, width=width, num_upsamples=upsamples, rngs=rngs
+        )
+    )
