@@ -1,7 +1,8 @@
 """The label-efficiency study: how many labels a pretrained encoder saves on CIFAR-10.
 
   python benchmarks/label_efficiency.py [--methods barlow_twins mocov3] [--epochs 5]
-      [--fractions 0.01 0.1 1.0] [--finetune-epochs 60 30 5] [--data ../shared/data/cifar10]
+      [--fractions 0.01 0.1 1.0] [--finetune-epochs 60 30 5] [--finetune-head bn_linear]
+      [--data ../shared/data/cifar10]
       [--runs runs/label_efficiency] [--out benchmarks/results/label_efficiency]
 
 Every number comes from the user-facing programs, each in its own process, as the README
@@ -15,7 +16,10 @@ that is training from scratch), the cells:
   L2 chosen on a validation split of the labelled subset), on a class-balanced fraction ``f``
   of the 50,000 training labels (``data.label_fraction``; the same images for every encoder);
 - ``finetune_<f>``: ``launch/finetune.py`` (SimCLR's semi-supervised recipe) on the same
-  fractions for ``--finetune-epochs`` epochs each, the step chosen on 10% of the subset;
+  fractions for ``--finetune-epochs`` epochs each, the step chosen on 10% of the subset, with
+  the ``--finetune-head`` head (default ``bn_linear``: SimCLR's zero-initialised linear head
+  after an affine-free BatchNorm, which keeps the first steps of encoders whose features have
+  very different norms on the same footing); a row made with another head is run again;
 - ``few_shot``: ``launch/few_shot.py``, 5-way and all-way, 1/5/10/25 shots, 600 episodes;
 - ``cluster``: ``launch/cluster.py``, k-means with 10 clusters on the test features.
 
@@ -95,6 +99,7 @@ def cell_command(cell: str, encoder: str, pretrained: str, workdir: str, args) -
     elif kind == "finetune":
         epochs = dict(zip(args.fractions, args.finetune_epochs, strict=True))[float(fraction)]
         flags += [
+            f"--config.finetune.head={args.finetune_head}",
             f"--config.data.label_fraction={fraction}",
             f"--config.epochs={epochs}",
             "--config.data.name=npz",
@@ -143,8 +148,9 @@ def markdown(results: dict) -> str:
     head = [
         f"CIFAR-10 (50,000 train / 10,000 test), ResNet-18 width {s['width']} (CIFAR stem); "
         f"encoders pretrained {s['epochs']:g} epochs of 256 with their "
-        f"`configs/<method>_cifar10.py` recipe; {s['machine']}. Test top-1 (%); each "
-        "cell's wall / CPU minutes below the table.",
+        f"`configs/<method>_cifar10.py` recipe; {s['machine']}. Test top-1 (%); fine-tuning "
+        f"with `finetune.head={s.get('finetune_head', 'linear')}`; each cell's wall / CPU "
+        "minutes below the table.",
         "",
     ]
     rows = results["rows"]
@@ -255,6 +261,7 @@ def main():
         default=[60, 30, 5],
         help="fine-tuning epochs per fraction (SimCLR: 60 on 1%%, 30 on 10%%)",
     )
+    parser.add_argument("--finetune-head", default="bn_linear", help="finetune.head")
     parser.add_argument("--data", default=os.path.join(REPO, "..", "shared", "data", "cifar10"))
     parser.add_argument("--runs", default="runs/label_efficiency")
     parser.add_argument("--out", default="benchmarks/results/label_efficiency")
@@ -274,6 +281,7 @@ def main():
         "width": args.width,
         "fractions": args.fractions,
         "finetune_epochs": dict(zip(map(str, args.fractions), args.finetune_epochs, strict=True)),
+        "finetune_head": args.finetune_head,
         "data": "CIFAR-10 npz copy, 50,000 train / 10,000 test",
         "machine": machine(),
     }
@@ -303,16 +311,19 @@ def main():
     for cell in todo:
         for enc in [*args.methods, RANDOM]:
             row = results["rows"].setdefault(enc, {})
-            if cell in row:
+            head = args.finetune_head if cell.startswith("finetune") else None
+            if cell in row and row[cell].get("head") == head:
                 continue
             pretrained = os.path.join(args.runs, args.methods[0] if enc == RANDOM else enc)
-            workdir = os.path.join(args.runs, enc, cell)
+            workdir = os.path.join(args.runs, enc, cell if head is None else f"{cell}_{head}")
             command = cell_command(cell, enc, pretrained, workdir, args)
             os.makedirs(workdir, exist_ok=True)
             code = commit()
             cost = timed(command, os.path.join(workdir, "program.log"))
             out = read_json(os.path.join(workdir, "results.json"))
             row[cell] = {**numbers(cell, out), **cost, "commit": code, "command": " ".join(command)}
+            if head is not None:
+                row[cell]["head"] = head
             save()
             print(f"{enc} {cell}: {numbers(cell, out)} ({cost})", flush=True)
     save()

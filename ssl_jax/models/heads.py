@@ -94,9 +94,22 @@ class LinearClassifier(nnx.Module):
     Weights and bias start at zero: the probe's loss is convex in them, so the start does not
     change the optimum, and all classes start equally likely (log-loss ``log(num_classes)``),
     as in big_vision's zero-initialised heads.
+
+    With ``batch_norm`` an affine-free BatchNorm normalises the features first (MAE's linear
+    probe head, He et al., 2022): the head's first steps then do not scale with the feature
+    norm, which differs by orders of magnitude between pretraining methods.
     """
 
-    def __init__(self, in_features: int, num_classes: int, *, dtype: Any = None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        *,
+        batch_norm: bool = False,
+        dtype: Any = None,
+        rngs: nnx.Rngs,
+    ):
+        self.norm = _bn(in_features, affine=False, dtype=dtype, rngs=rngs) if batch_norm else None
         self.linear = nnx.Linear(
             in_features,
             num_classes,
@@ -107,6 +120,8 @@ class LinearClassifier(nnx.Module):
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        if self.norm is not None:
+            x = self.norm(x)
         return self.linear(x)
 
 

@@ -33,7 +33,7 @@ from ssl_jax.models import LinearClassifier, ModuleDef, module_def
 
 PyTree = Any
 
-HEADS = ("linear",)
+HEADS = ("linear", "bn_linear")
 
 
 class Classifier(NamedTuple):
@@ -59,16 +59,19 @@ class Classifier(NamedTuple):
     project_params: Callable[[PyTree], PyTree] | None = None
 
 
-def linear_head(in_features: int, num_classes: int) -> ModuleDef:
+def linear_head(in_features: int, num_classes: int, *, batch_norm: bool = False) -> ModuleDef:
     """A zero-initialised :class:`~ssl_jax.models.LinearClassifier` as a ``ModuleDef`` (SimCLR's
-    ``zero_init_logits_layer``: every class starts equally likely)."""
-    return module_def(lambda rngs: LinearClassifier(in_features, num_classes, rngs=rngs))
+    ``zero_init_logits_layer``: every class starts equally likely), with ``batch_norm`` after an
+    affine-free BatchNorm of the features (MAE's head)."""
+    return module_def(
+        lambda rngs: LinearClassifier(in_features, num_classes, batch_norm=batch_norm, rngs=rngs)
+    )
 
 
 def get_head(name: str, in_features: int, num_classes: int) -> ModuleDef:
-    """The head called ``name`` (:data:`HEADS`)."""
-    if name == "linear":
-        return linear_head(in_features, num_classes)
+    """The head called ``name`` (:data:`HEADS`): ``linear`` (SimCLR) or ``bn_linear`` (MAE)."""
+    if name in HEADS:
+        return linear_head(in_features, num_classes, batch_norm=name == "bn_linear")
     raise ValueError(f"finetune.head={name!r} is not a head; valid: {list(HEADS)}.")
 
 

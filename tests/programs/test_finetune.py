@@ -148,10 +148,14 @@ def test_the_best_validation_step_is_the_one_reported_on_test(finetuned):
     # Recompute the chosen validation and the reported test top-1 from the kept checkpoint by
     # another path: its backbone export's features (load_export) and its head in NumPy.
     encoder = load_export(best_dir)
-    head = restore_raw(best_dir, best["step"])["params"]["head"]["linear"]
+    state = restore_raw(best_dir, best["step"])
+    head = state["params"]["head"]["linear"]
+    norm = state["method_state"]["head"]["norm"]  # the default head: BatchNorm, then linear
+    mean, var = norm["mean"]["value"], norm["var"]["value"]
 
     def top1(images, labels):
-        logits = np.asarray(encoder.encode(images)) @ head["kernel"]["value"]
+        features = (np.asarray(encoder.encode(images)) - mean) / np.sqrt(var + 1e-5)
+        logits = features @ head["kernel"]["value"]
         return 100 * np.mean((logits + head["bias"]["value"]).argmax(-1) == labels)
 
     data = finetune_config("x").data

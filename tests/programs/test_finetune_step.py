@@ -93,6 +93,26 @@ def test_classifier_rejects_bad_hyperparameters(backbone):
         get_head("mlp", 32, 5)
 
 
+def test_bn_linear_head_normalises_features_by_the_batch_in_training_and_running_stats_in_eval():
+    rng = np.random.default_rng(0)
+    features = (100.0 * rng.normal(size=(16, 6)) + 30.0).astype(np.float32)  # a large norm
+    head = get_head("bn_linear", 6, 3)
+    params, stats = head.init(jax.random.key(0))
+    kernel = rng.normal(size=(6, 3)).astype(np.float32)
+    params["linear"]["kernel"] = jnp.asarray(kernel)
+    train = jax.jit(lambda p, s, x: head.apply(p, s, x, train=True))
+    logits, new_stats = train(params, stats, features)
+    normed = (features - features.mean(0)) / np.sqrt(features.var(0) + 1e-5)
+    np.testing.assert_allclose(logits, normed @ kernel, rtol=1e-4, atol=1e-4)
+    mean = jax.device_get(new_stats["norm"]["mean"][...])
+    np.testing.assert_allclose(mean, 0.1 * features.mean(0), rtol=1e-5)  # momentum 0.9 from 0
+    eval_logits, _ = head.apply(params, new_stats, features, train=False)
+    var = jax.device_get(new_stats["norm"]["var"][...])
+    want = (features - mean) / np.sqrt(var + 1e-5) @ kernel
+    np.testing.assert_allclose(eval_logits, want, rtol=1e-4, atol=1e-3)
+    assert jax.tree.leaves(params["linear"]) and "norm" not in params  # affine-free: no params
+
+
 @pytest.mark.slow  # three ViT losses to compile (about 5 s)
 def test_backbone_rngs_give_a_vit_drop_path_in_training_only():
     def tiny_vit(rate):
