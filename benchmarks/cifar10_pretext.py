@@ -12,12 +12,14 @@ and kNN (k = 20) on the frozen export at every depth (``--config.layer``: ResNet
 ViT blocks 3/6/9/12, and the pooled output), reporting the last (pooled) and the best layer.
 Random-init encoders of both architectures are probed the same way. Every command runs in its
 own process, as the README shows it; results go to OUT/cifar10_pretext.json and .md after every
-program, and a finished (encoder, layer, program) is skipped when the script runs again.
+program (each generative task's ``reconstructions.png`` to OUT/<task>_reconstructions.png),
+and a finished (encoder, layer, program) is skipped when the script runs again.
 """
 
 import argparse
 import json
 import os
+import shutil
 import sys
 
 from cifar10_methods import REPO, commit, machine, read_json, run
@@ -54,6 +56,9 @@ def pretrain(method: str, args, steps: int) -> dict:
     code = commit()
     seconds = run(command, os.path.join(workdir, "pretrain.log"))
     out = read_json(os.path.join(workdir, "results.json"))
+    picture = out.get("reconstructions")
+    if picture and os.path.exists(picture):  # the program's picture, kept with the results
+        shutil.copy(picture, os.path.join(args.out, f"{method}_reconstructions.png"))
     return {
         "commit": code,
         "pretrain_s": round(seconds, 1),
