@@ -4,7 +4,10 @@ The export is the stable interface between pretraining and everything after it. 
 checkpoint holds the arrays ``{"params", "batch_stats"}`` of one backbone (item ``encoder``)
 and, as JSON beside them, its spec (item ``encoder_spec``, :func:`make_spec`): the
 architecture (the run's ``model`` section), the input it expects (size, channels, colour
-space, mean, std), which network it is, the method, the feature dim and the step.
+space, mean, std), which network it is, the method, the feature dim, the step, and whether a
+categorical head comes with it (``head``: ``false``, or :func:`make_head_spec`'s kind and
+number of classes; the arrays then hold ``"head": {"params", "batch_stats"}`` too: a
+fine-tuned classifier's, which knowledge distillation reads as the teacher's logits).
 
 :func:`load_export` is the one way in for downstream code: it rebuilds the backbone from the
 spec, restores the arrays and gives the frozen-feature function
@@ -35,7 +38,7 @@ from ssl_jax.checkpoint import (
     resolve_step,
     restore_encoder,
 )
-from ssl_jax.models import VITS, ModuleDef, get_backbone, module_def
+from ssl_jax.models import VITS, LinearClassifier, ModuleDef, get_backbone, module_def
 from ssl_jax.parallel import replicated
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,9 @@ SPEC_FORMAT = 1
 # Colour space -> channel counts the backbone may take (gray and Lab L: 1, or 3 repeated).
 COLOR_SPACES = {"rgb": (3,), "gray": (1, 3), "lab_l": (1, 3)}
 NETWORKS = ("online", "target", "teacher", "student")
+# Categorical heads an export may carry: a linear classifier on the pooled features, after an
+# affine-free BatchNorm for ``bn_linear`` (the heads of ``launch/finetune.py``).
+HEAD_KINDS = ("linear", "bn_linear")
 
 
 def _build(model: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
@@ -72,6 +78,29 @@ def make_backbone(model: ml_collections.ConfigDict) -> ModuleDef:
     """The backbone of the ``model`` config section as a :class:`~ssl_jax.models.ModuleDef`
     (structure only, no parameter memory)."""
     return module_def(lambda rngs: _build(model, rngs))
+
+
+def make_head_spec(kind: str, num_classes: int) -> dict:
+    """The ``head`` section of a spec: a categorical head of ``kind`` (:data:`HEAD_KINDS`) with
+    ``num_classes`` outputs on the backbone's pooled features."""
+    if kind not in HEAD_KINDS:
+        raise ValueError(f"head kind={kind!r} is unknown; valid: {list(HEAD_KINDS)}.")
+    return {"kind": kind, "num_classes": _positive_int(num_classes, "head num_classes")}
+
+
+def make_head(head_spec: Mapping[str, Any], feature_dim: int) -> ModuleDef:
+    """The head of ``head_spec`` (:func:`make_head_spec`) on ``feature_dim`` features: a
+    zero-initialised :class:`~ssl_jax.models.LinearClassifier`, with ``bn_linear`` after an
+    affine-free BatchNorm."""
+    head_spec = make_head_spec(**head_spec)
+    return module_def(
+        lambda rngs: LinearClassifier(
+            feature_dim,
+            head_spec["num_classes"],
+            batch_norm=head_spec["kind"] == "bn_linear",
+            rngs=rngs,
+        )
+    )
 
 
 # --- The spec ---------------------------------------------------------------------------------
@@ -134,7 +163,7 @@ def make_spec(
     method: str,
     feature_dim: int,
     step: int,
-    head: bool = False,
+    head: Mapping[str, Any] | bool = False,
 ) -> dict:
     """The encoder export's spec, a JSON-ready dict (format :data:`SPEC_FORMAT`).
 
@@ -142,8 +171,10 @@ def make_spec(
     ``input``: the fields of :func:`make_input_spec`; ``network``: which network the arrays
     are (``online``, ``target``, ``teacher``, ``student``); ``method``: its name;
     ``feature_dim``: the width of the features; ``step``: the training step; ``head``:
-    whether a categorical head is included (none is, so far). Raises ``ValueError`` on an
-    invalid field. Example (a width-4 ResNet-18 pretrained with SimCLR on 8x8 images)::
+    ``False``, or the categorical head included with the arrays (:func:`make_head_spec`,
+    e.g. ``{"kind": "bn_linear", "num_classes": 10}`` for a fine-tuned classifier). Raises
+    ``ValueError`` on an invalid field. Example (a width-4 ResNet-18 pretrained with SimCLR on
+    8x8 images)::
 
         {"format": 1,
          "model": {"backbone": "resnet18", "width": 4, "stem": "cifar",
@@ -165,8 +196,14 @@ def make_spec(
         raise ValueError(f"spec method must be a method name, got {method!r}.")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError(f"spec step must be an int >= 0, got {step!r}.")
-    if not isinstance(head, bool):
-        raise ValueError(f"spec head must be true or false, got {head!r}.")
+    if isinstance(head, Mapping):
+        if set(head) != {"kind", "num_classes"}:
+            raise ValueError(f"spec head needs exactly 'kind' and 'num_classes', got {head!r}.")
+        head = make_head_spec(**head)
+    elif head is not False:
+        raise ValueError(
+            f"spec head must be false or a head section {{'kind', 'num_classes'}}, got {head!r}."
+        )
     spec = {
         "format": SPEC_FORMAT,
         "model": dict(model),
@@ -325,10 +362,29 @@ def make_pixel_encode_fn(input_spec: Mapping[str, Any]) -> Callable[[dict, jax.A
     return encode
 
 
+def make_logits_fn(
+    backbone: ModuleDef, head: ModuleDef, input_spec: Mapping[str, Any]
+) -> Callable[[dict, jax.Array], jax.Array]:
+    """``logits(arrays, images_uint8) -> (N, num_classes)``: the export's categorical head on
+    its pooled features (:func:`make_encode_fn`), eval-mode BatchNorm, float32. ``arrays`` is
+    an export's ``{"params", "batch_stats", "head": {"params", "batch_stats"}}``. Not jitted."""
+    encode = make_encode_fn(backbone, input_spec)
+
+    def logits(arrays: dict, images: jax.Array) -> jax.Array:
+        head_arrays = arrays["head"]
+        out, _ = head.apply(
+            head_arrays["params"], head_arrays["batch_stats"], encode(arrays, images), train=False
+        )
+        return out.astype(jnp.float32)
+
+    return logits
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Export:
     """An encoder export: its ``spec``, ``arrays`` ``{"params", "batch_stats"}`` and
-    ``backbone``. Make one with :func:`load_export`.
+    ``backbone``; with a categorical head (``spec["head"]``), its ``head`` and
+    ``arrays["head"]``. Make one with :func:`load_export`.
 
     ``random_init_seed`` is set when ``arrays`` are a fresh initialisation of the
     architecture (the baseline a pretrained encoder must beat), not the checkpoint's.
@@ -339,6 +395,7 @@ class Export:
     backbone: ModuleDef
     mesh: Mesh | None = None
     random_init_seed: int | None = None
+    head: ModuleDef | None = None
     _jitted: dict = dataclasses.field(default_factory=dict, repr=False)
     _init: Callable | None = dataclasses.field(default=None, repr=False)
 
@@ -360,25 +417,43 @@ class Export:
             self._jitted[layer] = jax.jit(self.encode_fn(layer))
         return self._jitted[layer](self.arrays, images)
 
+    def logits(self, images: jax.typing.ArrayLike) -> jax.Array:
+        """The categorical head's logits ``(N, num_classes)`` of uint8 images, jitted;
+        ``ValueError`` when the export has no head."""
+        if self.head is None:
+            raise ValueError(
+                f"This {self.spec['method']} export has no categorical head (spec head: "
+                "false); a fine-tuning run's export has one (launch/finetune.py)."
+            )
+        if "logits" not in self._jitted:
+            fn = make_logits_fn(self.backbone, self.head, self.spec["input"])
+            self._jitted["logits"] = jax.jit(fn)
+        return self._jitted["logits"](self.arrays, images)
+
     def random_init(self, seed: int) -> "Export":
         """The same architecture, spec and input with freshly initialised arrays (``seed``)."""
-        init = self._init or _init_fn(self.backbone, self.mesh)
+        init = self._init or _init_fn(self.backbone, self.mesh, self.head)
         arrays = init(jax.random.key(seed))
         return dataclasses.replace(
             self, arrays=arrays, random_init_seed=seed, _jitted={}, _init=init
         )
 
 
-def _init_fn(backbone: ModuleDef, mesh: Mesh | None):
-    """Jitted ``key -> {"params", "batch_stats"}``, replicated over ``mesh`` (else on the
-    first local device)."""
+def _init_fn(backbone: ModuleDef, mesh: Mesh | None, head: ModuleDef | None = None):
+    """Jitted ``key -> {"params", "batch_stats"}`` (and ``"head"``: the same of ``head``),
+    replicated over ``mesh`` (else on the first local device)."""
     sharding = (
         replicated(mesh) if mesh is not None else SingleDeviceSharding(jax.local_devices()[0])
     )
-    return jax.jit(
-        lambda key: dict(zip(("params", "batch_stats"), backbone.init(key), strict=True)),
-        out_shardings=sharding,
-    )
+
+    def init(key):
+        arrays = dict(zip(("params", "batch_stats"), backbone.init(key), strict=True))
+        if head is not None:
+            head_key = jax.random.fold_in(key, 1)
+            arrays["head"] = dict(zip(("params", "batch_stats"), head.init(head_key), strict=True))
+        return arrays
+
+    return jax.jit(init, out_shardings=sharding)
 
 
 def _read_spec(run_dir: str, step: int) -> dict:
@@ -429,7 +504,8 @@ def load_export(
 
     Reads the spec (or, for checkpoints older than specs, derives it from the run config
     with a warning), rebuilds the backbone from ``spec["model"]`` and restores the arrays,
-    replicated over ``mesh`` (else on the first local device). ``random_init_seed``: the arrays
+    replicated over ``mesh`` (else on the first local device), with the categorical head's
+    when the spec has one. ``random_init_seed``: the arrays
     are a fresh initialisation with that seed instead (nothing restored). Raises
     :class:`~ssl_jax.checkpoint.CheckpointError` when there is no checkpoint, the spec is
     invalid, or the arrays do not fit the architecture (naming the first differing path).
@@ -442,8 +518,9 @@ def load_export(
             f"The encoder spec of {checkpoint_dir(run_dir)}/{step} says feature_dim "
             f"{spec['feature_dim']}, but its model section builds {backbone.feature_dim}."
         )
-    init = _init_fn(backbone, mesh)
-    export = Export(spec=spec, arrays={}, backbone=backbone, mesh=mesh, _init=init)
+    head = make_head(spec["head"], spec["feature_dim"]) if spec["head"] else None
+    init = _init_fn(backbone, mesh, head)
+    export = Export(spec=spec, arrays={}, backbone=backbone, mesh=mesh, head=head, _init=init)
     if random_init_seed is not None:
         return export.random_init(random_init_seed)
     arrays, _ = restore_encoder(run_dir, jax.eval_shape(init, jax.random.key(0)), step)

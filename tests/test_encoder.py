@@ -207,6 +207,10 @@ def test_make_spec_validates_every_field():
         "method": spec_fields(method=""),
         "feature_dim": spec_fields(feature_dim=0),
         "step": spec_fields(step=-1),
+        "head must be false or a head section": spec_fields(head=True),
+        "exactly 'kind' and 'num_classes'": spec_fields(head={"kind": "linear"}),
+        "head kind='mlp' is unknown": spec_fields(head={"kind": "mlp", "num_classes": 3}),
+        "head num_classes": spec_fields(head={"kind": "linear", "num_classes": 0}),
     }
     for message, fields in bad.items():
         with pytest.raises(ValueError, match=message):
@@ -219,6 +223,8 @@ def test_make_spec_validates_every_field():
         check_spec({**{k: v for k, v in spec.items() if k != "head"}, "extra": 1})
     gray = make_input_spec(size=8, mean=(0.5,), std=(0.25,), color_space="gray")
     assert gray["channels"] == 1
+    head = {"kind": "bn_linear", "num_classes": 10}
+    assert check_spec(make_spec(MODEL, **spec_fields(head=head)))["head"] == head
 
 
 def test_preprocess_converts_to_the_spec_colour_space():

@@ -21,9 +21,10 @@ export is read again at the step recorded in the saved config.
 
 The workdir holds ``metrics.jsonl`` (``loss``, ``train_top1``, ``learning_rate``, ... and
 ``val_top1``/``val_top5`` at evaluations), ``results.json``, ``checkpoints/<step>`` (the train
-state, and the fine-tuned backbone as an encoder export that ``load_export`` and the probe
-programs read), ``best/checkpoints/<step>`` (the best validation state's params and batch
-statistics, and its backbone export) and the two index files.
+state, and the fine-tuned backbone with its head as an encoder export, spec ``head``
+``{"kind": finetune.head, "num_classes": K}``, that ``load_export`` and the probe programs read
+and distillation's ``kd`` takes as a teacher), ``best/checkpoints/<step>`` (the best
+validation state's params and batch statistics, and its export) and the two index files.
 """
 
 import json
@@ -46,7 +47,7 @@ from ssl_jax.data.subset import (
     source_labels,
     validation_split,
 )
-from ssl_jax.encoder import Export, load_export, make_backbone, make_spec
+from ssl_jax.encoder import Export, load_export, make_backbone, make_head_spec, make_spec
 from ssl_jax.evaluators import extract_features, make_sharded_encode
 from ssl_jax.evaluators.linear import topk_accuracy
 from ssl_jax.metrics import MetricsWriter, read_metrics, truncate_after, write_results
@@ -374,6 +375,7 @@ def run(
             method="finetune",
             feature_dim=export.feature_dim,
             step=0,
+            head=make_head_spec(ft.head, num_classes),
         )
 
         if latest is not None:

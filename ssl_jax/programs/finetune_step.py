@@ -28,12 +28,12 @@ from ssl_jax.augment import (
     random_resized_crop,
     to_unit_float,
 )
-from ssl_jax.encoder import make_input_spec, preprocess
-from ssl_jax.models import LinearClassifier, ModuleDef, module_def
+from ssl_jax.encoder import HEAD_KINDS, make_head, make_head_spec, make_input_spec, preprocess
+from ssl_jax.models import ModuleDef
 
 PyTree = Any
 
-HEADS = ("linear", "bn_linear")
+HEADS = HEAD_KINDS
 
 
 class Classifier(NamedTuple):
@@ -59,20 +59,15 @@ class Classifier(NamedTuple):
     project_params: Callable[[PyTree], PyTree] | None = None
 
 
-def linear_head(in_features: int, num_classes: int, *, batch_norm: bool = False) -> ModuleDef:
-    """A zero-initialised :class:`~ssl_jax.models.LinearClassifier` as a ``ModuleDef`` (SimCLR's
-    ``zero_init_logits_layer``: every class starts equally likely), with ``batch_norm`` after an
-    affine-free BatchNorm of the features (MAE's head)."""
-    return module_def(
-        lambda rngs: LinearClassifier(in_features, num_classes, batch_norm=batch_norm, rngs=rngs)
-    )
-
-
 def get_head(name: str, in_features: int, num_classes: int) -> ModuleDef:
-    """The head called ``name`` (:data:`HEADS`): ``linear`` (SimCLR) or ``bn_linear`` (MAE)."""
-    if name in HEADS:
-        return linear_head(in_features, num_classes, batch_norm=name == "bn_linear")
-    raise ValueError(f"finetune.head={name!r} is not a head; valid: {list(HEADS)}.")
+    """The head called ``name`` (:data:`HEADS`): ``linear``, a zero-initialised
+    :class:`~ssl_jax.models.LinearClassifier` (SimCLR's ``zero_init_logits_layer``: every class
+    starts equally likely), or ``bn_linear``, the same after an affine-free BatchNorm of the
+    features (MAE's head). :func:`ssl_jax.encoder.make_head` builds it, as it rebuilds the head
+    of a fine-tuned export."""
+    if name not in HEADS:
+        raise ValueError(f"finetune.head={name!r} is not a head; valid: {list(HEADS)}.")
+    return make_head(make_head_spec(name, num_classes), in_features)
 
 
 def supervised_view(
@@ -114,8 +109,9 @@ def make_classifier(
     flip_prob: float = 0.5,
     backbone_rngs: bool = False,
 ) -> Classifier:
-    """Fine-tuning of ``backbone`` with ``head`` (default: :func:`linear_head`) on its pooled
-    features, for images the export's ``input_spec`` describes.
+    """Fine-tuning of ``backbone`` with ``head`` (default: :func:`get_head` ``"linear"``) on
+    its pooled features, for images the export's ``input_spec`` describes. ``export`` returns
+    the backbone's arrays and the head's (``"head"``: ``{"params", "batch_stats"}``).
 
     The loss is the mean softmax cross-entropy ``-sum_k t_k log softmax(z)_k`` of the logits
     ``z`` of the supervised view (:func:`supervised_view`) against targets ``t``: one-hot with
@@ -128,7 +124,7 @@ def make_classifier(
     if num_classes < 2:
         raise ValueError(f"Fine-tuning needs at least 2 classes, got {num_classes}.")
     input_spec = make_input_spec(**input_spec)
-    head = head if head is not None else linear_head(backbone.feature_dim, num_classes)
+    head = head if head is not None else get_head("linear", backbone.feature_dim, num_classes)
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1); got {label_smoothing!r}.")
     for name, value in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
@@ -170,7 +166,12 @@ def make_classifier(
         return method_state
 
     def export(params, method_state):
-        return {"params": params["backbone"], "batch_stats": method_state["backbone"]}
+        head_arrays = {"params": params["head"], "batch_stats": method_state["head"]}
+        return {
+            "params": params["backbone"],
+            "batch_stats": method_state["backbone"],
+            "head": head_arrays,
+        }
 
     def logits(arrays, images):
         x = preprocess(images, input_spec)

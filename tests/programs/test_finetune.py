@@ -133,6 +133,8 @@ def test_finetune_writes_results_metrics_subsets_and_checkpoints(finetuned, pret
     # The last checkpoint's encoder is the fine-tuned backbone, which moved (lr_mult 1).
     tuned, source = load_export(workdir), load_export(pretrained[0])
     assert tuned.spec["method"] == "finetune" and tuned.spec["input"] == source.spec["input"]
+    assert tuned.spec["head"] == {"kind": "bn_linear", "num_classes": 10}  # the head comes too
+    assert source.spec["head"] is False and source.head is None
     assert not leaves_equal(tuned.arrays["params"], source.arrays["params"])
 
 
@@ -155,8 +157,10 @@ def test_the_best_validation_step_is_the_one_reported_on_test(finetuned):
 
     def top1(images, labels):
         features = (np.asarray(encoder.encode(images)) - mean) / np.sqrt(var + 1e-5)
-        logits = features @ head["kernel"]["value"]
-        return 100 * np.mean((logits + head["bias"]["value"]).argmax(-1) == labels)
+        logits = features @ head["kernel"]["value"] + head["bias"]["value"]
+        # The export's own head (load_export rebuilds it from the spec) gives the same logits.
+        np.testing.assert_allclose(encoder.logits(images), logits, rtol=1e-4, atol=1e-4)
+        return 100 * np.mean(logits.argmax(-1) == labels)
 
     data = finetune_config("x").data
     val = read_json(os.path.join(workdir, "val_subset.json"))["indices"]
