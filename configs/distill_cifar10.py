@@ -4,8 +4,10 @@ The teacher is any pretraining (or fine-tuning) run's encoder export, frozen; th
 the ``model`` section (ResNet-18 width 16 here: about 1/16 of a standard ResNet-18's
 parameters). The variant names the method: ``:seed`` (the default; Fang et al. 2021: student
 temperature 0.2, teacher 0.01, a queue of teacher features), ``:mse`` or ``:cosine``
-(embedding regression), each also ``,runlocal`` (``:mse,runlocal``). One view per image:
-crop and flip with MoCo v2's colour jitter and grayscale, seen by both networks. SEED trains
+(embedding regression), ``:kd`` (Hinton et al. 2015, temperature 4: a teacher whose export has
+a categorical head, i.e. a fine-tuning run's), each also ``,runlocal`` (``:mse,runlocal``).
+One view per image: crop and flip with MoCo v2's colour jitter and grayscale, seen by both
+networks. SEED trains
 its students with SGD at lr 0.03 x batch/256 (momentum 0.9, weight decay 1e-4, cosine) for
 200 ImageNet epochs; the same optimizer here, 200 epochs. Nothing of this config has been
 measured yet.
@@ -22,7 +24,7 @@ from ml_collections.config_dict import placeholder
 from ssl_jax.config import cifar10_recipe, finish, pretrain_defaults
 from ssl_jax.methods import method_config
 
-METHODS = ("seed", "mse", "cosine")
+METHODS = ("seed", "mse", "cosine", "kd")
 
 
 def get_config(arg=None):
@@ -46,6 +48,8 @@ def get_config(arg=None):
         c.method = method_config(
             "seed", queue_length=4096, student_temperature=0.2, teacher_temperature=0.01
         )
+    elif names == ["kd"]:
+        c.method = method_config("kd", temperature=4.0)
     else:
         c.method = method_config(names[0])
     c.optim.update(name="sgd", base_learning_rate=0.03, momentum=0.9, weight_decay=1e-4)

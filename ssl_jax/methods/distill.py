@@ -1,45 +1,54 @@
-"""Distilling a frozen self-supervised teacher into a student: embedding regression (MSE,
-cosine) and similarity-distribution matching (SEED, Fang et al. 2021,
+"""Distilling a frozen self-supervised teacher into a student: knowledge distillation of
+categorical outputs (KD, Hinton et al. 2015, https://arxiv.org/abs/1503.02531), embedding
+regression (MSE, cosine) and similarity-distribution matching (SEED, Fang et al. 2021,
 https://arxiv.org/abs/2101.04731).
 
-The student (``backbone``) and a projector to the teacher's feature width see one view of each
+The student (``backbone``) and a projector to the teacher's output width see one view of each
 image; the teacher (:mod:`ssl_jax.methods.teacher`) sees the same view. The student's backbone
 is the export. The teacher's embedding is its export's pooled features (projection heads are
-not exported).
+not exported); KD's teacher outputs are the logits of the categorical head its export carries
+(a fine-tuning run's).
 """
 
 import jax
 import jax.numpy as jnp
 
 from ssl_jax.encoder import convert_input
-from ssl_jax.losses import embedding_cosine, embedding_mse, l2_normalize, seed_loss
+from ssl_jax.losses import embedding_cosine, embedding_mse, kd_loss, l2_normalize, seed_loss
 from ssl_jax.methods.base import Method, no_state_update
 from ssl_jax.methods.common import make_init, online_export
 from ssl_jax.methods.networks import apply_chain, mlp_head
 from ssl_jax.methods.pretext_task import one_view
 from ssl_jax.methods.queue import enqueue
-from ssl_jax.methods.teacher import load_teacher, make_teacher, teacher_features
+from ssl_jax.methods.teacher import (
+    load_teacher,
+    make_teacher,
+    teacher_features,
+    teacher_logits,
+)
 
 
-def _student_and_teacher(backbone, teacher_path, teacher_step, proj_hidden_dim):
-    teacher = make_teacher(teacher_path, teacher_step)
-    parts = {
+def _student(backbone, proj_hidden_dim, out_dim):
+    """The student's parts: its backbone and a projector to the teacher's output width."""
+    return {
         "backbone": backbone,
-        "projector": mlp_head(backbone.feature_dim, proj_hidden_dim, teacher.feature_dim),
+        "projector": mlp_head(backbone.feature_dim, proj_hidden_dim, out_dim),
     }
-    return teacher, parts
 
 
-def _distill_method(name, parts, teacher, views, input_spec, objective, *, init=None) -> Method:
+def _distill_method(
+    name, parts, teacher, views, input_spec, objective, *, init=None, target=teacher_features
+) -> Method:
     """A method whose ``objective(params, method_state, s, t) -> (loss, method_state, metrics)``
-    compares the student's projections ``s`` with the teacher's features ``t`` of one view."""
+    compares the student's projections ``s`` with the teacher's outputs ``t`` of one view
+    (``target(teacher, arrays, x)``: its features, or its logits)."""
 
     def loss(params, method_state, batch, key, step, frozen):
         del step
         if frozen is None:
             raise ValueError(f"{name} needs the teacher's arrays as its frozen input.")
         x = one_view(views, batch["images"], key, name)
-        t = teacher_features(teacher, frozen, x)
+        t = target(teacher, frozen, x)
         s, stats = apply_chain(
             parts,
             ("backbone", "projector"),
@@ -64,8 +73,46 @@ def _distill_method(name, parts, teacher, views, input_spec, objective, *, init=
     )
 
 
+def make_kd(
+    backbone,
+    views,
+    *,
+    input_spec: dict,
+    teacher: str,
+    teacher_step: int | None = None,
+    proj_hidden_dim: int = 2048,
+    temperature: float = 4.0,
+) -> Method:
+    """Knowledge distillation: :func:`~ssl_jax.losses.kd_loss` (``T^2``-scaled KL from the
+    teacher's softened distribution to the student's) between the student's projection to
+    ``num_classes`` logits and the logits of the categorical head the teacher's export carries.
+    A teacher without one (every pretraining export) is a ``ValueError`` naming the methods
+    that distil embeddings instead."""
+    if not temperature > 0:
+        raise ValueError(f"method.temperature must be > 0, got {temperature}.")
+    teacher = make_teacher(teacher, teacher_step)
+    if teacher.head is None:
+        raise ValueError(
+            f"method.name='kd' distils a teacher's categorical outputs, but the export of "
+            f"{teacher.path} ({teacher.spec['method']}, step {teacher.step}) has no categorical "
+            "head (spec head: false). Pass a fine-tuning run as config.teacher "
+            "(launch/finetune.py exports its head), or distil the embedding with mse, cosine "
+            "or seed."
+        )
+    parts = _student(backbone, proj_hidden_dim, teacher.num_classes)
+
+    def objective(params, method_state, s, t):
+        agree = 100.0 * jnp.mean(jnp.argmax(s, -1) == jnp.argmax(t, -1))
+        return kd_loss(s, t, temperature=temperature), method_state, {"teacher_top1": agree}
+
+    return _distill_method(
+        "kd", parts, teacher, views, input_spec, objective, target=teacher_logits
+    )
+
+
 def _make_regression(name, loss_fn, backbone, views, input_spec, teacher, teacher_step, hidden):
-    teacher, parts = _student_and_teacher(backbone, teacher, teacher_step, hidden)
+    teacher = make_teacher(teacher, teacher_step)
+    parts = _student(backbone, hidden, teacher.feature_dim)
 
     def objective(params, method_state, s, t):
         return loss_fn(s, t), method_state, {}
@@ -127,7 +174,8 @@ def make_seed(
             f"method.queue_length={queue_length} is not a multiple of data.batch_size="
             f"{batch_size}: each step enqueues the teacher features of the whole batch."
         )
-    teacher, parts = _student_and_teacher(backbone, teacher, teacher_step, proj_hidden_dim)
+    teacher = make_teacher(teacher, teacher_step)
+    parts = _student(backbone, proj_hidden_dim, teacher.feature_dim)
     init_parts = make_init(parts)
 
     def init(key):

@@ -29,7 +29,7 @@ from ssl_jax.methods.byol import make_byol
 from ssl_jax.methods.colorization import make_colorization
 from ssl_jax.methods.context import make_context
 from ssl_jax.methods.dino import make_dino
-from ssl_jax.methods.distill import make_cosine, make_mse, make_seed
+from ssl_jax.methods.distill import make_cosine, make_kd, make_mse, make_seed
 from ssl_jax.methods.inpainting import make_inpainting
 from ssl_jax.methods.jigsaw import make_jigsaw
 from ssl_jax.methods.mae import make_mae
@@ -47,6 +47,7 @@ METHODS: dict[str, Callable[..., Method]] = {
     "colorization": make_colorization,
     "context": make_context,
     "cosine": make_cosine,
+    "kd": make_kd,
     "dino": make_dino,
     "inpainting": make_inpainting,
     "jigsaw": make_jigsaw,
@@ -65,7 +66,7 @@ MULTICROP_METHODS = ("dino", "swav")
 # Pretext tasks: one view in [0, 1] (they normalise through the export's input spec).
 PRETEXT_METHODS = ("colorization", "context", "inpainting", "jigsaw", "mae", "rotation")
 # Distillation from a frozen teacher (config.teacher): one view in [0, 1] too.
-DISTILL_METHODS = ("cosine", "mse", "seed")
+DISTILL_METHODS = ("cosine", "kd", "mse", "seed")
 # Factory arguments the run supplies; they are not fields of the ``method`` section.
 RUN_ARGUMENTS = (
     "total_steps",

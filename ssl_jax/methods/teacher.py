@@ -7,7 +7,9 @@ train state or checkpoints. The step is pinned when the method is built (``step`
 newest checkpoint then), so a resumed run distils from the same teacher only if the teacher's
 run has not written newer checkpoints meanwhile: set ``teacher_step`` to pin it for good.
 The teacher sees the student's view at its own input size, colour space and normalisation
-(its spec), in eval mode, under ``stop_gradient``.
+(its spec), in eval mode, under ``stop_gradient``. Its outputs are its pooled features
+(:func:`teacher_features`) or, for a teacher whose export includes a categorical head (a
+fine-tuning run's), that head's logits (:func:`teacher_logits`).
 """
 
 from typing import NamedTuple
@@ -16,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from ssl_jax.encoder import convert_input, load_export, make_backbone, read_spec
+from ssl_jax.encoder import convert_input, load_export, make_backbone, make_head, read_spec
 from ssl_jax.models import ModuleDef
 
 
@@ -25,10 +27,15 @@ class Teacher(NamedTuple):
     step: int
     spec: dict
     backbone: ModuleDef
+    head: ModuleDef | None = None  # the export's categorical head, if it has one
 
     @property
     def feature_dim(self) -> int:
         return int(self.spec["feature_dim"])
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.spec["head"]["num_classes"] if self.spec["head"] else None
 
 
 def make_teacher(path: str, step: int | None = None) -> Teacher:
@@ -40,11 +47,13 @@ def make_teacher(path: str, step: int | None = None) -> Teacher:
         )
     spec = read_spec(path, step)
     backbone = make_backbone(ml_collections.ConfigDict(spec["model"]))
-    return Teacher(path=path, step=int(spec["step"]), spec=spec, backbone=backbone)
+    head = make_head(spec["head"], spec["feature_dim"]) if spec["head"] else None
+    return Teacher(path=path, step=int(spec["step"]), spec=spec, backbone=backbone, head=head)
 
 
 def load_teacher(teacher: Teacher, mesh) -> dict:
-    """The teacher's export arrays ``{"params", "batch_stats"}``, replicated over ``mesh``."""
+    """The teacher's export arrays ``{"params", "batch_stats"}`` (and ``"head"`` when it has
+    one), replicated over ``mesh``."""
     return load_export(teacher.path, teacher.step, mesh=mesh).arrays
 
 
@@ -59,3 +68,13 @@ def teacher_features(teacher: Teacher, arrays: dict, x: jax.Array) -> jax.Array:
         arrays["params"], arrays["batch_stats"], convert_input(x, spec), train=False
     )
     return jax.lax.stop_gradient(features.astype(jnp.float32))
+
+
+def teacher_logits(teacher: Teacher, arrays: dict, x: jax.Array) -> jax.Array:
+    """The teacher's categorical head's logits ``(N, num_classes)`` of its features
+    (:func:`teacher_features`), eval mode, stop-gradient."""
+    head = arrays["head"]
+    logits, _ = teacher.head.apply(
+        head["params"], head["batch_stats"], teacher_features(teacher, arrays, x), train=False
+    )
+    return jax.lax.stop_gradient(logits.astype(jnp.float32))

@@ -1,6 +1,6 @@
 """Distil a frozen teacher (another run's encoder export) into a student: the pretraining
-program with a distillation method (``method.name``: ``mse``, ``cosine``, ``seed``) and
-``config.teacher``.
+program with a distillation method (``method.name``: ``kd``, ``mse``, ``cosine``, ``seed``) and
+``config.teacher`` (for ``kd``, a run whose export has a categorical head: a fine-tuning run).
 
 The teacher's arrays are the method's frozen input (:mod:`ssl_jax.methods.teacher`): loaded at
 every start, passed to the train step as a separate, non-donated argument, never written into

@@ -17,7 +17,7 @@ from ssl_jax.parallel import global_batch, make_mesh
 from ssl_jax.train_step import make_init_fn, make_train_step
 from tests.methods.test_byol import BYOL
 from tests.methods.test_dino import DINO
-from tests.methods.test_distill import distill_config
+from tests.methods.test_distill import classifier_teacher, distill_config
 from tests.methods.test_moco import V2, V3
 from tests.methods.test_pretext import DEVICE_CONFIGS as PRETEXT
 from tests.methods.test_swav import SWAV
@@ -25,6 +25,7 @@ from tests.methods.test_two_view import OVERRIDES as TWO_VIEW
 from tests.programs.tiny import tiny_pretrain_config
 
 STEPS = 3
+__all__ = ["classifier_teacher"]  # a fixture of tests/methods/test_distill.py used here too
 CONFIGS = {
     "simclr": {"method.name": "simclr"},
     # SGD, not the tiny config's AdamW: the online projector's last bias has an analytically
@@ -38,10 +39,11 @@ CONFIGS = {
     "swav": {**SWAV, "method.queue_start_step": 2},
     **{name: {"method.name": name, **fields} for name, fields in TWO_VIEW.items()},
     **{name: {"method.name": name, **fields} for name, fields in PRETEXT.items()},
-    # Distillation: the tiny shared run is the teacher (tests/methods/test_distill.py).
-    **{name: {"method.name": name} for name in ("cosine", "mse", "seed")},
+    # Distillation: the tiny shared run is the teacher (tests/methods/test_distill.py); kd's
+    # is that run's export with a categorical head (its fixture classifier_teacher).
+    **{name: {"method.name": name} for name in ("cosine", "kd", "mse", "seed")},
 }
-DISTILL = ("cosine", "mse", "seed")
+DISTILL = ("cosine", "kd", "mse", "seed")
 
 
 def trajectory(config, num_devices):
@@ -70,7 +72,9 @@ def test_every_method_is_covered():
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_one_and_eight_devices_give_the_same_trajectory(name, request):
     if name in DISTILL:
-        teacher = request.getfixturevalue("pretrained")[0]
+        fixture = "classifier_teacher" if name == "kd" else "pretrained"
+        teacher = request.getfixturevalue(fixture)
+        teacher = teacher[0] if fixture == "pretrained" else teacher
         config = distill_config(name, teacher, total_steps=STEPS)
     else:
         config = tiny_pretrain_config(**{**CONFIGS[name], "total_steps": STEPS})
