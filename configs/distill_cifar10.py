@@ -5,7 +5,9 @@ the ``model`` section (ResNet-18 width 16 here: about 1/16 of a standard ResNet-
 parameters). The variant names the method: ``:seed`` (the default; Fang et al. 2021: student
 temperature 0.2, teacher 0.01, a queue of teacher features), ``:mse`` or ``:cosine``
 (embedding regression), ``:kd`` (Hinton et al. 2015, temperature 4: a teacher whose export has
-a categorical head, i.e. a fine-tuning run's), each also ``,runlocal`` (``:mse,runlocal``).
+a categorical head, i.e. a fine-tuning run's), ``:clusterfit`` (Yan et al. 2020: k-means with
+100 clusters of the teacher's features of the training images, cached to the workdir, and the
+student classifying them), each also ``,runlocal`` (``:mse,runlocal``).
 One view per image: crop and flip with MoCo v2's colour jitter and grayscale, seen by both
 networks. SEED trains
 its students with SGD at lr 0.03 x batch/256 (momentum 0.9, weight decay 1e-4, cosine) for
@@ -24,7 +26,7 @@ from ml_collections.config_dict import placeholder
 from ssl_jax.config import cifar10_recipe, finish, pretrain_defaults
 from ssl_jax.methods import method_config
 
-METHODS = ("seed", "mse", "cosine", "kd")
+METHODS = ("seed", "mse", "cosine", "kd", "clusterfit")
 
 
 def get_config(arg=None):
@@ -48,6 +50,8 @@ def get_config(arg=None):
         c.method = method_config(
             "seed", queue_length=4096, student_temperature=0.2, teacher_temperature=0.01
         )
+    elif names == ["clusterfit"]:
+        c.method = method_config("clusterfit", num_clusters=100)
     elif names == ["kd"]:
         c.method = method_config("kd", temperature=4.0)
     else:

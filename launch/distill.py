@@ -1,7 +1,7 @@
 """Distil a frozen self-supervised teacher into a (smaller) student.
 
   python launch/distill.py --config configs/distill_cifar10.py --config.teacher=DIR \\
-    --workdir DIR [--config.method.name=seed|mse|cosine] [--config.key=value ...]
+    --workdir DIR [--config.method.name=seed|mse|cosine|kd|clusterfit] [--config.key=value ...]
 """
 
 from ssl_jax.programs import cli, distill

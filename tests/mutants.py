@@ -464,6 +464,17 @@ MUTANTS = (
             "test_loss_compares_the_student_projection_with_the_teachers_features[seed]",
         ),
     ),
+    Mutant(
+        "clusterfit_clusters_unnormalised_features",
+        "#10: ClusterFit",
+        "ssl_jax/methods/clusterfit.py",
+        "np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)",
+        "1.0",
+        (
+            "tests/methods/test_clusterfit.py::"
+            "test_centroids_are_the_kmeans_of_the_teachers_normalised_features",
+        ),
+    ),
 )
 
 

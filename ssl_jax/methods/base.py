@@ -21,10 +21,12 @@ hyperparameters, and closes over them; jitted code never sees a config.
   for parameters constrained to a set (SwAV's unit-length prototypes).
 - ``diagnose(metrics) -> str | None`` (optional): a warning when logged metrics show a
   failure the loss alone does not, e.g. a collapse (:mod:`ssl_jax.methods.collapse`).
-- ``load_frozen(mesh) -> pytree`` (optional): the method's frozen inputs (a distillation
-  teacher's export), loaded from the source its config names. Programs call it at every
-  start, so a resumed run reloads them; the train step receives them as a separate,
-  replicated, non-donated argument, never part of the train state or its checkpoints.
+- ``load_frozen(mesh, *, workdir, source) -> pytree`` (optional): the method's frozen inputs
+  (a distillation teacher's export; ClusterFit's k-means centroids of the teacher's features
+  of the training ``source``, cached in ``workdir``), loaded from the source its config
+  names. Programs call it at every start, so a resumed run reloads them; the train step
+  receives them as a separate, replicated, non-donated argument, never part of the train
+  state or its checkpoints.
 - ``visualize(params, method_state, images_uint8, key) -> {row: images}`` (optional): for a
   generative pretext task, rows of float RGB pictures in [0, 1] of the same images
   (``original``, what the network saw as ``input``, its ``output``); pretraining draws them

@@ -68,7 +68,7 @@ def _distill_method(
         export=online_export,
         backbone=parts["backbone"],
         network="student",
-        load_frozen=lambda mesh: load_teacher(teacher, mesh),
+        load_frozen=lambda mesh, **_: load_teacher(teacher, mesh),
         input_spec=input_spec,
     )
 

@@ -26,6 +26,7 @@ from ssl_jax.encoder import make_backbone, make_input_spec
 from ssl_jax.methods.barlow_twins import make_barlow_twins
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.byol import make_byol
+from ssl_jax.methods.clusterfit import make_clusterfit
 from ssl_jax.methods.colorization import make_colorization
 from ssl_jax.methods.context import make_context
 from ssl_jax.methods.dino import make_dino
@@ -46,6 +47,7 @@ METHODS: dict[str, Callable[..., Method]] = {
     "byol": make_byol,
     "colorization": make_colorization,
     "context": make_context,
+    "clusterfit": make_clusterfit,
     "cosine": make_cosine,
     "kd": make_kd,
     "dino": make_dino,
@@ -66,7 +68,7 @@ MULTICROP_METHODS = ("dino", "swav")
 # Pretext tasks: one view in [0, 1] (they normalise through the export's input spec).
 PRETEXT_METHODS = ("colorization", "context", "inpainting", "jigsaw", "mae", "rotation")
 # Distillation from a frozen teacher (config.teacher): one view in [0, 1] too.
-DISTILL_METHODS = ("cosine", "kd", "mse", "seed")
+DISTILL_METHODS = ("clusterfit", "cosine", "kd", "mse", "seed")
 # Factory arguments the run supplies; they are not fields of the ``method`` section.
 RUN_ARGUMENTS = (
     "total_steps",

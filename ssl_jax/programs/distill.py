@@ -1,6 +1,8 @@
 """Distil a frozen teacher (another run's encoder export) into a student: the pretraining
-program with a distillation method (``method.name``: ``kd``, ``mse``, ``cosine``, ``seed``) and
-``config.teacher`` (for ``kd``, a run whose export has a categorical head: a fine-tuning run).
+program with a distillation method (``method.name``: ``kd``, ``mse``, ``cosine``, ``seed``,
+``clusterfit``) and ``config.teacher`` (for ``kd``, a run whose export has a categorical head:
+a fine-tuning run). ``clusterfit`` first clusters the teacher's features of the training
+images (once; ``WORKDIR/clusterfit_centroids.npz``, read back on resume).
 
 The teacher's arrays are the method's frozen input (:mod:`ssl_jax.methods.teacher`): loaded at
 every start, passed to the train step as a separate, non-donated argument, never written into

@@ -111,7 +111,9 @@ def run(
     abstract_state = jax.eval_shape(init_fn, config.seed)
     train_step = make_train_step(method, tx, schedule, mesh)
     # Frozen inputs (a teacher) are reloaded from their source at every start, resume included.
-    frozen = method.load_frozen(mesh) if method.load_frozen is not None else None
+    frozen = None
+    if method.load_frozen is not None:
+        frozen = method.load_frozen(mesh, workdir=workdir, source=source)
 
     ckpt = Checkpointer(
         workdir,

@@ -41,20 +41,22 @@ CONFIGS = {
     **{name: {"method.name": name, **fields} for name, fields in PRETEXT.items()},
     # Distillation: the tiny shared run is the teacher (tests/methods/test_distill.py); kd's
     # is that run's export with a categorical head (its fixture classifier_teacher).
-    **{name: {"method.name": name} for name in ("cosine", "kd", "mse", "seed")},
+    **{name: {"method.name": name} for name in ("clusterfit", "cosine", "kd", "mse", "seed")},
 }
-DISTILL = ("cosine", "kd", "mse", "seed")
+DISTILL = ("clusterfit", "cosine", "kd", "mse", "seed")
 
 
-def trajectory(config, num_devices):
+def trajectory(config, num_devices, workdir=None):
     mesh = make_mesh(num_devices)
     schedule = make_schedule(config, steps_per_epoch=1, total_steps=STEPS)
     tx = make_optimizer(config.optim, schedule)
     method = get_method(config, total_steps=STEPS)
     state = make_init_fn(method, tx, mesh)(config.seed)
     step = make_train_step(method, tx, schedule, mesh)
-    frozen = method.load_frozen(mesh) if method.load_frozen is not None else None
     source = make_digits_source("train", image_size=config.data.image_size)
+    frozen = None
+    if method.load_frozen is not None:  # ClusterFit's k-means runs on the mesh, cached per run
+        frozen = method.load_frozen(mesh, workdir=workdir, source=source)
     losses = []
     for i in range(STEPS):
         images, labels = source.get(np.arange(16 * i, 16 * (i + 1)))
@@ -70,16 +72,17 @@ def test_every_method_is_covered():
 
 @pytest.mark.slow  # 9 methods x 2 meshes of a compiled ResNet step, about 2 minutes
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_one_and_eight_devices_give_the_same_trajectory(name, request):
+def test_one_and_eight_devices_give_the_same_trajectory(name, request, tmp_path):
     if name in DISTILL:
         fixture = "classifier_teacher" if name == "kd" else "pretrained"
         teacher = request.getfixturevalue(fixture)
         teacher = teacher[0] if fixture == "pretrained" else teacher
-        config = distill_config(name, teacher, total_steps=STEPS)
+        fields = {"method.num_clusters": 5} if name == "clusterfit" else {}
+        config = distill_config(name, teacher, total_steps=STEPS, **fields)
     else:
         config = tiny_pretrain_config(**{**CONFIGS[name], "total_steps": STEPS})
-    one_losses, one_state = trajectory(config, 1)
-    eight_losses, eight_state = trajectory(config, 8)
+    one_losses, one_state = trajectory(config, 1, str(tmp_path / "one"))
+    eight_losses, eight_state = trajectory(config, 8, str(tmp_path / "eight"))
     assert np.all(np.isfinite(one_losses)) and len(set(one_losses)) == STEPS
     np.testing.assert_allclose(eight_losses, one_losses, rtol=2e-5)
     paths = jax.tree_util.tree_leaves_with_path(one_state)

@@ -58,3 +58,16 @@ def test_resume_reloads_the_teacher_and_continues_the_same_trajectory(
     got = {r["step"]: r["loss"] for r in read_metrics(os.path.join(resumed, "metrics.jsonl"))}
     assert got.keys() == want.keys()
     np.testing.assert_allclose([got[s] for s in sorted(got)], [want[s] for s in sorted(want)])
+
+
+@pytest.mark.slow  # a ClusterFit run (about 20 s)
+def test_clusterfit_clusters_once_into_the_workdir_and_trains_the_student(pretrained, tmp_path):
+    fields = {"method.num_clusters": 4, "method.kmeans_restarts": 1}
+    config = distill_config("clusterfit", pretrained[0], **fields)
+    workdir = str(tmp_path / "clusterfit")
+    results = distill.run(config, workdir)
+    assert results["final_step"] == 4 and np.isfinite(results["loss"])
+    assert os.path.exists(os.path.join(workdir, "clusterfit_centroids.npz"))
+    rows = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+    assert all(0 <= r["cluster_top1"] <= 100 for r in rows)
+    assert read_spec(workdir)["method"] == "clusterfit"

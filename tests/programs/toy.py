@@ -75,7 +75,7 @@ def toy_method(
         update_state=update_state,
         export=lambda params, state: {"params": params, "batch_stats": state},
         backbone=SimpleNamespace(feature_dim=4),  # the export spec's feature_dim
-        load_frozen=None if frozen_source is None else lambda mesh: load_anchor(frozen_source),
+        load_frozen=None if frozen_source is None else lambda mesh, **_: load_anchor(frozen_source),
     )
 
 
