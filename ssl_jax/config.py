@@ -57,7 +57,15 @@ def pretrain_defaults() -> ml_collections.ConfigDict:
         )
     )
     c.model = ml_collections.ConfigDict(
-        dict(backbone="resnet18", width=64, stem="cifar", zero_init_residual=True)
+        dict(
+            backbone="resnet18",
+            width=64,
+            stem="cifar",
+            zero_init_residual=True,
+            # float32 | bfloat16: the backbone's computation dtype (mixed precision: params,
+            # BatchNorm statistics, heads, losses and optimizer stay float32).
+            dtype="float32",
+        )
     )
     # Every hyperparameter of one method (its factory's defaults); configs of other methods
     # replace the section: c.method = method_config("byol", ...).

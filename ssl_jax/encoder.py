@@ -47,13 +47,25 @@ SPEC_FORMAT = 1
 # Colour space -> channel counts the backbone may take (gray and Lab L: 1, or 3 repeated).
 COLOR_SPACES = {"rgb": (3,), "gray": (1, 3), "lab_l": (1, 3)}
 NETWORKS = ("online", "target", "teacher", "student")
+# The backbone's computation dtype (``model.dtype``): parameters, BatchNorm statistics and the
+# pooled output stay float32 either way.
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # Categorical heads an export may carry: a linear classifier on the pooled features, after an
 # affine-free BatchNorm for ``bn_linear`` (the heads of ``launch/finetune.py``).
 HEAD_KINDS = ("linear", "bn_linear")
 
 
+def compute_dtype(model: Mapping[str, Any]):
+    """The computation dtype ``model.dtype`` names (absent: float32, as exports before it)."""
+    name = model.get("dtype", "float32")
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"model.dtype={name!r} is unknown; valid: {sorted(COMPUTE_DTYPES)}.")
+    return COMPUTE_DTYPES[name]
+
+
 def _build(model: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
     """The backbone of ``model``, given only its family's fields (absent ViT fields: ViT/16)."""
+    dtype = compute_dtype(model)
     if model.backbone in VITS:
         kwargs = {
             "patch_size": model.get("patch_size", 16),
@@ -71,7 +83,7 @@ def _build(model: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
             "stem": model.stem,
             "zero_init_residual": model.get("zero_init_residual", True),
         }
-    return get_backbone(model.backbone, rngs=rngs, **kwargs)
+    return get_backbone(model.backbone, rngs=rngs, dtype=dtype, **kwargs)
 
 
 def make_backbone(model: ml_collections.ConfigDict) -> ModuleDef:

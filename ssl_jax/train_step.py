@@ -97,4 +97,7 @@ def make_train_step(
     def run(state: TrainState, batch: dict, frozen: Any = None) -> tuple[TrainState, dict]:
         return step(state, batch, frozen)
 
+    # Programs compiled so far (one per input signature: more than one after the first step
+    # means a recompilation); None where this JAX version does not say.
+    run.compilations = getattr(step, "_cache_size", lambda: None)
     return run

@@ -19,6 +19,7 @@ from ssl_jax.augment import IMAGENET_MEAN, IMAGENET_STD, eval_view
 from ssl_jax.augment.from_config import eval_settings
 from ssl_jax.encoder import (
     check_spec,
+    compute_dtype,
     load_export,
     make_backbone,
     make_encode_fn,
@@ -281,3 +282,26 @@ def test_a_backbone_without_intermediate_outputs_says_so(images):
     encode = make_encode_fn(module_backbone(linear), RGB, layer="stage1")
     with pytest.raises(NotImplementedError, match="return_all=True"):
         encode({"params": params, "batch_stats": stats}, images)
+
+
+def test_a_bfloat16_backbone_computes_in_bfloat16_from_float32_params(pretrained, images):
+    """``model.dtype=bfloat16``: the same float32 arrays, convolutions in bfloat16, float32
+    pooled features close to the float32 backbone's."""
+    export = load_export(pretrained[0])
+    assert compute_dtype(export.spec["model"]) == jnp.float32  # absent: float32
+    bf16 = make_backbone(ml_collections.ConfigDict({**export.spec["model"], "dtype": "bfloat16"}))
+    assert jax.tree.map(jnp.shape, bf16.init(jax.random.key(0))) == jax.tree.map(
+        jnp.shape, (export.arrays["params"], export.arrays["batch_stats"])
+    )
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(bf16.init(jax.random.key(0))))
+    x = preprocess(images, export.spec["input"])
+    arrays = (export.arrays["params"], export.arrays["batch_stats"])
+    jaxpr = str(jax.make_jaxpr(lambda p, s, x: bf16.apply(p, s, x, train=False))(*arrays, x))
+    assert "conv_general_dilated" in jaxpr and "bf16[16,8,8,4]" in jaxpr
+    low, _ = jax.jit(lambda p, s, x: bf16.apply(p, s, x, train=False))(*arrays, x)
+    assert low.dtype == jnp.float32
+    want = np.asarray(export.encode(images))
+    np.testing.assert_allclose(low, want, rtol=0.05, atol=0.05 * np.abs(want).max())
+    assert not np.array_equal(low, want)
+    with pytest.raises(ValueError, match="model.dtype='float16' is unknown"):
+        make_backbone(ml_collections.ConfigDict({**MODEL, "dtype": "float16"}))

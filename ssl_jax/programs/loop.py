@@ -99,7 +99,9 @@ def train(
 ) -> tuple[Any, dict]:
     """Run ``loop`` from ``state`` at step ``start``; returns ``(state, results)``.
 
-    ``results`` has ``final_step``, ``wall_time_s``, the last logged row's columns, and
+    ``results`` has ``final_step``, ``wall_time_s``, ``first_step_s`` (the first step's wall
+    time: compilation included, unless the persistent cache held the program), the last logged
+    row's columns, and
     ``interrupted_at`` (stopped by SIGTERM or ``should_stop(step)``) and ``warnings``
     (a diagnosis) when they happened. Raises :class:`NonFiniteLossError` with the step.
     """
@@ -122,7 +124,9 @@ def train(
                 state, metrics = loop.train_step(state, batch)
                 step += 1
                 n_log += 1
-                loss = check_finite(metrics, step, ckpt, workdir)
+                loss = check_finite(metrics, step, ckpt, workdir)  # waits for the step
+                if step == start + 1:
+                    results["first_step_s"] = time.perf_counter() - t_start
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
                 if step % loop.log_every == 0 or step == total:

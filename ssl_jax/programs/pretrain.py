@@ -179,6 +179,7 @@ def run(
         ckpt.close()
         writer.close()
     results.update(loop_results)
+    results["train_step_compilations"] = train_step.compilations()
     if method.visualize is not None and "interrupted_at" not in results:
         results["reconstructions"] = draw_reconstructions(config, method, state, workdir)
     write_results(workdir, results)

@@ -65,6 +65,9 @@ def test_pretrain_writes_metrics_checkpoints_and_results(pretrained):
     assert all(0 <= r["online_linear_train_top1"] <= 100 for r in rows)
     assert checkpoint.resolve_step(workdir) == 6
     assert results["final_step"] == 6
+    # One compiled train step for 6 steps with checkpoints and evaluations between them.
+    assert results["train_step_compilations"] == 1
+    assert 0 < results["first_step_s"] < results["wall_time_s"]
     with open(os.path.join(workdir, "results.json")) as f:
         assert json.load(f)["final_step"] == 6
     saved = checkpoint.read_config(workdir)
