@@ -40,6 +40,7 @@ from ssl_jax.checkpoint import (
 )
 from ssl_jax.models import VITS, LinearClassifier, ModuleDef, get_backbone, module_def
 from ssl_jax.parallel import replicated
+from ssl_jax.pretext.lab import rgb_to_lab
 
 log = logging.getLogger(__name__)
 
@@ -271,15 +272,10 @@ def legacy_spec_from_config(run_config: Mapping[str, Any], step: int) -> dict:
 
 def _lab_lightness(x: jax.Array) -> jax.Array:
     """CIE L* / 100 (D65 white) of sRGB ``x`` in [0, 1]: ``(..., 3)`` or gray ``(..., 1)`` ->
-    ``(..., 1)`` in [0, 1]."""
-    linear = jnp.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-    if x.shape[-1] == 3:
-        y = linear @ jnp.asarray([0.2126, 0.7152, 0.0722], x.dtype)
-    else:
-        y = linear[..., 0]
-    delta = 6.0 / 29.0
-    f = jnp.where(y > delta**3, jnp.cbrt(y), y / (3 * delta**2) + 4.0 / 29.0)
-    return ((116.0 * f - 16.0) / 100.0)[..., None]
+    ``(..., 1)`` in [0, 1]; the conversion of the colorization task's targets
+    (:func:`ssl_jax.pretext.rgb_to_lab`)."""
+    rgb = jnp.broadcast_to(x, (*x.shape[:-1], 3))  # gray: R = G = B
+    return rgb_to_lab(rgb)[..., :1] / 100.0
 
 
 def _to_color_space(x: jax.Array, color_space: str, channels: int) -> jax.Array:
