@@ -96,6 +96,7 @@ def test_target_starts_as_a_copy_and_follows_the_momentum_formula(setup):
     assert "predictor" not in new["target"]
 
 
+@pytest.mark.slow  # a gradient of the whole loss to compile per variant (about 7 s each)
 def test_target_gets_exactly_zero_gradient(setup, batch):
     _, method, params, state = setup
 

@@ -108,7 +108,11 @@ def test_probe_and_knn_read_the_encoder_export(pretrained, tmp_path):
     assert res["top1_k20"] > 30  # 10 classes: chance is 10%
 
 
-@pytest.mark.parametrize("async_save", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize(
+    "async_save",
+    [False, pytest.param(True, marks=pytest.mark.slow)],  # async: 9 s, in the slow job
+    ids=["sync", "async"],
+)
 def test_resume_continues_the_same_trajectory(pretrained, tmp_path, async_save):
     reference, _ = pretrained
     workdir = str(tmp_path / "interrupted")
@@ -125,6 +129,7 @@ def test_resume_continues_the_same_trajectory(pretrained, tmp_path, async_save):
     np.testing.assert_allclose([got[s] for s in got], [want[s] for s in got], rtol=1e-6)
 
 
+@pytest.mark.slow  # two more runs (about 15 s)
 def test_resume_from_and_init_from_another_run(pretrained, tmp_path):
     reference, _ = pretrained
     interrupted = str(tmp_path / "interrupted")
