@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 
 import jax
 from absl import app, flags
@@ -20,6 +21,14 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in 
 _CPU_DEVICES = flags.DEFINE_integer(
     "cpu_devices", None, "Fake this many CPU devices (testing sharding on one machine)."
 )
+_COMPILATION_CACHE = flags.DEFINE_string(
+    "compilation_cache",
+    os.path.join(os.path.expanduser("~"), ".cache", "ssl_jax", "xla"),
+    "Persistent XLA compilation cache directory: a rerun of the same program (a resume, "
+    "another probe of the same architecture) skips compiling. '' turns it off; the "
+    "JAX_COMPILATION_CACHE_DIR environment variable, when set, takes precedence.",
+)
+COMPILE_CACHE_MIN_SECONDS = 1.0  # programs that compile faster are not worth a cache entry
 
 
 def start() -> None:
@@ -28,6 +37,9 @@ def start() -> None:
     logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every write at INFO.
     if _CPU_DEVICES.value:
         jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
+    if _COMPILATION_CACHE.value and not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", _COMPILATION_CACHE.value)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", COMPILE_CACHE_MIN_SECONDS)
     if _COORDINATOR.value:
         initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     elif _MULTIHOST.value:

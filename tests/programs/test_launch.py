@@ -59,6 +59,27 @@ def test_unknown_config_variant_is_an_error(tmp_path):
     assert proc.returncode != 0 and "runlokal" in err and "runlocal" in err
 
 
+@pytest.mark.slow  # a pretraining subprocess that compiles (about 15 s)
+def test_compilation_cache_flag_fills_the_cache_and_the_results_time_the_first_step(tmp_path):
+    cache = tmp_path / "cache"
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    proc = subprocess.run(
+        [sys.executable, "launch/pretrain.py", "--config=configs/simclr_digits.py:runlocal"]
+        + [*TINY[1:], "--config.total_steps=2", f"--compilation_cache={cache}"]
+        + [f"--workdir={tmp_path / 'run'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**env, "XLA_FLAGS": ""},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert cache.is_dir() and any(cache.iterdir())  # the train step's program, at least
+    with open(tmp_path / "run" / "results.json") as f:
+        results = json.load(f)
+    assert results["first_step_s"] > 0 and results["train_step_compilations"] == 1
+
+
 @pytest.mark.slow  # a pretraining subprocess (about 12 s); in-process stops run by default
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     workdir = tmp_path / "run"
