@@ -29,13 +29,21 @@ class TrainState:
     rng: jax.Array
 
 
+def _strongly_typed(x):
+    """``x`` without JAX's weak type: a weakly typed initial leaf (``jnp.full(n, 0.5)``) turns
+    strongly typed at the first update, which changes the step's input types and compiles the
+    step a second time."""
+    return x.astype(x.dtype) if getattr(x, "weak_type", False) else x
+
+
 def make_init_fn(method: "Method", tx: optax.GradientTransformation, mesh: Mesh):
-    """``init(seed) -> TrainState`` created directly with replicated sharding."""
+    """``init(seed) -> TrainState`` created directly with replicated sharding; no leaf of
+    the state is weakly typed, so the train step compiles once."""
 
     def init(seed: int) -> TrainState:
         root = jax.random.key(seed)
         init_key, step_key = jax.random.split(root)
-        params, method_state = method.init(init_key)
+        params, method_state = jax.tree.map(_strongly_typed, method.init(init_key))
         return TrainState(
             step=jnp.zeros((), jnp.int32),
             params=params,

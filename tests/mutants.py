@@ -465,6 +465,17 @@ MUTANTS = (
         ),
     ),
     Mutant(
+        "initial_state_keeps_weak_types",
+        "#11: no recompilation",
+        "ssl_jax/train_step.py",
+        '    return x.astype(x.dtype) if getattr(x, "weak_type", False) else x\n',
+        "    return x\n",
+        (
+            "tests/test_train_step.py::"
+            "test_a_weakly_typed_initial_state_does_not_compile_the_step_twice",
+        ),
+    ),
+    Mutant(
         "clusterfit_clusters_unnormalised_features",
         "#10: ClusterFit",
         "ssl_jax/methods/clusterfit.py",

@@ -180,3 +180,29 @@ def test_the_loss_gets_the_global_step_and_the_frozen_inputs_which_are_not_donat
     for _ in range(3):
         w = w - 0.1 * 2 * (w - np.array([1.0, 2.0]))
     np.testing.assert_allclose(state.params["w"], w, rtol=1e-6)
+
+
+def test_a_weakly_typed_initial_state_does_not_compile_the_step_twice():
+    """``jnp.full(n, 0.5)`` is weakly typed; its first update is not. The initial state is made
+    strongly typed, so the step's input types stay the same (colorization's ab prior did
+    compile twice before)."""
+    base = toy_method()
+
+    def loss(params, method_state, batch, key, step, frozen):
+        value, (_, metrics) = base.loss(params, method_state, batch, key, step, frozen)
+        return value, ({"running": method_state["running"] + jnp.float32(1.0)}, metrics)
+
+    method = base._replace(
+        init=lambda key: ({"w": jnp.array([3.0, 4.0])}, {"running": jnp.full((2,), 0.5)}),
+        loss=loss,
+    )
+    mesh = make_mesh(8)
+    tx = optax.sgd(0.1)
+    state = make_init_fn(method, tx, mesh)(0)
+    assert not state.method_state["running"].weak_type
+    step = make_train_step(method, tx, optax.constant_schedule(0.1), mesh)
+    batch = {"images": jnp.ones((8, 2, 2, 3), jnp.uint8)}
+    for _ in range(3):
+        state, _ = step(state, batch)
+    np.testing.assert_allclose(state.method_state["running"], [3.5, 3.5])
+    assert step.compilations() == 1

@@ -91,10 +91,7 @@ def make_colorization(
 
     def init(key):
         params, state = init_parts(key)
-        # float32, not a weakly typed Python float: the step's strongly typed update would
-        # change the state's type after the first step and recompile it.
-        prior = jnp.full((num_bins,), 1.0 / num_bins, jnp.float32)
-        return params, {**state, "ab_prior": prior}
+        return params, {**state, "ab_prior": jnp.full((num_bins,), 1.0 / num_bins)}
 
     def predict(params, stats, x, train):
         features, backbone_stats = backbone.apply(
