@@ -479,8 +479,8 @@ MUTANTS = (
         "clusterfit_clusters_unnormalised_features",
         "#10: ClusterFit",
         "ssl_jax/methods/clusterfit.py",
-        "np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)",
-        "1.0",
+        "    features = l2_normalize(jnp.asarray(features, jnp.float32))\n",
+        "    features = jnp.asarray(features, jnp.float32)\n",
         (
             "tests/methods/test_clusterfit.py::"
             "test_centroids_are_the_kmeans_of_the_teachers_normalised_features",

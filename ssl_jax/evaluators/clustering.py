@@ -49,6 +49,12 @@ def _squared_distances(x: jax.Array, centers: jax.Array) -> jax.Array:
     return jnp.maximum(x2 - 2.0 * x @ centers.T + c2, 0.0)
 
 
+def nearest_center(x: ArrayLike, centers: ArrayLike) -> jax.Array:
+    """The index of the centre nearest to each row of ``x`` (squared Euclidean distance):
+    ``(n,)`` int, as Lloyd's assignment step."""
+    return jnp.argmin(_squared_distances(x, centers), axis=1)
+
+
 def kmeans_plus_plus(x: ArrayLike, k: int, key: jax.Array) -> jax.Array:
     """``k`` seeds ``(k, D)`` among the rows of ``x``: the first uniform, each next one drawn
     with probability proportional to its squared distance to the nearest seed so far."""
@@ -78,12 +84,9 @@ def lloyd(x: ArrayLike, centers: ArrayLike, *, iterations: int = 300) -> KMeans:
     centers = jnp.asarray(centers, jnp.float32)
     k = centers.shape[0]
 
-    def assign(centers):
-        return jnp.argmin(_squared_distances(x, centers), axis=1)
-
     def body(state):
         centers, previous, _, it = state
-        labels = assign(centers)
+        labels = nearest_center(x, centers)
         sums = jax.ops.segment_sum(x, labels, num_segments=k)
         counts = jax.ops.segment_sum(jnp.ones(len(x), x.dtype), labels, num_segments=k)
         centers = jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1)[:, None], centers)

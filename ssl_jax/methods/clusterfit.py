@@ -28,20 +28,20 @@ import numpy as np
 import optax
 
 from ssl_jax.encoder import convert_input, make_encode_fn
-from ssl_jax.evaluators.clustering import kmeans
+from ssl_jax.evaluators.clustering import kmeans, nearest_center
 from ssl_jax.evaluators.features import extract_features, make_sharded_encode
 from ssl_jax.losses import l2_normalize
 from ssl_jax.methods.base import Method, no_state_update
 from ssl_jax.methods.common import make_init, online_export
-from ssl_jax.methods.networks import apply_chain, mlp_head
+from ssl_jax.methods.networks import apply_chain
 from ssl_jax.methods.pretext_task import one_view
-from ssl_jax.methods.teacher import Teacher, load_teacher, make_teacher
+from ssl_jax.methods.teacher import load_teacher, make_teacher, student_parts
 
 CACHE = "clusterfit_centroids.npz"
 
 
 def teacher_centroids(
-    teacher: Teacher,
+    encode,
     arrays: dict,
     source,
     *,
@@ -52,13 +52,13 @@ def teacher_centroids(
     iterations: int,
     seed: int,
 ) -> np.ndarray:
-    """``(num_clusters, D)`` k-means centroids of the teacher's L2-normalised features of
-    every image of ``source``."""
-    encode = make_sharded_encode(make_encode_fn(teacher.backbone, teacher.spec["input"]), mesh)
+    """``(num_clusters, D)`` k-means centroids of the L2-normalised features
+    ``encode(arrays, images)`` (the teacher's) of every image of ``source``."""
+    sharded = make_sharded_encode(encode, mesh)
     features, _ = extract_features(
-        encode, arrays, source, batch_size=batch_size, mesh=mesh, desc="teacher features"
+        sharded, arrays, source, batch_size=batch_size, mesh=mesh, desc="teacher features"
     )
-    features = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    features = l2_normalize(jnp.asarray(features, jnp.float32))
     result = kmeans(features, num_clusters, restarts=restarts, iterations=iterations, seed=seed)
     return np.asarray(result.centers, np.float32)
 
@@ -106,10 +106,7 @@ def make_clusterfit(
     if num_clusters < 2:
         raise ValueError(f"method.num_clusters must be >= 2, got {num_clusters}.")
     teacher = make_teacher(teacher, teacher_step)
-    parts = {
-        "backbone": backbone,
-        "projector": mlp_head(backbone.feature_dim, proj_hidden_dim, num_clusters),
-    }
+    parts = student_parts(backbone, proj_hidden_dim, num_clusters)
     encode = make_encode_fn(teacher.backbone, teacher.spec["input"])
     about = {
         "teacher": os.path.abspath(teacher.path),
@@ -128,7 +125,7 @@ def make_clusterfit(
             )
         arrays = load_teacher(teacher, mesh)
         compute = lambda: teacher_centroids(
-            teacher,
+            encode,
             arrays,
             source,
             num_clusters=num_clusters,
@@ -146,11 +143,8 @@ def make_clusterfit(
         del step
         if frozen is None:
             raise ValueError("clusterfit needs the teacher's arrays and centroids as frozen input.")
-        features = encode(frozen["teacher"], batch["images"])
-        similarity = l2_normalize(features.astype(jnp.float32)) @ frozen["centroids"].T
-        # The nearest centroid: |f - c|^2 = |f|^2 + |c|^2 - 2 f.c with |f| = 1.
-        sq_norms = jnp.sum(frozen["centroids"] ** 2, axis=-1)
-        labels = jax.lax.stop_gradient(jnp.argmin(sq_norms - 2.0 * similarity, axis=-1))
+        features = l2_normalize(encode(frozen["teacher"], batch["images"]).astype(jnp.float32))
+        labels = nearest_center(features, frozen["centroids"])  # integers: no gradient
         x = one_view(views, batch["images"], key, "clusterfit")
         logits, stats = apply_chain(
             parts,

@@ -17,23 +17,16 @@ from ssl_jax.encoder import convert_input
 from ssl_jax.losses import embedding_cosine, embedding_mse, kd_loss, l2_normalize, seed_loss
 from ssl_jax.methods.base import Method, no_state_update
 from ssl_jax.methods.common import make_init, online_export
-from ssl_jax.methods.networks import apply_chain, mlp_head
+from ssl_jax.methods.networks import apply_chain
 from ssl_jax.methods.pretext_task import one_view
 from ssl_jax.methods.queue import enqueue
 from ssl_jax.methods.teacher import (
     load_teacher,
     make_teacher,
+    student_parts,
     teacher_features,
     teacher_logits,
 )
-
-
-def _student(backbone, proj_hidden_dim, out_dim):
-    """The student's parts: its backbone and a projector to the teacher's output width."""
-    return {
-        "backbone": backbone,
-        "projector": mlp_head(backbone.feature_dim, proj_hidden_dim, out_dim),
-    }
 
 
 def _distill_method(
@@ -99,7 +92,7 @@ def make_kd(
             "(launch/finetune.py exports its head), or distil the embedding with mse, cosine "
             "or seed."
         )
-    parts = _student(backbone, proj_hidden_dim, teacher.num_classes)
+    parts = student_parts(backbone, proj_hidden_dim, teacher.num_classes)
 
     def objective(params, method_state, s, t):
         agree = 100.0 * jnp.mean(jnp.argmax(s, -1) == jnp.argmax(t, -1))
@@ -112,7 +105,7 @@ def make_kd(
 
 def _make_regression(name, loss_fn, backbone, views, input_spec, teacher, teacher_step, hidden):
     teacher = make_teacher(teacher, teacher_step)
-    parts = _student(backbone, hidden, teacher.feature_dim)
+    parts = student_parts(backbone, hidden, teacher.feature_dim)
 
     def objective(params, method_state, s, t):
         return loss_fn(s, t), method_state, {}
@@ -175,7 +168,7 @@ def make_seed(
             f"{batch_size}: each step enqueues the teacher features of the whole batch."
         )
     teacher = make_teacher(teacher, teacher_step)
-    parts = _student(backbone, proj_hidden_dim, teacher.feature_dim)
+    parts = student_parts(backbone, proj_hidden_dim, teacher.feature_dim)
     init_parts = make_init(parts)
 
     def init(key):

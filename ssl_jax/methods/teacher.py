@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from ssl_jax.encoder import convert_input, load_export, make_backbone, make_head, read_spec
+from ssl_jax.methods.networks import mlp_head
 from ssl_jax.models import ModuleDef
 
 
@@ -49,6 +50,15 @@ def make_teacher(path: str, step: int | None = None) -> Teacher:
     backbone = make_backbone(ml_collections.ConfigDict(spec["model"]))
     head = make_head(spec["head"], spec["feature_dim"]) if spec["head"] else None
     return Teacher(path=path, step=int(spec["step"]), spec=spec, backbone=backbone, head=head)
+
+
+def student_parts(backbone: ModuleDef, proj_hidden_dim: int, out_dim: int) -> dict:
+    """A student's parts: its ``backbone`` (the export) and an MLP projector to ``out_dim``,
+    the width of what it learns from the teacher (features, classes or clusters)."""
+    return {
+        "backbone": backbone,
+        "projector": mlp_head(backbone.feature_dim, proj_hidden_dim, out_dim),
+    }
 
 
 def load_teacher(teacher: Teacher, mesh) -> dict:
