@@ -116,6 +116,11 @@ def make_head(head_spec: Mapping[str, Any], feature_dim: int) -> ModuleDef:
     )
 
 
+def export_head(spec: Mapping[str, Any]) -> ModuleDef | None:
+    """The categorical head a (validated) spec describes, or None when it has none."""
+    return make_head(spec["head"], spec["feature_dim"]) if spec["head"] else None
+
+
 # --- The spec ---------------------------------------------------------------------------------
 
 
@@ -526,7 +531,7 @@ def load_export(
             f"The encoder spec of {checkpoint_dir(run_dir)}/{step} says feature_dim "
             f"{spec['feature_dim']}, but its model section builds {backbone.feature_dim}."
         )
-    head = make_head(spec["head"], spec["feature_dim"]) if spec["head"] else None
+    head = export_head(spec)
     init = _init_fn(backbone, mesh, head)
     export = Export(spec=spec, arrays={}, backbone=backbone, mesh=mesh, head=head, _init=init)
     if random_init_seed is not None:

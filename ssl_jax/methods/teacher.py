@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from ssl_jax.encoder import convert_input, load_export, make_backbone, make_head, read_spec
+from ssl_jax.encoder import convert_input, export_head, load_export, make_backbone, read_spec
 from ssl_jax.methods.networks import mlp_head
 from ssl_jax.models import ModuleDef
 
@@ -48,8 +48,9 @@ def make_teacher(path: str, step: int | None = None) -> Teacher:
         )
     spec = read_spec(path, step)
     backbone = make_backbone(ml_collections.ConfigDict(spec["model"]))
-    head = make_head(spec["head"], spec["feature_dim"]) if spec["head"] else None
-    return Teacher(path=path, step=int(spec["step"]), spec=spec, backbone=backbone, head=head)
+    return Teacher(
+        path=path, step=int(spec["step"]), spec=spec, backbone=backbone, head=export_head(spec)
+    )
 
 
 def student_parts(backbone: ModuleDef, proj_hidden_dim: int, out_dim: int) -> dict:
