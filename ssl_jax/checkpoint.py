@@ -58,6 +58,7 @@ class Checkpointer:
             raise ValueError(f"ckpt.every_steps must be positive, got {every_steps}.")
         if keep <= 0:
             raise ValueError(f"ckpt.keep must be positive, got {keep}.")
+        self.every_steps = every_steps
         options = ocp.CheckpointManagerOptions(
             save_decision_policy=policies.AnySavePolicy(
                 [
@@ -73,6 +74,11 @@ class Checkpointer:
         self._manager = ocp.CheckpointManager(
             checkpoint_dir(run_dir), item_names=ITEMS, options=options
         )
+
+    def due(self, step: int) -> bool:
+        """Whether the interval policy saves ``step`` (the training loop checks such a step's
+        loss before saving it; preemption and the last step are forced saves)."""
+        return step % self.every_steps == 0
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()

@@ -486,6 +486,22 @@ MUTANTS = (
             "test_centroids_are_the_kmeans_of_the_teachers_normalised_features",
         ),
     ),
+    Mutant(
+        "loop_saves_an_unchecked_step",
+        "#11: no per-step host sync",
+        "ssl_jax/programs/loop.py",
+        "if not (step == start + 1 or logging_now or stopping or ckpt.due(step)):",
+        "if not (step == start + 1 or logging_now or stopping):",
+        ("tests/programs/test_loop.py::test_the_host_waits_only_for_steps_something_reads",),
+    ),
+    Mutant(
+        "loop_waits_for_every_step",
+        "#11: no per-step host sync",
+        "ssl_jax/programs/loop.py",
+        "                    continue  # nothing reads this step yet: the host runs ahead\n",
+        "                    pass\n",
+        ("tests/programs/test_loop.py::test_the_host_waits_only_for_steps_something_reads",),
+    ),
 )
 
 

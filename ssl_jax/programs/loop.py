@@ -117,6 +117,7 @@ def train(
         disable=not loop.progress or jax.process_index() != 0,
         dynamic_ncols=True,
     )
+    pending = None  # (step, metrics) dispatched but not yet checked
     try:
         with StopFlag(should_stop) as stop:
             while step < total:
@@ -124,12 +125,19 @@ def train(
                 state, metrics = loop.train_step(state, batch)
                 step += 1
                 n_log += 1
-                loss = check_finite(metrics, step, ckpt, workdir)  # waits for the step
+                if pending is not None:  # the step before: waits for it, not for this one
+                    show_loss(bar, check_finite(pending[1], pending[0], ckpt, workdir))
+                pending = (step, metrics)
+                logging_now = step % loop.log_every == 0 or step == total
+                stopping = stop(step)
+                if not (step == start + 1 or logging_now or stopping or ckpt.due(step)):
+                    continue  # nothing reads this step yet: the host runs ahead
+                loss = check_finite(metrics, step, ckpt, workdir)  # waits for this step
+                pending = None
+                show_loss(bar, loss)
                 if step == start + 1:
                     results["first_step_s"] = time.perf_counter() - t_start
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-                if step % loop.log_every == 0 or step == total:
+                if logging_now:
                     elapsed = time.perf_counter() - t_log
                     row = {"loss": loss, **metrics, "epoch": step / loop.steps_per_epoch}
                     row["images_per_sec"] = n_log * loop.batch_size / max(elapsed, 1e-9)
@@ -142,7 +150,6 @@ def train(
                         results["warnings"] = [f"step {step}: {warning}"]
                     bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{row['images_per_sec']:.0f}")
                     t_log, n_log = time.perf_counter(), 0
-                stopping = stop(step)
                 loop.save(step, state, stopping or step == total)
                 if stopping:
                     log.info("Stop requested: saved step %d to %s", step, workdir)
@@ -156,6 +163,11 @@ def train(
         **{k: v for k, v in last_row.items() if k != "step"},
     )
     return state, results
+
+
+def show_loss(bar, loss: float) -> None:
+    bar.update(1)
+    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
 
 
 def check_finite(metrics: dict, step: int, ckpt: Checkpointer, workdir: str) -> float:
