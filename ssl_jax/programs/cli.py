@@ -8,6 +8,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
+from ssl_jax import xla_cpu
 from ssl_jax.parallel import initialize_distributed
 
 _MULTIHOST = flags.DEFINE_bool(
@@ -35,6 +36,7 @@ def start() -> None:
     """Apply the device and multi-process flags before JAX's backend starts."""
     logging.getLogger("ssl_jax").setLevel(logging.INFO)
     logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every write at INFO.
+    xla_cpu.configure()
     if _CPU_DEVICES.value:
         jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
     if _COMPILATION_CACHE.value and not jax.config.jax_compilation_cache_dir:
