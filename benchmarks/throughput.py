@@ -1,16 +1,23 @@
-"""Pretraining throughput of the full SimCLR train step on this machine's CPU.
+"""Train-step throughput on this machine's CPU: ssl_jax and the same step in PyTorch, side by side.
 
-  python benchmarks/throughput.py [--steps 5] [--out benchmarks/results]
+  python benchmarks/throughput.py [--methods simclr,byol] [--configs 64x64,64x256,16x64,16x256]
+      [--steps 5] [--rounds 1] [--reference torch|none] [--out benchmarks/results]
 
-For each (width, batch) of a CIFAR ResNet-18 (configs/simclr_cifar10.py, SimCLR views
-without blur) it runs the jitted, sharded train step, augmentation included, on random
-uint8 32x32 images, each configuration in a fresh subprocess so peak memory is its own.
-It reports compile time, steady-state images/second (median over timed steps), peak
-resident memory, and the share of step time spent making the two views (the views-only
-function jitted and timed alone). Results: OUT/throughput.json and OUT/throughput.md.
+For each method (configs/<method>_cifar10.py, views without blur), CIFAR ResNet-18 width and
+batch, it runs ssl_jax's jitted, sharded train step (augmentation included) on random uint8
+32x32 images, then the equal PyTorch step (benchmarks/torch_step.py: same networks and
+parameter count, same loss and LARS, all cores, views pre-made), alternately in one invocation,
+each measurement in a fresh subprocess so peak memory is its own. ``--rounds`` repeats the
+alternation and keeps the median. Per cell: compile time, steady-state images/second (median
+over timed steps after one warm-up step), the ratio ssl_jax / PyTorch, peak resident memory,
+and the share of step time spent making the two views (the views-only function jitted and
+timed alone). Results: OUT/throughput.json (``images_per_sec`` per row) and OUT/throughput.md.
+PyTorch is a benchmark-only dependency (``pip install torch==2.13.0``); without it (or with
+``--reference none``) the PyTorch columns stay empty.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -21,16 +28,44 @@ import sys
 import time
 
 CONFIGS = [(64, 64), (64, 256), (16, 64), (16, 256)]
-# PyTorch 2.13 CPU SimCLR step, same ResNet-18, pre-made views, 2 threads (issue #2).
-PYTORCH_IMG_PER_SEC = {(64, 64): 22.0, (16, 256): 225.0}
+METHODS = ("simclr", "byol")
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 
-def measure(width: int, batch: int, steps: int) -> dict:
+def load_config(method: str, width: int, batch: int):
+    sys.path.insert(0, REPO)
+    from importlib import import_module
+
+    config = import_module(f"configs.{method}_cifar10").get_config()
+    config.data.batch_size = batch
+    config.model.width = width
+    config.augment.blur_prob = 0.0
+    return config
+
+
+def timed_steps(step, steps: int) -> float:
+    """Median seconds of ``step()`` (which blocks until done) after one warm-up call."""
+    step()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(method: str, width: int, batch: int, steps: int, xla_defaults: bool = False) -> dict:
+    config = load_config(method, width, batch)
+    from ssl_jax import xla_cpu
+
+    flags = [] if xla_defaults else xla_cpu.configure()  # as the launch/ programs do
     import jax
     import numpy as np
 
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-    from configs.simclr_cifar10 import get_config
     from ssl_jax.augment import make_multiview_fn
     from ssl_jax.augment.from_config import view_specs_from_config
     from ssl_jax.methods import get_method
@@ -38,15 +73,12 @@ def measure(width: int, batch: int, steps: int) -> dict:
     from ssl_jax.parallel import global_batch, make_mesh
     from ssl_jax.train_step import make_init_fn, make_train_step
 
-    config = get_config()
-    config.data.batch_size = batch
-    config.model.width = width
     mesh = make_mesh(-1)
     schedule = make_schedule(config, steps_per_epoch=100, total_steps=10_000)
     tx = make_optimizer(config.optim, schedule)
-    method = get_method(config)
-    state = make_init_fn(method, tx, mesh)(0)
-    step_fn = make_train_step(method, tx, schedule, mesh)
+    method_impl = get_method(config, total_steps=10_000)
+    state = make_init_fn(method_impl, tx, mesh)(0)
+    step_fn = make_train_step(method_impl, tx, schedule, mesh)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8)
     batch_arrays = global_batch({"images": images, "labels": np.zeros(batch, np.int32)}, mesh)
@@ -54,84 +86,184 @@ def measure(width: int, batch: int, steps: int) -> dict:
     t0 = time.perf_counter()
     compiled = step_fn.lower(state, batch_arrays).compile()
     compile_s = time.perf_counter() - t0
-    state, metrics = compiled(state, batch_arrays)  # warm-up
-    jax.block_until_ready(metrics)
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        state, metrics = compiled(state, batch_arrays)
-        jax.block_until_ready(metrics)
-        times.append(time.perf_counter() - t0)
-    step_s = statistics.median(times)
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    holder = {"state": state}
 
+    def step():
+        holder["state"], metrics = compiled(holder["state"], batch_arrays, None)
+        holder["loss"] = float(metrics["loss"])
+
+    step_s = timed_steps(step, steps)
     views = jax.jit(make_multiview_fn(view_specs_from_config(config.augment)))
     key = jax.random.key(0)
-    jax.block_until_ready(views(batch_arrays["images"], key))
-    view_times = []
-    for i in range(max(steps, 5)):
-        t0 = time.perf_counter()
-        jax.block_until_ready(views(batch_arrays["images"], jax.random.fold_in(key, i)))
-        view_times.append(time.perf_counter() - t0)
+    view_s = timed_steps(lambda: jax.block_until_ready(views(batch_arrays["images"], key)), steps)
     return {
-        "width": width,
-        "batch": batch,
         "compile_s": compile_s,
         "step_s": step_s,
         "images_per_sec": batch / step_s,
-        "augment_share": statistics.median(view_times) / step_s,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "timed_steps": steps,
+        "augment_share": view_s / step_s,
+        "gflops_per_sec": cost.get("flops", float("nan")) / step_s / 1e9,
+        "peak_rss_mib": peak_rss_mib(),
+        "params": sum(x.size for x in jax.tree.leaves(state.params)),
+        "xla_flags_added": flags,
         "devices": len(jax.devices()),
-        "loss_finite": bool(np.isfinite(float(metrics["loss"]))),
+        "loss_finite": bool(np.isfinite(holder["loss"])),
+    }
+
+
+def matmul_gflops(n: int = 2048, steps: int = 5) -> float:
+    """This machine's f32 matrix-product rate through XLA (an n x n product), GFLOP/s."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jnp.ones((n, n), jnp.float32)
+    product = jax.jit(lambda a: a @ a)
+    return 2 * n**3 / timed_steps(lambda: jax.block_until_ready(product(a)), steps) / 1e9
+
+
+def measure_torch(method: str, width: int, batch: int, steps: int) -> dict:
+    import torch
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from torch_step import make_step
+
+    torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count())
+    step_fn, count = make_step(method, width, load_config(method, width, batch))
+    v1, v2 = torch.rand(batch, 3, 32, 32), torch.rand(batch, 3, 32, 32)
+    holder = {}
+
+    def step():
+        holder["loss"] = float(step_fn(v1, v2))
+
+    step_s = timed_steps(step, steps)
+    return {
+        "step_s": step_s,
+        "images_per_sec": batch / step_s,
+        "peak_rss_mib": peak_rss_mib(),
+        "params": count,
+        "threads": torch.get_num_threads(),
+        "version": torch.__version__,
+        "loss_finite": bool(torch.isfinite(torch.tensor(holder["loss"]))),
     }
 
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| ResNet-18 width | batch | img/s | PyTorch img/s | ratio | compile s | "
-        "augment share | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | ResNet-18 width | batch | ssl_jax img/s | PyTorch img/s | ratio | "
+        "ssl_jax, jaxlib's default flags | step GFLOP/s | compile s | augment share | "
+        "peak RSS MiB (ssl_jax / PyTorch) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        ref = PYTORCH_IMG_PER_SEC.get((r["width"], r["batch"]))
-        ratio = f"{r['images_per_sec'] / ref:.2f}" if ref else "–"
+        ref = r.get("torch")
+        base = r.get("xla_defaults")
         lines.append(
-            f"| {r['width']} | {r['batch']} | {r['images_per_sec']:.1f} | "
-            f"{ref if ref else '–'} | {ratio} | {r['compile_s']:.1f} | "
-            f"{100 * r['augment_share']:.1f}% | {r['peak_rss_mib']:.0f} |"
+            f"| {r['method']} | {r['width']} | {r['batch']} | {r['images_per_sec']:.1f} | "
+            + (f"{ref['images_per_sec']:.1f} | {r['ratio']:.2f}" if ref else "– | –")
+            + (f" | {base['images_per_sec']:.1f}" if base else " | –")
+            + f" | {r['gflops_per_sec']:.0f} | {r['compile_s']:.1f}"
+            + f" | {100 * r['augment_share']:.1f}% | "
+            f"{r['peak_rss_mib']:.0f} / " + (f"{ref['peak_rss_mib']:.0f} |" if ref else "– |")
         )
     return "\n".join(lines) + "\n"
 
 
+def child(kind: str, cell: str, steps: int) -> dict:
+    """Run one measurement in a fresh process; its JSON result."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", f"{kind}:{cell}", "--steps", str(steps)],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{kind} {cell} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def median_row(results: list[dict]) -> dict:
+    """The round whose images/second is the median (the upper one of an even count)."""
+    return sorted(results, key=lambda r: r["images_per_sec"])[len(results) // 2]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per configuration")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
+    parser.add_argument("--rounds", type=int, default=1, help="alternations per cell")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     parser.add_argument("--configs", default=",".join(f"{w}x{b}" for w, b in CONFIGS))
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument(
+        "--reference",
+        choices=("torch", "none"),
+        default="torch" if importlib.util.find_spec("torch") else "none",
+        help="measure the PyTorch step alongside (default: when torch is installed)",
+    )
+    parser.add_argument(
+        "--xla-defaults",
+        action="store_true",
+        help="also measure ssl_jax with jaxlib's default CPU flags (without ssl_jax.xla_cpu)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        width, batch = map(int, args.child.split("x"))
-        print(json.dumps(measure(width, batch, args.steps)))
+        kind, method, cell = args.child.split(":")
+        width, batch = map(int, cell.split("x"))
+        if kind == "matmul":
+            result = {"matmul_gflops": matmul_gflops()}
+        elif kind == "torch":
+            result = measure_torch(method, width, batch, args.steps)
+        else:
+            result = measure(method, width, batch, args.steps, xla_defaults=kind == "jax-defaults")
+        print(json.dumps(result))
         return
+    if args.reference == "none":
+        print("PyTorch reference off (pip install torch==2.13.0 to measure it).", flush=True)
     rows = []
-    for item in args.configs.split(","):
-        print(f"measuring width x batch = {item} ...", flush=True)
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", item, "--steps", str(args.steps)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(markdown(rows[-1:]).splitlines()[-1], flush=True)
+    matmul = child("matmul", "none:0x0", args.steps)["matmul_gflops"]
+    print(f"XLA f32 2048x2048 matmul: {matmul:.0f} GFLOP/s", flush=True)
+    for method in args.methods.split(","):
+        if method not in METHODS:
+            raise SystemExit(f"--methods: {method!r} is not one of {', '.join(METHODS)}.")
+        for item in args.configs.split(","):
+            width, batch = map(int, item.split("x"))
+            print(f"measuring {method} width x batch = {item} ...", flush=True)
+            ours, theirs, defaults = [], [], []
+            for _ in range(args.rounds):
+                ours.append(child("jax", f"{method}:{item}", args.steps))
+                if args.xla_defaults:
+                    defaults.append(child("jax-defaults", f"{method}:{item}", args.steps))
+                if args.reference == "torch":
+                    theirs.append(child("torch", f"{method}:{item}", args.steps))
+            row = {"method": method, "width": width, "batch": batch, **median_row(ours)}
+            row["rounds"] = [r["images_per_sec"] for r in ours]
+            if theirs:
+                ref = median_row(theirs) | {"rounds": [r["images_per_sec"] for r in theirs]}
+                if ref["params"] != row["params"]:
+                    raise SystemExit(
+                        f"{method} {item}: PyTorch has {ref['params']:,} parameters, "
+                        f"ssl_jax {row['params']:,}; the steps are not the same network."
+                    )
+                row["torch"] = ref
+                row["ratio"] = row["images_per_sec"] / ref["images_per_sec"]
+            if defaults:
+                row["xla_defaults"] = median_row(defaults) | {
+                    "rounds": [r["images_per_sec"] for r in defaults]
+                }
+            rows.append(row)
+            print(markdown(rows[-1:]).splitlines()[-1], flush=True)
     os.makedirs(args.out, exist_ok=True)
     meta = {
         "machine": platform.platform(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
-        "note": "random uint8 32x32 images; SimCLR CIFAR views (no blur); 1 process, "
-        "all local devices; median step time after one warm-up step",
+        "steps": args.steps,
+        "matmul_gflops": matmul,
+        "rounds": args.rounds,
+        "note": "random uint8 32x32 images; CIFAR views without blur made inside the ssl_jax "
+        "step; the PyTorch step gets both views pre-made (random floats); 1 process each, "
+        "all cores; median step time after one warm-up step",
     }
     with open(os.path.join(args.out, "throughput.json"), "w") as f:
         json.dump({"meta": meta, "results": rows}, f, indent=2)

@@ -108,4 +108,6 @@ def make_train_step(
     # Programs compiled so far (one per input signature: more than one after the first step
     # means a recompilation); None where this JAX version does not say.
     run.compilations = getattr(step, "_cache_size", lambda: None)
+    # Ahead-of-time: ``run.lower(state, batch).compile()`` (compile time, cost analysis).
+    run.lower = lambda state, batch, frozen=None: step.lower(state, batch, frozen)
     return run
