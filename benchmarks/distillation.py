@@ -1,7 +1,7 @@
 """Distillation on CIFAR-10: how much of a self-supervised teacher a small student keeps.
 
   python benchmarks/distillation.py [--teacher runs/label_efficiency/mocov3]
-      [--methods seed mse cosine clusterfit kd] [--student-width 8] [--epochs 2]
+      [--methods seed mse mse_clip cosine clusterfit kd] [--student-width 8] [--epochs 2]
       [--ssl-method mocov3] [--data ../shared/data/cifar10] [--runs runs/distillation]
       [--out benchmarks/results/distillation]
 
@@ -10,7 +10,11 @@ Every number comes from the user-facing programs, each in its own process. Rows:
 - ``teacher``: the export of ``--teacher`` (any pretraining run; by default the MoCo v3
   ResNet-18 of width 16 that the label-efficiency study pretrained for 5 epochs);
 - ``<method>``: ``launch/distill.py --config configs/distill_cifar10.py:<method>`` with the
-  student ResNet-18 at ``--student-width``, ``--epochs`` epochs of 256 images;
+  student ResNet-18 at ``--student-width``, ``--epochs`` epochs of 256 images, every method
+  with the config's optimizer (SEED's SGD). A run that stops on a non-finite loss is a
+  ``diverged`` row (its error in the table), not a failure of the script;
+- ``mse_clip``: ``mse`` with ``optim.grad_clip_norm=1.0`` (the regression of raw features
+  diverges at SEED's learning rate when the teacher's features are large);
 - ``kd`` needs a teacher with a categorical head: the teacher fine-tuned on 10% of the labels
   (``launch/finetune.py``, ``--kd-teacher-epochs`` 30, the ``kd_teacher`` row). That row is
   therefore not label-free: 5,000 labels reach its student through the teacher's logits;
@@ -38,6 +42,8 @@ from label_efficiency import minutes, pct, timed
 
 STEPS_PER_EPOCH = 50_000 // 256
 CALIBRATION = (20, 60)
+# Rows that run a method with other settings: name -> (config variant, overrides).
+VARIANTS = {"mse_clip": ("mse", {"optim.grad_clip_norm": 1.0})}
 
 
 def train_overrides(args, steps: int, warmup_epochs: float) -> dict:
@@ -60,13 +66,30 @@ def train(command: list[str], workdir: str, overrides: dict) -> dict:
     command = command + [f"--workdir={workdir}"]
     command += [f"--config.{k}={v}" for k, v in overrides.items()]
     code = commit()
-    cost = timed(command, os.path.join(workdir, f"train_{len(os.listdir(workdir))}.log"))
+    log = os.path.join(workdir, f"train_{len(os.listdir(workdir))}.log")
+    try:
+        cost = timed(command, log)
+    except SystemExit:
+        diverged = non_finite_error(log)
+        if diverged is None:
+            raise
+        print(f"{workdir}: {diverged}", flush=True)
+        return {"commit": code, "diverged": diverged, "command": " ".join(command)}
     out = read_json(os.path.join(workdir, "results.json"))
     if "interrupted_at" in out:
         raise SystemExit(f"{workdir} was interrupted at step {out['interrupted_at']}")
     keep = ("loss", "top1", "val_top1", "final_step", "images_per_sec")
     numbers = {k: out[k] for k in keep if k in out}
     return {"commit": code, **cost, **numbers, "command": " ".join(command)}
+
+
+def non_finite_error(log: str) -> str | None:
+    """The first sentence of the NonFiniteLossError that ended a run, or None."""
+    with open(log) as f:
+        lines = [line for line in f if "NonFiniteLossError:" in line]
+    if not lines:
+        return None
+    return lines[-1].split("NonFiniteLossError:", 1)[1].split(". ")[0].strip()
 
 
 def distill_command(method: str, teacher: str) -> list[str]:
@@ -98,7 +121,8 @@ def kd_teacher_command(args) -> list[str]:
 
 def ssl_steps(args, rows: dict, save) -> int:
     """Steps of ``--ssl-method`` whose CPU time matches the mean distillation run's."""
-    distilled = [rows[m]["train"]["cpu_s"] for m in args.methods if "train" in rows.get(m, {})]
+    distilled = [rows[m]["train"].get("cpu_s") for m in args.methods if "train" in rows.get(m, {})]
+    distilled = [c for c in distilled if c is not None]  # a diverged run has no cost
     if not distilled:
         raise SystemExit("no distillation run finished: the SSL student's budget is unknown")
     target = sum(distilled) / len(distilled)
@@ -149,11 +173,18 @@ def markdown(results: dict) -> str:
                 gap_closed(knn, ssl.get("knn_top1_k20"), teacher.get("knn_top1_k20")),
             ]
         cells = [pct(v) for v in (lin, knn, *closed)] + [minutes(tr) if tr else "–"]
+        if tr and "diverged" in tr:
+            cells = [f"diverged: {tr['diverged']}", "–", "–", "–", "–"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "kd_teacher: the teacher fine-tuned on 10% of the labels (its test top-1 as a "
         "classifier); the kd student learns from its logits, so it is not label-free.",
+        *(
+            f"{name}: {variant} with {', '.join(f'{k}={v}' for k, v in extra.items())}."
+            for name, (variant, extra) in VARIANTS.items()
+            if name in s["methods"]
+        ),
     ]
     return "\n".join(lines) + "\n"
 
@@ -162,7 +193,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--teacher", default="runs/label_efficiency/mocov3")
     parser.add_argument(
-        "--methods", nargs="+", default=["seed", "mse", "cosine", "clusterfit", "kd"]
+        "--methods",
+        nargs="+",
+        default=["seed", "mse", "mse_clip", "cosine", "clusterfit", "kd"],
+        help=f"config variants of configs/distill_cifar10.py, or {', '.join(VARIANTS)}",
     )
     parser.add_argument("--student-width", type=int, default=8)
     parser.add_argument("--epochs", type=float, default=2.0, help="distillation epochs")
@@ -190,7 +224,8 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     json_path = os.path.join(args.out, "distillation.json")
     results = read_json(json_path) if os.path.exists(json_path) else {"rows": {}}
-    if results.get("settings", settings) != settings:
+    kept = {k: v for k, v in results.get("settings", settings).items() if k != "methods"}
+    if kept != {k: v for k, v in settings.items() if k != "methods"}:  # rows may be added
         raise SystemExit(f"{json_path} holds another setting ({results['settings']}); --out.")
     results["settings"] = settings
     rows = results["rows"]
@@ -218,11 +253,13 @@ def main():
                 rows["kd_teacher"]["train"] = train(kd_teacher_command(args), teacher, {})
                 save()
         workdir = os.path.join(args.runs, method)
+        variant, extra = VARIANTS.get(method, (method, {}))
         if "train" not in rows.setdefault(method, {}):
-            overrides = train_overrides(args, steps, 0.0)
-            rows[method]["train"] = train(distill_command(method, teacher), workdir, overrides)
+            overrides = train_overrides(args, steps, 0.0) | extra
+            rows[method]["train"] = train(distill_command(variant, teacher), workdir, overrides)
             save()
-        evaluated(method, workdir)
+        if "diverged" not in rows[method]["train"]:
+            evaluated(method, workdir)
     workdir = os.path.join(args.runs, "ssl_student")
     if "train" not in rows.setdefault("ssl_student", {}):
         n = ssl_steps(args, rows, save)
