@@ -172,9 +172,10 @@ def markdown(results: dict) -> str:
                 gap_closed(lin, ssl.get("linear_top1"), teacher.get("linear_top1")),
                 gap_closed(knn, ssl.get("knn_top1_k20"), teacher.get("knn_top1_k20")),
             ]
-        cells = [pct(v) for v in (lin, knn, *closed)] + [minutes(tr) if tr else "–"]
         if tr and "diverged" in tr:
             cells = [f"diverged: {tr['diverged']}", "–", "–", "–", "–"]
+        else:
+            cells = [pct(v) for v in (lin, knn, *closed)] + [minutes(tr) if tr else "–"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
