@@ -1,7 +1,11 @@
 """Train-step throughput on this machine's CPU: ssl_jax and the same step in PyTorch, side by side.
 
   python benchmarks/throughput.py [--methods simclr,byol] [--configs 64x64,64x256,16x64,16x256]
-      [--steps 5] [--rounds 1] [--reference torch|none] [--out benchmarks/results]
+      [--steps 5] [--rounds 1] [--reference torch|none] [--xla-defaults] [--dtype float32]
+      [--out benchmarks/results] [--name throughput]
+
+A cell ``WxBxD`` runs ssl_jax's step over D fake CPU devices (the sharding overhead on one
+host; ``--reference none``).
 
 For each method (configs/<method>_cifar10.py, views without blur), CIFAR ResNet-18 width and
 batch, it runs ssl_jax's jitted, sharded train step (augmentation included) on random uint8
@@ -58,14 +62,35 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(method: str, width: int, batch: int, steps: int, xla_defaults: bool = False) -> dict:
+def parse_cell(cell: str) -> tuple[int, int, int]:
+    """``WxB`` or ``WxBxD``: ResNet-18 width, global batch, CPU devices (default 1)."""
+    try:
+        width, batch, *devices = map(int, cell.split("x"))
+        if len(devices) > 1:
+            raise ValueError
+    except ValueError:
+        message = f"--configs: {cell!r} is not WxB or WxBxD (e.g. 16x256 or 16x256x8)."
+        raise SystemExit(message) from None
+    return width, batch, devices[0] if devices else 1
+
+
+def measure(
+    method: str,
+    cell: str,
+    steps: int,
+    xla_defaults: bool = False,
+    dtype: str = "float32",
+) -> dict:
+    width, batch, devices = parse_cell(cell)
     config = load_config(method, width, batch)
+    config.model.dtype = dtype
     from ssl_jax import xla_cpu
 
     flags = [] if xla_defaults else xla_cpu.configure()  # as the launch/ programs do
     import jax
     import numpy as np
 
+    jax.config.update("jax_num_cpu_devices", devices)
     from ssl_jax.augment import make_multiview_fn
     from ssl_jax.augment.from_config import view_specs_from_config
     from ssl_jax.methods import get_method
@@ -122,8 +147,12 @@ def matmul_gflops(n: int = 2048, steps: int = 5) -> float:
     return 2 * n**3 / timed_steps(lambda: jax.block_until_ready(product(a)), steps) / 1e9
 
 
-def measure_torch(method: str, width: int, batch: int, steps: int) -> dict:
+def measure_torch(method: str, cell: str, steps: int) -> dict:
     import torch
+
+    width, batch, devices = parse_cell(cell)
+    if devices != 1:
+        raise SystemExit("the PyTorch reference runs on one device: --reference none")
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from torch_step import make_step
@@ -151,16 +180,18 @@ def measure_torch(method: str, width: int, batch: int, steps: int) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| method | ResNet-18 width | batch | ssl_jax img/s | PyTorch img/s | ratio | "
+        "| method | ResNet-18 width | batch | devices | dtype | ssl_jax img/s | PyTorch img/s | "
+        "ratio | "
         "ssl_jax, jaxlib's default flags | step GFLOP/s | compile s | augment share | "
         "peak RSS MiB (ssl_jax / PyTorch) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ref = r.get("torch")
         base = r.get("xla_defaults")
         lines.append(
-            f"| {r['method']} | {r['width']} | {r['batch']} | {r['images_per_sec']:.1f} | "
+            f"| {r['method']} | {r['width']} | {r['batch']} | {r.get('devices', 1)} | "
+            f"{r.get('dtype', 'float32')} | {r['images_per_sec']:.1f} | "
             + (f"{ref['images_per_sec']:.1f} | {r['ratio']:.2f}" if ref else "– | –")
             + (f" | {base['images_per_sec']:.1f}" if base else " | –")
             + f" | {r['gflops_per_sec']:.0f} | {r['compile_s']:.1f}"
@@ -170,10 +201,11 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def child(kind: str, cell: str, steps: int) -> dict:
+def child(kind: str, cell: str, steps: int, dtype: str = "float32") -> dict:
     """Run one measurement in a fresh process; its JSON result."""
     out = subprocess.run(
-        [sys.executable, __file__, "--child", f"{kind}:{cell}", "--steps", str(steps)],
+        [sys.executable, __file__, "--child", f"{kind}:{cell}", "--steps", str(steps)]
+        + ["--dtype", dtype],
         capture_output=True,
         text=True,
     )
@@ -205,17 +237,24 @@ def main():
         action="store_true",
         help="also measure ssl_jax with jaxlib's default CPU flags (without ssl_jax.xla_cpu)",
     )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="ssl_jax's model.dtype (PyTorch stays float32)",
+    )
+    parser.add_argument("--name", default="throughput", help="OUT/NAME.json and OUT/NAME.md")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, method, cell = args.child.split(":")
-        width, batch = map(int, cell.split("x"))
         if kind == "matmul":
             result = {"matmul_gflops": matmul_gflops()}
         elif kind == "torch":
-            result = measure_torch(method, width, batch, args.steps)
+            result = measure_torch(method, cell, args.steps)
         else:
-            result = measure(method, width, batch, args.steps, xla_defaults=kind == "jax-defaults")
+            xla_defaults = kind == "jax-defaults"
+            result = measure(method, cell, args.steps, xla_defaults, args.dtype)
         print(json.dumps(result))
         return
     if args.reference == "none":
@@ -227,16 +266,19 @@ def main():
         if method not in METHODS:
             raise SystemExit(f"--methods: {method!r} is not one of {', '.join(METHODS)}.")
         for item in args.configs.split(","):
-            width, batch = map(int, item.split("x"))
-            print(f"measuring {method} width x batch = {item} ...", flush=True)
+            width, batch, devices = parse_cell(item)
+            print(f"measuring {method} width x batch (x devices) = {item} ...", flush=True)
             ours, theirs, defaults = [], [], []
             for _ in range(args.rounds):
-                ours.append(child("jax", f"{method}:{item}", args.steps))
+                ours.append(child("jax", f"{method}:{item}", args.steps, args.dtype))
                 if args.xla_defaults:
-                    defaults.append(child("jax-defaults", f"{method}:{item}", args.steps))
+                    defaults.append(
+                        child("jax-defaults", f"{method}:{item}", args.steps, args.dtype)
+                    )
                 if args.reference == "torch":
                     theirs.append(child("torch", f"{method}:{item}", args.steps))
             row = {"method": method, "width": width, "batch": batch, **median_row(ours)}
+            row.update(devices=devices, dtype=args.dtype)
             row["rounds"] = [r["images_per_sec"] for r in ours]
             if theirs:
                 ref = median_row(theirs) | {"rounds": [r["images_per_sec"] for r in theirs]}
@@ -263,12 +305,13 @@ def main():
         "rounds": args.rounds,
         "note": "random uint8 32x32 images; CIFAR views without blur made inside the ssl_jax "
         "step; the PyTorch step gets both views pre-made (random floats); 1 process each, "
-        "all cores; median step time after one warm-up step",
+        "all cores (ssl_jax over 'devices' fake CPU devices, batch split between them); "
+        "median step time after one warm-up step",
     }
-    with open(os.path.join(args.out, "throughput.json"), "w") as f:
+    with open(os.path.join(args.out, f"{args.name}.json"), "w") as f:
         json.dump({"meta": meta, "results": rows}, f, indent=2)
     table = markdown(rows)
-    with open(os.path.join(args.out, "throughput.md"), "w") as f:
+    with open(os.path.join(args.out, f"{args.name}.md"), "w") as f:
         f.write(table)
     print(table)
 
