@@ -20,7 +20,6 @@ are attributed. Results: OUT/step_profile[_xla_defaults].json and .md.
 import argparse
 import collections
 import glob
-import json
 import os
 import re
 import sys
@@ -28,7 +27,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from throughput import load_config, parse_cell  # noqa: E402
+from throughput import compile_step, write_results  # noqa: E402
 
 CLASSES = (
     "weight-gradient convolutions",
@@ -78,32 +77,10 @@ def classify(name: str, lines: dict, bodies: dict) -> str:
 
 
 def profile(method: str, cell: str, steps: int, xla_defaults: bool) -> dict:
-    width, batch, devices = parse_cell(cell)
-    config = load_config(method, width, batch)
-    from ssl_jax import xla_cpu
-
-    flags = [] if xla_defaults else xla_cpu.configure()
+    run = compile_step(method, cell, xla_defaults, "float32")
     import jax
-    import numpy as np
 
-    jax.config.update("jax_num_cpu_devices", devices)
-    from ssl_jax.methods import get_method
-    from ssl_jax.optim import make_optimizer, make_schedule
-    from ssl_jax.parallel import global_batch, make_mesh
-    from ssl_jax.train_step import make_init_fn, make_train_step
-
-    mesh = make_mesh(-1)
-    schedule = make_schedule(config, steps_per_epoch=100, total_steps=10_000)
-    tx = make_optimizer(config.optim, schedule)
-    method_impl = get_method(config, total_steps=10_000)
-    state = make_init_fn(method_impl, tx, mesh)(0)
-    step = make_train_step(method_impl, tx, schedule, mesh)
-    images = np.random.default_rng(0).integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8)
-    arrays = global_batch({"images": images, "labels": np.zeros(batch, np.int32)}, mesh)
-    compiled = step.lower(state, arrays).compile()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    flops = cost.get("flops", float("nan")) * devices  # the analysis counts one device's share
+    compiled, state, arrays = run.compiled, run.state, run.batch
     lines, bodies = computations(compiled.as_text())
     state, metrics = compiled(state, arrays, None)
     jax.block_until_ready(metrics)
@@ -134,10 +111,10 @@ def profile(method: str, cell: str, steps: int, xla_defaults: bool) -> dict:
     return {
         "method": method,
         "cell": cell,
-        "xla_flags_added": flags,
+        "xla_flags_added": run.flags,
         "step_s": wall,
-        "gflops": flops / 1e9,
-        "gflops_per_sec": flops / 1e9 / wall,
+        "gflops": run.gflops,
+        "gflops_per_sec": run.gflops / wall,
         "threads": len(threads),
         "busy_thread_s": total,
         "thread_utilisation": total / (wall * max(len(threads), 1)),
@@ -171,13 +148,7 @@ def main():
     args = parser.parse_args()
     result = profile(args.method, args.config, args.steps, args.xla_defaults)
     suffix = "_xla_defaults" if args.xla_defaults else ""
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, f"step_profile{suffix}.json"), "w") as f:
-        json.dump(result, f, indent=2)
-    table = markdown(result)
-    with open(os.path.join(args.out, f"step_profile{suffix}.md"), "w") as f:
-        f.write(table)
-    print(table)
+    write_results(args.out, f"step_profile{suffix}", result, markdown(result))
 
 
 if __name__ == "__main__":

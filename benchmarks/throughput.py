@@ -21,6 +21,7 @@ PyTorch is a benchmark-only dependency (``pip install torch==2.13.0``); without 
 """
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -30,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 CONFIGS = [(64, 64), (64, 256), (16, 64), (16, 256)]
 METHODS = ("simclr", "byol")
@@ -74,13 +76,21 @@ def parse_cell(cell: str) -> tuple[int, int, int]:
     return width, batch, devices[0] if devices else 1
 
 
-def measure(
-    method: str,
-    cell: str,
-    steps: int,
-    xla_defaults: bool = False,
-    dtype: str = "float32",
-) -> dict:
+@dataclasses.dataclass
+class CompiledStep:
+    """A method's train step compiled ahead of time for one cell, with what it runs on."""
+
+    compiled: Any  # compiled(state, batch, None) -> (state, metrics)
+    state: Any
+    batch: dict
+    config: Any
+    compile_s: float
+    gflops: float  # the whole step, every device
+    flags: list[str]  # what ssl_jax.xla_cpu added to XLA_FLAGS
+
+
+def compile_step(method: str, cell: str, xla_defaults: bool, dtype: str) -> CompiledStep:
+    """Set up the process (XLA flags, devices) and compile ``method``'s step for ``cell``."""
     width, batch, devices = parse_cell(cell)
     config = load_config(method, width, batch)
     config.model.dtype = dtype
@@ -91,8 +101,6 @@ def measure(
     import numpy as np
 
     jax.config.update("jax_num_cpu_devices", devices)
-    from ssl_jax.augment import make_multiview_fn
-    from ssl_jax.augment.from_config import view_specs_from_config
     from ssl_jax.methods import get_method
     from ssl_jax.optim import make_optimizer, make_schedule
     from ssl_jax.parallel import global_batch, make_mesh
@@ -104,15 +112,34 @@ def measure(
     method_impl = get_method(config, total_steps=10_000)
     state = make_init_fn(method_impl, tx, mesh)(0)
     step_fn = make_train_step(method_impl, tx, schedule, mesh)
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8)
-    batch_arrays = global_batch({"images": images, "labels": np.zeros(batch, np.int32)}, mesh)
-
+    images = np.random.default_rng(0).integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8)
+    arrays = global_batch({"images": images, "labels": np.zeros(batch, np.int32)}, mesh)
     t0 = time.perf_counter()
-    compiled = step_fn.lower(state, batch_arrays).compile()
+    compiled = step_fn.lower(state, arrays).compile()
     compile_s = time.perf_counter() - t0
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
+    # XLA's cost analysis counts one device's share of a sharded program.
+    gflops = cost.get("flops", float("nan")) * devices / 1e9
+    return CompiledStep(compiled, state, arrays, config, compile_s, gflops, flags)
+
+
+def measure(
+    method: str,
+    cell: str,
+    steps: int,
+    xla_defaults: bool = False,
+    dtype: str = "float32",
+) -> dict:
+    import jax
+    import numpy as np
+
+    from ssl_jax.augment import make_multiview_fn
+    from ssl_jax.augment.from_config import view_specs_from_config
+
+    run = compile_step(method, cell, xla_defaults, dtype)
+    compiled, state, batch_arrays, config = run.compiled, run.state, run.batch, run.config
+    batch = config.data.batch_size
     holder = {"state": state}
 
     def step():
@@ -124,15 +151,14 @@ def measure(
     key = jax.random.key(0)
     view_s = timed_steps(lambda: jax.block_until_ready(views(batch_arrays["images"], key)), steps)
     return {
-        "compile_s": compile_s,
+        "compile_s": run.compile_s,
         "step_s": step_s,
         "images_per_sec": batch / step_s,
         "augment_share": view_s / step_s,
-        # XLA's cost analysis counts one device's share of a sharded program.
-        "gflops_per_sec": cost.get("flops", float("nan")) * devices / step_s / 1e9,
+        "gflops_per_sec": run.gflops / step_s,
         "peak_rss_mib": peak_rss_mib(),
         "params": sum(x.size for x in jax.tree.leaves(state.params)),
-        "xla_flags_added": flags,
+        "xla_flags_added": run.flags,
         "devices": len(jax.devices()),
         "loss_finite": bool(np.isfinite(holder["loss"])),
     }
@@ -177,6 +203,16 @@ def measure_torch(method: str, cell: str, steps: int) -> dict:
         "version": torch.__version__,
         "loss_finite": bool(torch.isfinite(torch.tensor(holder["loss"]))),
     }
+
+
+def write_results(out: str, name: str, data: dict, table: str) -> None:
+    """OUT/NAME.json and OUT/NAME.md; the table is also printed."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, f"{name}.json"), "w") as f:
+        json.dump(data, f, indent=2)
+    with open(os.path.join(out, f"{name}.md"), "w") as f:
+        f.write(table)
+    print(table)
 
 
 def markdown(rows: list[dict]) -> str:
@@ -309,12 +345,7 @@ def main():
         "all cores (ssl_jax over 'devices' fake CPU devices, batch split between them); "
         "median step time after one warm-up step",
     }
-    with open(os.path.join(args.out, f"{args.name}.json"), "w") as f:
-        json.dump({"meta": meta, "results": rows}, f, indent=2)
-    table = markdown(rows)
-    with open(os.path.join(args.out, f"{args.name}.md"), "w") as f:
-        f.write(table)
-    print(table)
+    write_results(args.out, args.name, {"meta": meta, "results": rows}, markdown(rows))
 
 
 if __name__ == "__main__":
