@@ -332,7 +332,6 @@ def main():
                 }
             rows.append(row)
             print(markdown(rows[-1:]).splitlines()[-1], flush=True)
-    os.makedirs(args.out, exist_ok=True)
     meta = {
         "machine": platform.platform(),
         "cpu_count": os.cpu_count(),
