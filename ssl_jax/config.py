@@ -65,6 +65,9 @@ def pretrain_defaults() -> ml_collections.ConfigDict:
             # float32 | bfloat16: the backbone's computation dtype (mixed precision: params,
             # BatchNorm statistics, heads, losses and optimizer stay float32).
             dtype="float32",
+            # ResNets: recompute each block's activations in the backward pass (less memory
+            # on GPU/TPU for about one more forward pass; XLA's CPU compiler drops it).
+            remat=False,
         )
     )
     # Every hyperparameter of one method (its factory's defaults); configs of other methods

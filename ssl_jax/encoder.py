@@ -67,7 +67,10 @@ def compute_dtype(model: Mapping[str, Any]):
 def _build(model: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
     """The backbone of ``model``, given only its family's fields (absent ViT fields: ViT/16)."""
     dtype = compute_dtype(model)
+    remat = bool(model.get("remat", False))
     if model.backbone in VITS:
+        if remat:
+            raise ValueError("model.remat is implemented for the ResNets only; set it False.")
         kwargs = {
             "patch_size": model.get("patch_size", 16),
             "img_size": model.get("img_size", 224),
@@ -83,6 +86,7 @@ def _build(model: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
             "width": model.width,
             "stem": model.stem,
             "zero_init_residual": model.get("zero_init_residual", True),
+            "remat": remat,
         }
     return get_backbone(model.backbone, rngs=rngs, dtype=dtype, **kwargs)
 

@@ -487,6 +487,14 @@ MUTANTS = (
         ),
     ),
     Mutant(
+        "resnet_ignores_remat",
+        "#11: rematerialisation",
+        "ssl_jax/models/resnet.py",
+        "x = _call_remat(block, x) if self.remat else block(x)",
+        "x = block(x)",
+        ("tests/models/test_remat.py::test_remat_recomputes_the_blocks_and_changes_no_result",),
+    ),
+    Mutant(
         "loop_saves_an_unchecked_step",
         "#11: no per-step host sync",
         "ssl_jax/programs/loop.py",
