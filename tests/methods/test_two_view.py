@@ -69,7 +69,7 @@ def hand_computed_loss(name, method, config, batch, params, state, key):
     [
         pytest.param("barlow_twins", marks=pytest.mark.slow),
         pytest.param("simsiam", marks=pytest.mark.slow),
-        "vicreg",
+        pytest.param("vicreg", marks=pytest.mark.slow),  # 10 s each: the slow job
     ],
 )
 def test_loss_is_the_library_loss_of_the_embeddings(name):
