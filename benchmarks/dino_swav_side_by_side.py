@@ -57,7 +57,7 @@ def load_config(args):
     return config
 
 
-def overrides(args, spe: int, config) -> list[str]:
+def overrides(args, spe: int) -> list[str]:
     sets = {
         "data.name": "npz",
         "data.path": args.data,
@@ -83,7 +83,7 @@ def run_ours(args, spe: int, config) -> list[dict]:
         "launch/pretrain.py",
         f"--config=configs/{args.method}_cifar10.py",
         f"--workdir={workdir}",
-        *overrides(args, spe, config),
+        *overrides(args, spe),
     ]
     results = os.path.join(workdir, "results.json")
     if (

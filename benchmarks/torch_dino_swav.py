@@ -77,19 +77,20 @@ class Reference:
         self.backbone = resnet18(width)
         m = self.m
         if method == "dino":
-            self.head = DINOHead(
-                8 * width,
-                m.out_dim,
-                m.proj_hidden_dim,
-                m.proj_dim,
-                m.head_layers,
-                m.head_use_bn,
-                m.norm_last_layer,
-            )
-            self.teacher = nn.ModuleList(
-                [resnet18(width), DINOHead(8 * width, m.out_dim, m.proj_hidden_dim, m.proj_dim,
-                                           m.head_layers, m.head_use_bn, m.norm_last_layer)]
-            )  # fmt: skip
+
+            def head():
+                return DINOHead(
+                    8 * width,
+                    m.out_dim,
+                    m.proj_hidden_dim,
+                    m.proj_dim,
+                    m.head_layers,
+                    m.head_use_bn,
+                    m.norm_last_layer,
+                )
+
+            self.head = head()
+            self.teacher = nn.ModuleList([resnet18(width), head()])
             self.teacher.load_state_dict(nn.ModuleList([self.backbone, self.head]).state_dict())
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
