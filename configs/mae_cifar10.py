@@ -1,12 +1,13 @@
 """Masked autoencoder (MAE), ViT-Tiny with 4 px patches on CIFAR-10 (64 patches of 32 px images).
 
-He et al. 2022 pretrain ViT-B/16 on ImageNet for 800-1600 epochs: 75% of the patches masked,
-a 512-wide 8-block decoder, per-patch normalised pixel targets, AdamW (betas 0.9, 0.95) at
-1.5e-4 x batch/256 with weight decay 0.05 and 40 warm-up epochs, random resized crops of
-scale (0.2, 1) and flips (`configs/mae_imagenet.py`). Here the same recipe on CIFAR-10 with
-a ViT-Tiny/4 encoder, a 256-wide 4-block decoder and 10 warm-up epochs of 200. The paper's
-headline: 83.6% ImageNet top-1 after fine-tuning ViT-B (68.0% linear probe); nothing of this
-config has been measured yet.
+He et al. 2022 pretrain ViT-B/16 on ImageNet for 800-1600 epochs: 75% of the patches masked, a
+512-wide 8-block decoder, per-patch normalised pixel targets, AdamW (betas 0.9, 0.95) at 1.5e-4
+x batch/256 with weight decay 0.05 and 40 warm-up epochs, random resized crops of scale (0.2,
+1) and flips (`configs/mae_imagenet.py`). Here the same recipe on CIFAR-10 with a ViT-Tiny/4
+encoder, a 256-wide 4-block decoder and 10 warm-up epochs of 200. The paper's headline: 83.6%
+ImageNet top-1 after fine-tuning ViT-B (68.0% linear probe); measured here (README "Pretext
+tasks", one epoch of 256, the offline probes of `benchmarks/cifar10_pretext.py`): linear 43.5%
+on the pooled output, 44.1% at block 9; kNN 29.9% / 30.0% at block 3.
 
   python launch/pretrain.py --config configs/mae_cifar10.py --workdir runs/mae_cifar10 \\
     --config.data.name=npz --config.data.path=../shared/data/cifar10
