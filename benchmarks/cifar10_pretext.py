@@ -88,6 +88,7 @@ def probe(program: str, pretrained: str, workdir: str, layer: str, random_init: 
     ]
     if layer != "pooled":
         command.append(f"--config.layer={layer}")
+    os.makedirs(os.path.dirname(workdir), exist_ok=True)  # a random-init row has no pretraining
     cost = timed(command, f"{workdir}.log")
     out = read_json(os.path.join(workdir, "results.json"))
     top1 = out["top1"] if program == "linear" else out["top1_k20"]
