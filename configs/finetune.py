@@ -63,7 +63,7 @@ def get_config(arg=None):
             crop_ratio=(3 / 4, 4 / 3),
             flip_prob=0.5,
             drop_path_rate=0.0,  # ViT stochastic depth of the last block (MAE ViT-B: 0.1)
-            eval_every_steps=100,  # validation every N steps (a multiple of log.every_steps)
+            eval_every_steps=100,  # validation every N steps and at the last
             eval_batch_size=512,
         )
     )

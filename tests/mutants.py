@@ -510,6 +510,17 @@ MUTANTS = (
         "                    pass\n",
         ("tests/programs/test_loop.py::test_the_host_waits_only_for_steps_something_reads",),
     ),
+    Mutant(
+        "loop_evaluates_only_at_logged_steps",
+        "#14: the kNN monitor skipped when its interval is not a multiple of the log's",
+        "ssl_jax/programs/loop.py",
+        "logging_now = step % loop.log_every == 0 or step == total or evaluating",
+        "logging_now = step % loop.log_every == 0 or step == total",
+        (
+            "tests/programs/test_loop.py::"
+            "test_evaluations_run_on_their_own_steps_whatever_the_logging_interval",
+        ),
+    ),
 )
 
 

@@ -95,11 +95,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             f"finetune.drop_path_rate={config.finetune.drop_path_rate} must be in [0, 1) "
             "(MAE fine-tunes ViT-B with 0.1)."
         )
-    every, log_every = config.finetune.eval_every_steps, config.log.every_steps
-    if every < 0 or (every and every % log_every):
+    if config.finetune.eval_every_steps < 0:
         raise ValueError(
-            f"finetune.eval_every_steps={every} must be 0 (last step only) or a positive "
-            f"multiple of log.every_steps={log_every}: evaluations run at logged steps."
+            f"finetune.eval_every_steps={config.finetune.eval_every_steps} must be 0 (the last "
+            "step only) or positive."
         )
 
 
@@ -415,10 +414,11 @@ def run(
             data_state = iterator.get_state(step)
             return ckpt.save(step, state=state, data=data_state, force=force, **items(step, state))
 
-        def evaluate(step, state):
+        def evaluates(step):
             every = ft.eval_every_steps
-            if val_set is None or not (step == total or (every and step % every == 0)):
-                return {}
+            return val_set is not None and (step == total or bool(every and step % every == 0))
+
+        def evaluate(step, state):
             arrays = {"params": state.params, "method_state": state.method_state}
             kw = dict(batch_size=ft.eval_batch_size, mesh=mesh, desc="validation")
             acc = accuracy(predict, arrays, val_set, **kw)
@@ -438,6 +438,7 @@ def run(
             batch_size=data.batch_size,
             steps_per_epoch=steps_per_epoch,
             log_every=config.log.every_steps,
+            evaluates=evaluates,
             evaluate=evaluate,
             progress=config.log.progress,
             desc="finetune",

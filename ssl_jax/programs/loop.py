@@ -70,7 +70,9 @@ class Loop:
     - ``batches``: yields ``(step, global_batch)`` from ``start``.
     - ``save(step, state, force)``: checkpoint ``state`` after ``step`` steps if due (or
       ``force``).
-    - ``evaluate(step, state) -> dict``: extra metric columns at a logged step (may be empty).
+    - ``evaluates(step) -> bool``: whether ``evaluate`` has columns at ``step``; such a step
+      is written to the metrics like a logged one, whatever ``log_every`` is.
+    - ``evaluate(step, state) -> dict``: the extra metric columns at such a step.
     - ``diagnose(row) -> str | None``: a warning from a logged row, reported once per run.
     """
 
@@ -81,6 +83,7 @@ class Loop:
     batch_size: int
     steps_per_epoch: int
     log_every: int
+    evaluates: Callable[[int], bool] = lambda step: False
     evaluate: Callable[[int, Any], dict] = lambda step, state: {}
     diagnose: Callable[[dict], str | None] | None = None
     progress: bool = True
@@ -128,7 +131,8 @@ def train(
                 if pending is not None:  # the step before: waits for it, not for this one
                     show_loss(bar, check_finite(pending[1], pending[0], ckpt, workdir))
                 pending = (step, metrics)
-                logging_now = step % loop.log_every == 0 or step == total
+                evaluating = loop.evaluates(step)
+                logging_now = step % loop.log_every == 0 or step == total or evaluating
                 stopping = stop(step)
                 if not (step == start + 1 or logging_now or stopping or ckpt.due(step)):
                     continue  # nothing reads this step yet: the host runs ahead
@@ -141,7 +145,8 @@ def train(
                     elapsed = time.perf_counter() - t_log
                     row = {"loss": loss, **metrics, "epoch": step / loop.steps_per_epoch}
                     row["images_per_sec"] = n_log * loop.batch_size / max(elapsed, 1e-9)
-                    row.update(loop.evaluate(step, state))
+                    if evaluating:
+                        row.update(loop.evaluate(step, state))
                     last_row = writer.write(step, row)
                     warning = loop.diagnose(last_row) if loop.diagnose and not warned else None
                     if warning:

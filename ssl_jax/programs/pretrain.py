@@ -153,8 +153,6 @@ def run(
         )
 
     def evaluate(step, state):
-        if not evaluators.due(step):
-            return {}
         return evaluators(step, method.export(state.params, state.method_state), state.params)
 
     loop = Loop(
@@ -165,6 +163,7 @@ def run(
         batch_size=batch_size,
         steps_per_epoch=steps_per_epoch,
         log_every=config.log.every_steps,
+        evaluates=lambda step: bool(evaluators.due(step)),
         evaluate=evaluate,
         diagnose=method.diagnose,
         progress=config.log.progress,

@@ -25,14 +25,15 @@ class Ckpt:
 
 class Writer:
     def __init__(self):
-        self.steps = []
+        self.steps, self.rows = [], []
 
     def write(self, step, row):
         self.steps.append(step)
-        return {"step": step, **row}
+        self.rows.append({"step": step, **row})
+        return self.rows[-1]
 
 
-def run(monkeypatch, *, total=20, log_every=5, ckpt=None, bad_step=None):
+def run(monkeypatch, *, total=20, log_every=5, ckpt=None, bad_step=None, eval_every=0):
     events = []
     original = loop_module.check_finite
 
@@ -63,6 +64,8 @@ def run(monkeypatch, *, total=20, log_every=5, ckpt=None, bad_step=None):
         batch_size=4,
         steps_per_epoch=10,
         log_every=log_every,
+        evaluates=lambda step: bool(eval_every) and step % eval_every == 0,
+        evaluate=lambda step, state: {"eval_state": state},
         progress=False,
     )
     state, results = train(spec, 0, 0, ckpt=ckpt, writer=writer, workdir="w")
@@ -93,3 +96,15 @@ def test_a_bad_step_stops_the_run_before_anything_after_it_is_saved(monkeypatch,
     with pytest.raises(NonFiniteLossError, match=rf"at step {bad_step}\b"):
         run(monkeypatch, ckpt=ckpt, bad_step=bad_step)
     assert ckpt.saved == ([3, 6] if bad_step == 7 else [3])
+
+
+def test_evaluations_run_on_their_own_steps_whatever_the_logging_interval(monkeypatch):
+    """An evaluation every 7 steps with logs every 5: evaluated (and written) at 7 and 14 with
+    the state after that step, logged alone at 5, 10, 15 and 20."""
+    events, _, writer, _ = run(monkeypatch, eval_every=7)
+    assert writer.steps == [5, 7, 10, 14, 15, 20]
+    evaluated = {r["step"]: r["eval_state"] for r in writer.rows if "eval_state" in r}
+    assert evaluated == {7: 7, 14: 14}
+    for step in (7, 14):  # read at once, like a logged step
+        i = events.index(("check", step))
+        assert max(s for k, s in events[:i] if k == "dispatch") == step
