@@ -88,7 +88,6 @@ def test_teacher_gets_exactly_zero_gradient(setup):
     assert any(bool(jnp.any(g != 0)) for g in jax.tree.leaves(student_grads["backbone"]))
 
 
-@pytest.mark.slow  # 10-15 s; keeps the default run under 10 minutes
 def test_loss_uses_the_scheduled_temperature_and_moves_the_center(setup):
     _, probe, params, state = setup
     center = jax.random.normal(jax.random.key(5), (32,))

@@ -84,7 +84,6 @@ def test_prototypes_are_stored_unit_length_and_projected_back(setup):
     assert projected["projector"] is params["projector"]
 
 
-@pytest.mark.slow  # 10-15 s; keeps the default run under 10 minutes
 def test_prototypes_are_frozen_for_the_first_steps(setup):
     _, probe, params, state = setup
     for step, frozen in ((0, True), (1, True), (2, False)):

@@ -82,7 +82,6 @@ def test_loss_is_the_library_loss_of_the_embeddings(name):
     assert set(new_state) == {"batch_stats"}
 
 
-@pytest.mark.slow  # 10-15 s; keeps the default run under 10 minutes
 def test_simsiam_is_symmetric_negative_cosine_with_stopped_targets():
     method, config, batch, params, state = build("simsiam")
     key = jax.random.key(3)

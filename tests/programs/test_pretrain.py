@@ -92,7 +92,6 @@ def test_online_linear_top1_is_the_saved_probe_on_the_exported_test_features(pre
     np.testing.assert_allclose(logged[6]["online_linear_top1"], expected, atol=1e-6)
 
 
-@pytest.mark.slow  # 8 s; the launch tests also probe an export in the default run
 def test_probe_and_knn_read_the_encoder_export(pretrained, tmp_path):
     workdir, _ = pretrained
     ssl = linear_probe.run(tiny_probe_config(workdir), str(tmp_path / "probe"))
