@@ -4,6 +4,7 @@
   python benchmarks/dino_swav_side_by_side.py --method dino [--epochs 3] [--width 16]
       [--data ../shared/data/cifar10] [--runs runs/dino_swav] [--out benchmarks/results/dino_swav]
       [--steps-per-epoch N (a shorter "epoch", for smoke tests)] [--set KEY=VALUE ...]
+      [--side ours|reference (train one side only, e.g. both at once on a larger machine)]
 
 Ours is the user-facing program: ``launch/pretrain.py --config configs/<method>_cifar10.py``
 on the npz copy of CIFAR-10, its kNN monitor (k = 20 and 200) after every epoch. The
@@ -17,7 +18,8 @@ training and 10,000 test images as ours does (its BatchNorm statistics, the conf
 normalisation) for the same kNN. Per epoch and implementation: mean loss over the epoch,
 the collapse signal (DINO ``teacher_entropy``, SwAV ``prediction_entropy``; ``ln K`` is the
 uniform output), kNN top-1 and CPU minutes. Both sides resume from their last finished epoch
-when the command is run again. Results: OUT/<method>.json and .md.
+when the command is run again. Results: OUT/<method>.json and .md (written when both sides
+have finished: run the command without ``--side`` after two one-sided runs).
 """
 
 import argparse
@@ -236,13 +238,17 @@ def main():
     parser.add_argument("--runs", default="runs/dino_swav")
     parser.add_argument("--out", default="benchmarks/results/dino_swav")
     parser.add_argument("--set", action="append", default=[], help="config KEY=VALUE, both sides")
+    parser.add_argument("--side", choices=("ours", "reference"), default=None, help="only one")
     args = parser.parse_args()
     args.data, args.runs = os.path.abspath(args.data), os.path.abspath(args.runs)
     config = load_config(args)
     spe = args.steps_per_epoch or TRAIN_IMAGES // config.data.batch_size
     os.makedirs(args.runs, exist_ok=True)
-    ours = run_ours(args, spe, config)
-    reference = run_reference(args, spe, load_config(args))
+    ours = run_ours(args, spe, config) if args.side != "reference" else None
+    reference = run_reference(args, spe, load_config(args)) if args.side != "ours" else None
+    if ours is None or reference is None:
+        print(json.dumps({args.side: ours or reference}, indent=1))
+        return
     k = config.method.out_dim if args.method == "dino" else config.method.num_prototypes
     result = {
         "settings": {

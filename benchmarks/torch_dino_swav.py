@@ -110,7 +110,9 @@ class Reference:
         lr = config.optim.base_learning_rate * batch / 256
         self.opt = Lars(self.params, lr, config.optim.weight_decay)
         self.peak_lr = lr
-        self.warmup = round(config.schedule.warmup_epochs * steps_per_epoch)
+        # Warm-ups longer than the run end with it, as in ssl_jax's programs (the CIFAR
+        # recipes warm the lr up over 10 epochs and DINO's teacher temperature over 50).
+        self.warmup = min(round(config.schedule.warmup_epochs * steps_per_epoch), total_steps - 1)
 
     def _dino(self, crops_g, crops_l, i):
         m = self.m
@@ -119,7 +121,7 @@ class Reference:
         )
         with torch.no_grad():
             teacher = self.teacher[1](self.teacher[0](torch.cat(crops_g)))
-        warm = m.warmup_teacher_temp_steps
+        warm = min(m.warmup_teacher_temp_steps, self.total)
         temp = (
             m.warmup_teacher_temp + (m.teacher_temp - m.warmup_teacher_temp) * i / max(warm - 1, 1)
             if i < warm
