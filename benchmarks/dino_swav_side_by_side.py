@@ -35,6 +35,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
+from cifar10_methods import commit, machine  # noqa: E402
+
 SIGNAL = {"dino": "teacher_entropy", "swav": "prediction_entropy"}
 TRAIN_IMAGES = 50_000
 
@@ -93,6 +95,8 @@ def run_ours(args, spe: int, config) -> list[dict]:
         or json.load(open(results)).get("final_step") != spe * args.epochs
     ):
         print("$", " ".join(command), flush=True)
+        with open(os.path.join(workdir, "commits.txt"), "a") as f:
+            f.write(commit() + "\n")  # the code this (possibly resumed) training imports
         usage0 = os.times()
         with open(os.path.join(workdir, f"train_{int(time.time())}.log"), "w") as log:
             subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, check=True)
@@ -103,6 +107,7 @@ def run_ours(args, spe: int, config) -> list[dict]:
         with open(os.path.join(workdir, "cpu_s.txt"), "a") as f:
             f.write(f"{cpu:.1f}\n")
     rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    commits = read_commits(os.path.join(workdir, "commits.txt"))
     cpu = sum(float(x) for x in open(os.path.join(workdir, "cpu_s.txt")))
     epochs = []
     for e in range(1, args.epochs + 1):
@@ -117,9 +122,17 @@ def run_ours(args, spe: int, config) -> list[dict]:
                 "knn_top1_k200": end[-1].get("knn_top1_k200") if end else None,
                 # one program: its CPU time is known for the whole run only
                 "cpu_min_total": cpu / 60 if e == args.epochs else None,
+                "commit": commits,
             }
         )
     return epochs
+
+
+def read_commits(path: str) -> str:
+    """The commits a run trained at (several if it was resumed at other code), or unknown."""
+    if not os.path.exists(path):
+        return "unknown"
+    return ", ".join(dict.fromkeys(line.strip() for line in open(path) if line.strip()))
 
 
 def embed(encoder, images, mean, std, batch=512):
@@ -195,6 +208,7 @@ def run_reference(args, spe: int, config) -> list[dict]:
                 "knn_top1_k20": knn["top1_k20"],
                 "knn_top1_k200": knn["top1_k200"],
                 "cpu_min_total": previous + (time.process_time() - cpu0) / 60,
+                "commit": commit(),
             }
         )
         torch.save({"reference": ref.state_dict(), "epochs": epochs}, state_path + ".tmp")
@@ -258,6 +272,7 @@ def main():
             "steps_per_epoch": spe,
             "epochs": args.epochs,
             "set": args.set,
+            "machine": machine(),
         },
         "ours": ours,
         "reference": reference,
