@@ -177,7 +177,7 @@ def run_reference(args, spe: int, config) -> list[dict]:
         saved = torch.load(state_path, weights_only=False)
         ref.load_state_dict(saved["reference"])
         epochs = saved["epochs"]
-    key = jax.random.key(1)
+    key, code = jax.random.key(1), commit()  # the code this process imported
     for e in range(len(epochs) + 1, args.epochs + 1):
         cpu0, rows = time.process_time(), []
         order = np.random.default_rng(e).permutation(len(x_train))
@@ -214,7 +214,7 @@ def run_reference(args, spe: int, config) -> list[dict]:
                 "knn_top1_k20": knn["top1_k20"],
                 "knn_top1_k200": knn["top1_k200"],
                 "cpu_min_total": previous + (time.process_time() - cpu0) / 60,
-                "commit": commit(),
+                "commit": code,
             }
         )
         torch.save({"reference": ref.state_dict(), "epochs": epochs}, state_path + ".tmp")
@@ -229,7 +229,7 @@ def markdown(method: str, k: int, result: dict) -> str:
         f"{method} on CIFAR-10, ResNet-18 width {result['settings']['width']}, "
         f"{result['settings']['steps_per_epoch']} steps of {result['settings']['batch']} per "
         f"epoch; ln K = {math.log(k):.3f} (K = {k}). Loss and {signal}: means over the "
-        f"epoch's steps {LOG_EVERY}, {2 * LOG_EVERY}, ... and its last; kNN "
+        f"epoch's logged steps (every {LOG_EVERY}th of the run and the epoch's last); kNN "
         "(k = 20) after the epoch.",
         "",
         f"| epoch | loss, ours | loss, reference | {signal}, ours | {signal}, reference | "
