@@ -559,8 +559,8 @@ def run_tests(copy: str, tests) -> tuple[int, str]:
     ).stdout.strip()  # fmt: skip
     if not where.startswith(copy):
         raise RuntimeError(f"the copy's ssl_jax is not the one imported ({where}); cannot test")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+    proc = subprocess.run(  # -n 0: a few test files, faster in one process than in workers
+        [sys.executable, "-m", "pytest", "-q", "-x", "-n", "0", "-p", "no:cacheprovider", *tests],
         cwd=copy, env=env, capture_output=True, text=True,
     )  # fmt: skip
     return proc.returncode, proc.stdout + proc.stderr
