@@ -9,8 +9,9 @@ CIFAR-10 copy (npz source) with the backbone width and the number of epochs repl
 ``launch/linear_probe.py`` and ``launch/knn.py`` on the frozen export of the last checkpoint,
 evaluated on the 10,000 test images. A random-init encoder of the same architecture is probed
 the same way (row ``random_init``). Everything else is the method's CIFAR recipe, except the
-few schedule fields listed in ``SHORT_RUN_OVERRIDES`` that are stated in epochs of a
-1,000-epoch run and would otherwise span (or freeze) the whole short run.
+few DINO fields listed in ``SHORT_RUN_OVERRIDES`` that are stated for a 1,000-epoch run and
+would otherwise freeze a part of the method, or keep the exported teacher random, for the
+whole short run.
 ``--linear-protocol`` picks the linear probe's protocol (``configs/linear_probe.py``:
 ``offline``, the default, ``augmented``, or ``sgd_features``, the only one before issue #8:
 results files without the setting hold such rows, and resuming one needs
@@ -50,10 +51,11 @@ SHORT_RUN_OVERRIDES = {
     # Teacher momentum 0.9995 keeps the exported teacher ~90% random after 200 steps, and
     # the last layer is frozen for the first epoch, i.e. for the whole run.
     "dino": {"method.base_momentum": 0.99, "method.freeze_last_layer_steps": 0},
-    # Prototypes are frozen for the first 2 epochs and the queue starts at epoch 50: both
-    # past the run. Scaled like the recipe (2 and 50 of 1,000 epochs): no freeze, queue from
-    # step 10 (in use once its 3,840 rows are full, from step 25).
-    "swav": {"method.freeze_prototypes_steps": 0, "method.queue_start_step": 10},
+    # SwAV runs its recipe unchanged: prototypes frozen for its first 2 epochs (the whole
+    # run), no queue (from epoch 50). Scaling both to the run (no freeze, queue from step
+    # 10) was this table's choice until issue #14: it sent SwAV to the uniform output by
+    # step 125, and with the queue alone (lr 0.15) or without it (lr 0.6) it still drifted
+    # there; with frozen prototypes ours and the PyTorch reference both learn.
 }
 
 PROBE_DIRS = {"linear": "probe", "knn": "knn"}  # workdir subfolder of each downstream program
