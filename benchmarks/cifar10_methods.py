@@ -333,7 +333,9 @@ def main():
         save()
         print(markdown(results), flush=True)
     if not args.skip_random and ("random_init" not in results["rows"] or args.force):
-        done = [m for m in METHODS if m in results["rows"]]
+        # The random encoder takes its architecture from a run of this --runs folder (a
+        # --force rerun of one method has only that one there).
+        done = [m for m in METHODS if os.path.isdir(os.path.join(args.runs, m, "checkpoints"))]
         if done:
             pretrained = os.path.abspath(os.path.join(args.runs, done[0]))
             workdir = os.path.abspath(os.path.join(args.runs, "random_init"))
