@@ -559,7 +559,7 @@ def run_tests(copy: str, tests) -> tuple[int, str]:
     ).stdout.strip()  # fmt: skip
     if not where.startswith(copy):
         raise RuntimeError(f"the copy's ssl_jax is not the one imported ({where}); cannot test")
-    proc = subprocess.run(  # -n 0: a few test files, faster in one process than in workers
+    proc = subprocess.run(  # -n 0: one process, none of pyproject's parallel workers
         [sys.executable, "-m", "pytest", "-q", "-x", "-n", "0", "-p", "no:cacheprovider", *tests],
         cwd=copy, env=env, capture_output=True, text=True,
     )  # fmt: skip
