@@ -1,4 +1,4 @@
-"""Device mesh, shardings, multi-host start-up and global batches.
+"""Device mesh, shardings and global batches (multi-host start-up: :mod:`ssl_jax.liveness`).
 
 Everything is data parallel over one mesh axis, ``"data"``: state is replicated, the
 batch is split along its first axis. Global-view ``jax.jit`` then makes every mean over
@@ -8,36 +8,28 @@ over the global batch on every device and every process, with no explicit collec
 
 import jax
 import numpy as np
+from jax.experimental import mesh_utils
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
 
 
-def initialize_distributed(
-    coordinator_address: str | None = None,
-    num_processes: int | None = None,
-    process_id: int | None = None,
-) -> None:
-    """Start ``jax.distributed`` for multi-host runs.
+def make_mesh(num_devices: int = -1, *, devices=None) -> Mesh:
+    """A 1-D ``("data",)`` mesh over the first ``num_devices`` of ``devices`` (default: all of
+    ``jax.devices()``; -1: all of them), ordered by the physical topology.
 
-    With no arguments JAX detects the cluster (TPU pods, SLURM, Open MPI). On one machine,
-    several CPU processes need all three arguments (``localhost:PORT``, N, i).
-    """
-    jax.distributed.initialize(
-        coordinator_address=coordinator_address,
-        num_processes=num_processes,
-        process_id=process_id,
-    )
-
-
-def make_mesh(num_devices: int = -1) -> Mesh:
-    """A 1-D ``("data",)`` mesh over the first ``num_devices`` devices (-1: all).
+    The device order comes from :func:`jax.experimental.mesh_utils.create_device_mesh` (on a
+    TPU slice, neighbours along the data axis are neighbours on the interconnect). Devices of
+    several slices (``device.slice_index``) form a hybrid mesh: the data axis runs over the
+    devices of each slice first (ICI), then across slices (DCN). On CPU and GPU the order
+    is ``jax.devices()``'s, so results there are unchanged. ``devices`` may be abstract TPU devices
+    (``jax.experimental.topologies``) for ahead-of-time compilation.
 
     The axis type is pinned to ``Auto`` (JAX >= 0.9 defaults to Explicit, which rejects
     unannotated batch-sharded matmuls such as ``z @ z.T``).
     """
-    devices = jax.devices()
+    devices = list(jax.devices() if devices is None else devices)
     if num_devices == -1:
         num_devices = len(devices)
     if not 1 <= num_devices <= len(devices):
@@ -47,7 +39,20 @@ def make_mesh(num_devices: int = -1) -> Mesh:
         )
     if num_devices != len(devices) and jax.process_count() > 1:
         raise ValueError("A multi-process run must use every device (mesh.num_devices=-1).")
-    return Mesh(np.asarray(devices[:num_devices]), (DATA_AXIS,), axis_types=(AxisType.Auto,))
+    return Mesh(device_order(devices[:num_devices]), (DATA_AXIS,), axis_types=(AxisType.Auto,))
+
+
+def device_order(devices: list) -> np.ndarray:
+    """``devices`` as a 1-D array in the physical order a data axis should follow."""
+    slices = sorted({getattr(d, "slice_index", 0) or 0 for d in devices})
+    if len(slices) > 1:
+        per_slice = len(devices) // len(slices)
+        return mesh_utils.create_hybrid_device_mesh(
+            (per_slice,), (len(slices),), devices, allow_split_physical_axes=True
+        ).reshape(-1)
+    return mesh_utils.create_device_mesh(
+        (len(devices),), devices, allow_split_physical_axes=True
+    ).reshape(-1)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
