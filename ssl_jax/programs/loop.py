@@ -22,6 +22,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
+from ssl_jax import liveness
 from ssl_jax.checkpoint import Checkpointer
 from ssl_jax.metrics import MetricsWriter
 
@@ -33,15 +34,29 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class StopFlag:
-    """Set by SIGTERM (or a caller's predicate); checked once per step."""
+    """Whether to stop after a step: SIGTERM (or a caller's predicate), checked once per step.
 
-    def __init__(self, should_stop: Callable[[int], bool] | None):
+    One process: a Python SIGTERM handler sets a flag. Several processes: the stop is a
+    collective decision. JAX's preemption service (started by ``jax.distributed.initialize``)
+    keeps its own SIGTERM handler, tells every process when any of them is signalled, and
+    :func:`~jax.experimental.multihost_utils.reached_preemption_sync_point` becomes true at
+    the same step on all of them (the largest step any process has reached, plus one). A
+    Python handler would replace JAX's, so each process would stop on its own flag at its own
+    step and the other would wait in its next collective forever: none is installed then.
+    """
+
+    def __init__(self, should_stop: Callable[[int], bool] | None, start: int = 0):
         self.should_stop = should_stop
+        self.start = start
         self.signalled = False
+        self.collective = False
         self._previous = None
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        self.collective = jax.process_count() > 1
+        if self.collective:
+            check_preemption_service(self.start)
+        elif threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGTERM, self._handle)
         return self
 
@@ -50,15 +65,26 @@ class StopFlag:
         self.signalled = True
 
     def __call__(self, step: int) -> bool:
-        if jax.process_count() > 1:
-            # JAX's preemption service sees SIGTERM on any host and agrees on a step.
-            if multihost_utils.reached_preemption_sync_point(step):
-                return True
+        if self.collective and multihost_utils.reached_preemption_sync_point(step):
+            self.signalled = True
         return self.signalled or (self.should_stop is not None and self.should_stop(step))
 
     def __exit__(self, *exc):
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
+
+
+def check_preemption_service(start: int) -> None:
+    """A multi-process run needs JAX's preemption service to stop every process together
+    (every process reports its start step to it)."""
+    try:
+        multihost_utils.reached_preemption_sync_point(start)
+    except RuntimeError as e:
+        raise RuntimeError(
+            "A multi-process run stops on SIGTERM through JAX's preemption service, which is "
+            "off: remove jax_enable_preemption_service=False (JAX_ENABLE_PREEMPTION_SERVICE) "
+            f"before jax.distributed.initialize(). ({e})"
+        ) from None
 
 
 @dataclasses.dataclass
@@ -121,8 +147,9 @@ def train(
         dynamic_ncols=True,
     )
     pending = None  # (step, metrics) dispatched but not yet checked
+    liveness.set_status(lambda: stop_status(step, ckpt, workdir))
     try:
-        with StopFlag(should_stop) as stop:
+        with StopFlag(should_stop, start) as stop:
             while step < total:
                 _, batch = next(loop.batches)
                 state, metrics = loop.train_step(state, batch)
@@ -168,6 +195,13 @@ def train(
         **{k: v for k, v in last_row.items() if k != "step"},
     )
     return state, results
+
+
+def stop_status(step: int, ckpt: Checkpointer, workdir) -> str:
+    """Where a run stands, for the line a multi-process run stops with."""
+    latest = ckpt.latest_step()
+    saved = f"checkpoint step {latest} is intact" if latest is not None else "no checkpoint yet"
+    return f"at step {step}; {saved} in {workdir}: rerun the same command to resume"
 
 
 def show_loss(bar, loss: float) -> None:
