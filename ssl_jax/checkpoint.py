@@ -15,16 +15,19 @@ Orbax writes each save to a temporary directory and renames it when complete, so
 run killed mid-save leaves the earlier checkpoints intact. Before restoring, the saved
 array shapes (Orbax metadata, read without loading arrays) are compared with the target
 tree, so restoring into another architecture names the first differing path.
+
+Run directories may be URIs (``gs://bucket/run``): see :mod:`ssl_jax.paths`.
 """
 
 import json
-import os
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
+
+from ssl_jax.paths import resolve
 
 CHECKPOINT_DIR = "checkpoints"
 ITEMS = ("state", "encoder", "encoder_spec", "config", "data")
@@ -34,8 +37,8 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, incomplete or does not match the model."""
 
 
-def checkpoint_dir(run_dir: str) -> str:
-    return os.path.join(os.path.abspath(run_dir), CHECKPOINT_DIR)
+def checkpoint_dir(run_dir: epath.PathLike) -> epath.Path:
+    return resolve(run_dir) / CHECKPOINT_DIR
 
 
 class Checkpointer:
@@ -47,7 +50,7 @@ class Checkpointer:
 
     def __init__(
         self,
-        run_dir: str,
+        run_dir: epath.PathLike,
         *,
         every_steps: int = 1,
         keep: int = 1,
@@ -129,7 +132,7 @@ class Checkpointer:
             )
         if abstract_state is not None:
             difference = first_difference(
-                _array_metadata(os.path.join(self._manager.directory, str(step), "state")),
+                _array_metadata(self._manager.directory / str(step) / "state"),
                 abstract_state,
                 partial,
             )
@@ -158,14 +161,14 @@ class Checkpointer:
         self._manager.close()
 
 
-def _steps(run_dir: str) -> list[int]:
+def _steps(run_dir: epath.PathLike) -> list[int]:
     directory = checkpoint_dir(run_dir)
-    if not os.path.isdir(directory):
+    if not directory.is_dir():
         return []
     return sorted(ocp.utils.checkpoint_steps(directory))
 
 
-def resolve_step(run_dir: str, step: int | None = None) -> int:
+def resolve_step(run_dir: epath.PathLike, step: int | None = None) -> int:
     """``step`` if it exists in ``run_dir``, else the newest; a clear error if none."""
     steps = _steps(run_dir)
     if not steps:
@@ -180,41 +183,40 @@ def resolve_step(run_dir: str, step: int | None = None) -> int:
     return step
 
 
-def _read_json_item(run_dir: str, step: int, item: str, what: str) -> dict | None:
+def _read_json_item(run_dir: epath.PathLike, step: int, item: str, what: str) -> dict | None:
     """The JSON item ``item`` of ``step``, or None when the checkpoint has no such item."""
-    path = os.path.join(checkpoint_dir(run_dir), str(step), item, "metadata")
-    if not os.path.isdir(os.path.dirname(path)):
+    path = checkpoint_dir(run_dir) / str(step) / item / "metadata"
+    if not path.parent.is_dir():
         return None
     try:
-        with open(path) as f:
-            return json.load(f)
+        return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise CheckpointError(f"Cannot read the {what} {path}: {e}") from e
 
 
-def read_config(run_dir: str, step: int | None = None) -> dict:
+def read_config(run_dir: epath.PathLike, step: int | None = None) -> dict:
     """The config a checkpoint was written with, as a plain dict."""
     step = resolve_step(run_dir, step)
     config = _read_json_item(run_dir, step, "config", "run config")
     if config is None:
-        path = os.path.join(checkpoint_dir(run_dir), str(step), "config")
+        path = checkpoint_dir(run_dir) / str(step) / "config"
         raise CheckpointError(f"Cannot read the run config {path}: the item is missing.")
     return config
 
 
-def read_encoder_spec(run_dir: str, step: int) -> dict | None:
+def read_encoder_spec(run_dir: epath.PathLike, step: int) -> dict | None:
     """The ``encoder_spec`` item of ``step``; None for checkpoints written without one."""
     return _read_json_item(run_dir, step, "encoder_spec", "encoder spec")
 
 
-def restore_encoder(run_dir: str, abstract_encoder, step: int | None = None):
+def restore_encoder(run_dir: epath.PathLike, abstract_encoder, step: int | None = None):
     """Only the encoder export of ``run_dir`` (newest step unless given): ``(tree, step)``.
 
     The saved shapes are checked against ``abstract_encoder`` first: a mismatch raises a
     :class:`CheckpointError` naming the first differing path and both shapes.
     """
     step = resolve_step(run_dir, step)
-    directory = os.path.join(checkpoint_dir(run_dir), str(step), "encoder")
+    directory = checkpoint_dir(run_dir) / str(step) / "encoder"
     hint = "Does the checkpoint come from a run with the same model config?"
     difference = first_difference(_array_metadata(directory), abstract_encoder)
     if difference:
@@ -231,7 +233,7 @@ def restore_encoder(run_dir: str, abstract_encoder, step: int | None = None):
     return tree, step
 
 
-def _array_metadata(directory: str):
+def _array_metadata(directory: epath.PathLike):
     """The saved array metadata tree of an item directory (no arrays are read), or None
     where Orbax cannot read it: the restore then reports the damage."""
     try:

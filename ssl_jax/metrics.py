@@ -1,11 +1,16 @@
-"""The one metrics writer of a program: JSON lines, optional TensorBoard, console."""
+"""The one metrics writer of a program: JSON lines, optional TensorBoard, console.
+
+Paths may be URIs (``gs://bucket/run``, :mod:`ssl_jax.paths`).
+"""
 
 import json
 import math
-import os
 
 import jax
 import numpy as np
+from etils import epath
+
+from ssl_jax.paths import is_remote
 
 
 def _scalar(value):
@@ -24,29 +29,49 @@ def _to_python(value):
 class MetricsWriter:
     """Appends ``{"step": s, **metrics}`` to ``WORKDIR/metrics.jsonl`` (process 0 only).
 
+    Object stores cannot append (gcsfs silently overwrites in mode ``"a"``): on a remote
+    ``WORKDIR`` the whole file is rewritten at each row instead.
+
     With ``tensorboard=True`` the same scalars also go to TensorBoard event files under
-    ``WORKDIR/tensorboard`` (needs ``tensorboardX``).
+    ``WORKDIR/tensorboard`` (needs ``tensorboardX``; a local ``WORKDIR`` only).
     """
 
-    def __init__(self, workdir: str, *, tensorboard: bool = False, filename="metrics.jsonl"):
+    def __init__(
+        self, workdir: epath.PathLike, *, tensorboard: bool = False, filename="metrics.jsonl"
+    ):
+        if tensorboard and is_remote(workdir):
+            raise ValueError(
+                f"log.tensorboard=True writes event files to a local workdir only, but the "
+                f"workdir is {workdir}. Set --config.log.tensorboard=False (metrics.jsonl has "
+                "the same scalars) or use a local workdir."
+            )
+        workdir = epath.Path(workdir)
         self.active = jax.process_index() == 0
-        self.path = os.path.join(workdir, filename)
+        self.path = workdir / filename
         self._tb = None
+        self._text = None  # a remote file's content, rewritten whole at each row
         if not self.active:
             return
-        os.makedirs(workdir, exist_ok=True)
+        workdir.mkdir(parents=True, exist_ok=True)
+        if is_remote(workdir):
+            self._text = self.path.read_text() if self.path.exists() else ""
         if tensorboard:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+            self._tb = SummaryWriter(str(workdir / "tensorboard"))
 
     def write(self, step: int, metrics: dict) -> dict:
         """Write one row; returns it as plain Python values."""
         row = {"step": int(step), **{k: _to_python(v) for k, v in metrics.items()}}
         if not self.active:
             return row
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        line = json.dumps(row) + "\n"
+        if self._text is None:
+            with self.path.open("a") as f:
+                f.write(line)
+        else:
+            self._text += line
+            self.path.write_text(self._text)
         if self._tb is not None:
             for k, v in row.items():
                 if k != "step" and isinstance(v, int | float):
@@ -58,35 +83,33 @@ class MetricsWriter:
             self._tb.close()
 
 
-def read_metrics(path: str) -> list[dict]:
+def read_metrics(path: epath.PathLike) -> list[dict]:
     """The rows of a ``metrics.jsonl`` file."""
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    lines = epath.Path(path).read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
 
 
-def truncate_after(path: str, step: int) -> None:
+def truncate_after(path: epath.PathLike, step: int) -> None:
     """Drop rows logged after ``step`` (a resumed run re-logs them), keeping the file valid."""
-    if not os.path.exists(path) or jax.process_index() != 0:
+    path = epath.Path(path)
+    if not path.exists() or jax.process_index() != 0:
         return
     rows = []
-    with open(path) as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill
-            if row.get("step", 0) <= step:
-                rows.append(row)
-    with open(path, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill
+        if row.get("step", 0) <= step:
+            rows.append(row)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def write_results(workdir: str, results: dict) -> str:
-    """A program's final numbers as ``WORKDIR/results.json``."""
-    path = os.path.join(workdir, "results.json")
+def write_results(workdir: epath.PathLike, results: dict) -> str:
+    """A program's final numbers as ``WORKDIR/results.json``; returns its path."""
+    path = epath.Path(workdir) / "results.json"
     if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        with open(path, "w") as f:
-            json.dump({k: _to_python(v) for k, v in results.items()}, f, indent=2)
-            f.write("\n")
-    return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({k: _to_python(v) for k, v in results.items()}, indent=2)
+        path.write_text(text + "\n")
+    return str(path)

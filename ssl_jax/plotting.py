@@ -1,20 +1,39 @@
-"""Plot ``metrics.jsonl`` curves to PNG: ``python -m ssl_jax.plotting WORKDIR [KEY ...]``."""
+"""Plot ``metrics.jsonl`` curves to PNG: ``python -m ssl_jax.plotting WORKDIR [KEY ...]``.
 
-import os
+Workdirs and outputs may be URIs (``gs://bucket/run``, :mod:`ssl_jax.paths`).
+"""
+
+import io
 import sys
 
+from etils import epath
+
 from ssl_jax.metrics import read_metrics
+from ssl_jax.paths import resolve
 
 
-def plot_metrics(workdir: str, keys=("loss",), out: str | None = None) -> str:
+def save_figure(fig, path: epath.PathLike) -> str:
+    """Write ``fig`` to ``path`` (its format from the suffix, else PNG) at 100 dpi through
+    epath, and close it; returns ``str(path)``."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=epath.Path(path).suffix[1:] or None, dpi=100)
+    plt.close(fig)
+    epath.Path(path).write_bytes(buffer.getvalue())
+    return str(path)
+
+
+def plot_metrics(workdir: epath.PathLike, keys=("loss",), out: epath.PathLike | None = None) -> str:
     """One panel per key against step; returns the PNG path (default WORKDIR/<keys>.png)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
+    workdir = epath.Path(workdir)
+    path = workdir / "metrics.jsonl"
+    if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; is {workdir} a pretraining workdir?")
     rows = read_metrics(path)
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.5), squeeze=False)
@@ -28,15 +47,12 @@ def plot_metrics(workdir: str, keys=("loss",), out: str | None = None) -> str:
         ax.set_xlabel("step")
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
-    fig.suptitle(os.path.basename(os.path.normpath(workdir)))
+    fig.suptitle(resolve(workdir).name)
     fig.tight_layout()
-    out = out or os.path.join(workdir, "_".join(keys) + ".png")
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out or workdir / ("_".join(keys) + ".png"))
 
 
-def plot_image_rows(rows: dict, path: str, title: str = "") -> str:
+def plot_image_rows(rows: dict, path: epath.PathLike, title: str = "") -> str:
     """A grid of pictures: one row per entry of ``rows`` (``{name: (N, H, W, 3) floats in
     [0, 1]}``, the same N images in each), labelled with its name; returns ``path``."""
     import matplotlib
@@ -61,9 +77,7 @@ def plot_image_rows(rows: dict, path: str, title: str = "") -> str:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -205,7 +205,7 @@ MUTANTS = (
         "also: killed mid-save",
         "ssl_jax/checkpoint.py",
         "return sorted(ocp.utils.checkpoint_steps(directory))",
-        'return sorted(int(n.split(".")[0]) for n in os.listdir(directory))',
+        'return sorted(int(p.name.split(".")[0]) for p in directory.iterdir())',
         (
             "tests/programs/test_pretrain.py::"
             "test_a_run_killed_mid_save_keeps_the_last_checkpoint_and_resumes",

@@ -10,18 +10,21 @@ Class ids are the sorted class-folder names of the training folder (0, 1, ...); 
 folder must have a training counterpart. Files with extensions jpg, jpeg, png, bmp, gif or webp
 (any case) directly inside a class folder are used; other files and hidden files are ignored.
 Images are converted to RGB and, when `image_size` is given, resized bilinearly. Without
-`image_size` all images must have the size of the first one.
+`image_size` all images must have the size of the first one. The folder may be a URI
+(`gs://bucket/images`), read through `etils.epath`.
 """
 
 from __future__ import annotations
 
-import pathlib
+import io
 
 import numpy as np
+from etils import epath
 from PIL import Image
 
 from ssl_jax.data.base import as_size, check_split
 from ssl_jax.data.errors import DataError
+from ssl_jax.paths import is_remote
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 HOLDOUT_PERIOD = 10
@@ -34,7 +37,7 @@ FIX = (
 )
 
 
-def _class_folders(root: pathlib.Path) -> list[pathlib.Path]:
+def _class_folders(root: epath.Path) -> list[epath.Path]:
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         found = sorted(p.name for p in root.iterdir())[:20]
@@ -45,7 +48,7 @@ def _class_folders(root: pathlib.Path) -> list[pathlib.Path]:
     return folders
 
 
-def _image_files(folder: pathlib.Path) -> list[pathlib.Path]:
+def _image_files(folder: epath.Path) -> list[epath.Path]:
     files = sorted(
         p
         for p in folder.iterdir()
@@ -60,10 +63,15 @@ def _image_files(folder: pathlib.Path) -> list[pathlib.Path]:
     return files
 
 
-def decode_image(path: pathlib.Path) -> np.ndarray:
+def _open_image(path: epath.Path) -> Image.Image:
+    """PIL's lazy image of a local file by name (PIL's errors name it), of a URI by its bytes."""
+    return Image.open(io.BytesIO(epath.Path(path).read_bytes()) if is_remote(path) else path)
+
+
+def decode_image(path: epath.Path) -> np.ndarray:
     """Decodes one image file to uint8 RGB `(H, W, 3)`; `DataError` naming the file if it fails."""
     try:
-        with Image.open(path) as image:
+        with _open_image(path) as image:
             image.load()
             return np.asarray(image.convert("RGB"))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
@@ -73,7 +81,7 @@ def decode_image(path: pathlib.Path) -> np.ndarray:
         ) from e
 
 
-def _resolve_split(root: pathlib.Path, split: str) -> tuple[pathlib.Path, pathlib.Path, bool]:
+def _resolve_split(root: epath.Path, split: str) -> tuple[epath.Path, epath.Path, bool]:
     """Returns `(train_root, split_root, holdout)`."""
     train_root = root / "train"
     if not train_root.is_dir():
@@ -94,13 +102,13 @@ class FolderSource:
 
     def __init__(
         self,
-        path: str | pathlib.Path,
+        path: epath.PathLike,
         split: str,
         *,
         image_size: int | tuple[int, int] | None = None,
     ):
         check_split(split)
-        root = pathlib.Path(path).expanduser()
+        root = epath.Path(path).expanduser()
         if not root.is_dir():
             raise DataError(
                 f"image folder {root} does not exist or is not a folder; expected "
@@ -147,9 +155,9 @@ class FolderSource:
         self.image_shape = (*self._size, 3)
 
     @staticmethod
-    def _read_size(path: pathlib.Path) -> tuple[int, int]:
+    def _read_size(path: epath.Path) -> tuple[int, int]:
         try:
-            with Image.open(path) as image:
+            with _open_image(path) as image:
                 return image.height, image.width
         except (OSError, ValueError, SyntaxError) as e:
             raise DataError(
@@ -157,7 +165,7 @@ class FolderSource:
                 f"or not an image; {FIX}"
             ) from e
 
-    def _check_size(self, path: pathlib.Path, size: tuple[int, int]) -> None:
+    def _check_size(self, path: epath.Path, size: tuple[int, int]) -> None:
         if size != self._size:
             raise DataError(
                 f"{path}: image is {size[0]}x{size[1]} (HxW) but {self.files[0]} is "

@@ -2,16 +2,17 @@
 
 Each file holds `images` (uint8 `(N, H, W, C)` with C in {1, 3}, or `(N, H, W)`) and `labels`
 (integer `(N,)`). A split is the concatenation of its files in sorted name order, loaded whole
-into memory (CIFAR-10's 50,000 train images take ~150 MB and ~2 s).
+into memory (CIFAR-10's 50,000 train images take ~150 MB and ~2 s). The folder may be a URI
+(``gs://bucket/cifar10``), read through ``etils.epath``.
 """
 
 from __future__ import annotations
 
-import pathlib
 import zipfile
 import zlib
 
 import numpy as np
+from etils import epath
 
 from ssl_jax.data.base import ArraySource, check_images, check_labels, check_split
 from ssl_jax.data.errors import DataError
@@ -19,9 +20,9 @@ from ssl_jax.data.errors import DataError
 _READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 
 
-def _read_npz(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_npz(path: epath.Path) -> tuple[np.ndarray, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with path.open("rb") as f, np.load(f, allow_pickle=False) as npz:
             missing = [k for k in ("images", "labels") if k not in npz.files]
             if missing:
                 raise DataError(
@@ -38,7 +39,7 @@ def _read_npz(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_npz_source(
-    path: str | pathlib.Path,
+    path: epath.PathLike,
     split: str,
     *,
     image_size: int | tuple[int, int] | None = None,
@@ -50,7 +51,7 @@ def make_npz_source(
     lack the last classes, so that train and test agree.
     """
     check_split(split)
-    folder = pathlib.Path(path).expanduser()
+    folder = epath.Path(path).expanduser()
     if not folder.is_dir():
         raise DataError(
             f"npz data folder {folder} does not exist or is not a folder; expected a folder with "

@@ -10,9 +10,9 @@ hyperparameters or the epoch without ever looking at the test split.
 """
 
 import json
-import os
 
 import numpy as np
+from etils import epath
 
 from ssl_jax.data.base import Source
 
@@ -100,11 +100,14 @@ class SubsetSource:
         return self.source.get(self.indices[np.asarray(indices)])
 
 
-def save_indices(workdir: str, name: str, indices: np.ndarray, **info) -> str:
-    """Write ``{**info, "indices": [...]}`` to ``WORKDIR/<name>.json``; returns the path."""
-    path = os.path.join(workdir, f"{name}.json")
-    os.makedirs(workdir, exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump({**info, "count": len(indices), "indices": [int(i) for i in indices]}, f)
-    os.replace(path + ".tmp", path)
-    return path
+def save_indices(workdir: epath.PathLike, name: str, indices: np.ndarray, **info) -> str:
+    """Write ``{**info, "indices": [...]}`` to ``WORKDIR/<name>.json`` (a local path or a URI;
+    written to ``.tmp`` and renamed); returns the path."""
+    path = epath.Path(workdir) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(
+        json.dumps({**info, "count": len(indices), "indices": [int(i) for i in indices]})
+    )
+    tmp.replace(path)
+    return str(path)

@@ -19,13 +19,14 @@ the augmented view; the loss is the mean softmax cross-entropy against the pseud
 ``cluster_top1`` the share of the batch it classifies right.
 """
 
+import io
 import json
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from etils import epath
 
 from ssl_jax.encoder import convert_input, make_encode_fn
 from ssl_jax.evaluators.clustering import kmeans, nearest_center
@@ -36,6 +37,7 @@ from ssl_jax.methods.common import make_init, online_export
 from ssl_jax.methods.networks import apply_chain
 from ssl_jax.methods.pretext_task import one_view
 from ssl_jax.methods.teacher import load_teacher, make_teacher, student_parts
+from ssl_jax.paths import resolve
 
 CACHE = "clusterfit_centroids.npz"
 
@@ -63,12 +65,13 @@ def teacher_centroids(
     return np.asarray(result.centers, np.float32)
 
 
-def cached_centroids(path: str, about: dict, compute) -> np.ndarray:
-    """The centroids of ``path`` when they were computed from ``about``; else ``compute()``'s,
-    written there (atomically, by process 0). A cache made from something else is a
-    ``ValueError``: the run's classifier was trained on its clusters."""
-    if os.path.exists(path):
-        with np.load(path) as cache:
+def cached_centroids(path: epath.PathLike, about: dict, compute) -> np.ndarray:
+    """The centroids of ``path`` (a local path or a URI) when they were computed from
+    ``about``; else ``compute()``'s, written there (atomically, by process 0). A cache made
+    from something else is a ``ValueError``: the run's classifier was trained on its clusters."""
+    path = epath.Path(path)
+    if path.exists():
+        with path.open("rb") as f, np.load(f) as cache:
             saved = json.loads(str(cache["about"]))
             if saved != about:
                 raise ValueError(
@@ -79,10 +82,12 @@ def cached_centroids(path: str, about: dict, compute) -> np.ndarray:
             return cache["centroids"]
     centroids = compute()
     if jax.process_index() == 0:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        tmp = f"{path}.tmp.npz"
-        np.savez(tmp, centroids=centroids, about=json.dumps(about))
-        os.replace(tmp, path)
+        buffer = io.BytesIO()
+        np.savez(buffer, centroids=centroids, about=json.dumps(about))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(buffer.getvalue())
+        tmp.replace(path)
     return centroids
 
 
@@ -109,7 +114,7 @@ def make_clusterfit(
     parts = student_parts(backbone, proj_hidden_dim, num_clusters)
     encode = make_encode_fn(teacher.backbone, teacher.spec["input"])
     about = {
-        "teacher": os.path.abspath(teacher.path),
+        "teacher": str(resolve(teacher.path)),
         "teacher_step": teacher.step,
         "num_clusters": num_clusters,
         "kmeans_restarts": kmeans_restarts,
@@ -136,7 +141,7 @@ def make_clusterfit(
             seed=kmeans_seed,
         )
         about_run = {**about, "source": source.name, "examples": len(source)}
-        centroids = cached_centroids(os.path.join(workdir, CACHE), about_run, compute)
+        centroids = cached_centroids(epath.Path(workdir) / CACHE, about_run, compute)
         return {"teacher": arrays, "centroids": jnp.asarray(centroids)}
 
     def loss(params, method_state, batch, key, step, frozen):

@@ -9,14 +9,13 @@ Baselines: ``config.random_init``, ``config.raw_pixels``; ``config.data.*`` eval
 another dataset than pretrained on.
 """
 
-import os
-
 import ml_collections
 import numpy as np
 
 from ssl_jax.evaluators.clustering import cluster_options, cluster_scores, cluster_splits
 from ssl_jax.metrics import write_results
 from ssl_jax.parallel import make_mesh
+from ssl_jax.paths import resolve
 from ssl_jax.programs.common import split_features
 
 
@@ -37,5 +36,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "num_clustered": len(x),
         **info,
     }
-    write_results(os.path.abspath(workdir), results)
+    write_results(resolve(workdir), results)
     return results

@@ -11,16 +11,20 @@ and accuracy, NMI and ARI, but no training or validation numbers. A pretraining 
 contributes its monitors' last values (``pretrain knn_top1_k20``, ...).
 
 Writes ``WORKDIR/compare.md`` (the table), ``compare.json`` (rows, columns, values and the
-file each value came from) and ``compare.png`` (a bar panel per column). Nothing here uses a
-device.
+file each value came from) and ``compare.png`` (a bar panel per column). Inputs and
+``WORKDIR`` may be URIs (``gs://bucket/runs/*/probe``: there ``*`` matches one level and
+``**`` is refused). Nothing here uses a device.
 """
 
 import fnmatch
 import glob
 import json
-import os
 
 import ml_collections
+from etils import epath
+
+from ssl_jax.paths import is_remote, resolve
+from ssl_jax.plotting import save_figure
 
 RESULTS = "results.json"
 DEFAULT_METRICS = ("*top1*", "*accuracy*", "*_acc", "nmi", "ari")
@@ -28,34 +32,53 @@ DEFAULT_EXCLUDE = ("train_*", "val_*", "*_train_*", "final_*")
 GROUP_BY = ("encoder", "workdir")
 
 
+def _glob(pattern: str) -> list[str]:
+    """The sorted matches of ``pattern``: local ones by :func:`glob.glob` (``**`` recurses),
+    a URI's by epath, from its last folder without a wildcard (``**`` is refused there)."""
+    if not is_remote(pattern):
+        return sorted(glob.glob(pattern, recursive=True))
+    if "**" in pattern:
+        raise ValueError(
+            f"The pattern {pattern!r} uses '**', which only recurses on local paths; name each "
+            "level of a URI pattern with '*', e.g. gs://bucket/runs/*/probe_*."
+        )
+    parts = pattern.split("/")
+    first = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    root = epath.Path("/".join(parts[:first]))
+    return sorted(str(p) for p in root.glob("/".join(parts[first:])))
+
+
 def find_results(workdirs=(), pattern: str = "") -> list[str]:
     """The ``results.json`` paths of ``workdirs`` (each a workdir, a results file, or a glob
-    pattern of either) and of the glob ``pattern``, in that order, each once.
+    pattern of either; local paths or URIs) and of the glob ``pattern``, in that order, each
+    once.
 
     Raises ``FileNotFoundError`` naming a path without a results file or a pattern that
     matches none.
     """
     found = []
     for entry in [*workdirs, *([pattern] if pattern else [])]:
-        entry = os.path.expanduser(str(entry))
+        entry = str(epath.Path(entry).expanduser())
         if glob.has_magic(entry):
-            matches = sorted(glob.glob(entry, recursive=True))
-            paths = [p if p.endswith(RESULTS) else os.path.join(p, RESULTS) for p in matches]
-            paths = [p for p in paths if os.path.isfile(p)]
+            matches = _glob(entry)
+            paths = [p if p.endswith(RESULTS) else str(epath.Path(p) / RESULTS) for p in matches]
+            paths = [p for p in paths if epath.Path(p).is_file()]
             if not paths:
                 raise FileNotFoundError(
                     f"The pattern {entry!r} matches no workdir with a {RESULTS} (matched: "
                     f"{matches[:5] or 'nothing'}); check the pattern or run the programs first."
                 )
         else:
-            path = entry if entry.endswith(RESULTS) else os.path.join(entry, RESULTS)
-            if not os.path.isfile(path):
+            path = entry if entry.endswith(RESULTS) else str(epath.Path(entry) / RESULTS)
+            if not epath.Path(path).is_file():
                 raise FileNotFoundError(
                     f"{path} does not exist: {entry} is not the workdir of a finished program "
                     "(each program writes WORKDIR/results.json at its end)."
                 )
             paths = [path]
-        found += [os.path.normpath(p) for p in paths if os.path.normpath(p) not in found]
+        for path in map(str, map(epath.Path, paths)):  # normalised: a file named twice counts once
+            if path not in found:
+                found.append(path)
     if not found:
         raise ValueError(
             "Nothing to compare: set config.workdirs (paths or patterns) or config.glob, e.g. "
@@ -75,7 +98,7 @@ def program_name(results: dict, path: str) -> str:
         return "knn"
     if "top1" in results and "final_train_loss" in results:
         return "linear_probe"
-    return os.path.basename(os.path.dirname(os.path.abspath(path)))
+    return resolve(path).parent.name
 
 
 def column_prefix(results: dict, path: str) -> str:
@@ -105,12 +128,12 @@ def metric_keys(results: dict, metrics=DEFAULT_METRICS, exclude=DEFAULT_EXCLUDE)
 
 def encoder_key(results: dict, path: str) -> dict:
     """What a result was measured on: ``{"run", "encoder", and "step" | "seed"}``."""
-    workdir = os.path.dirname(os.path.abspath(path))
+    workdir = str(resolve(path).parent)
     if program_name(results, path) == "pretrain":
         return {"run": workdir, "encoder": "pretrained", "step": results.get("final_step")}
     if not results.get("pretrained"):
         return {"run": workdir, "encoder": "workdir"}
-    key = {"run": os.path.abspath(results["pretrained"]), "encoder": results.get("encoder")}
+    key = {"run": str(resolve(results["pretrained"])), "encoder": results.get("encoder")}
     if key["encoder"] == "pretrained":
         key["step"] = results.get("step")
     elif key["encoder"] == "random_init":
@@ -120,7 +143,7 @@ def encoder_key(results: dict, path: str) -> dict:
 
 def _unique_suffixes(paths: list[str]) -> list[str]:
     """The shortest trailing path parts that tell ``paths`` apart."""
-    parts = [os.path.normpath(p).split(os.sep) for p in paths]
+    parts = [str(epath.Path(p)).split("/") for p in paths]
     for depth in range(1, max(len(p) for p in parts) + 1):
         names = ["/".join(p[-depth:]) for p in parts]
         if len(set(names)) == len(set(map(tuple, parts))):
@@ -158,13 +181,12 @@ def collect(
         raise ValueError(f"config.group_by={group_by!r} is unknown; valid: {list(GROUP_BY)}.")
     columns, rows = [], {}
     for path in paths:
-        with open(path) as f:
-            try:
-                results = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path} is not valid JSON ({e}).") from e
+        try:
+            results = json.loads(epath.Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON ({e}).") from e
         if group_by == "workdir":
-            key = {"run": os.path.dirname(os.path.abspath(path)), "encoder": "workdir"}
+            key = {"run": str(resolve(path).parent), "encoder": "workdir"}
         else:
             key = encoder_key(results, path)
         row = rows.setdefault(
@@ -208,7 +230,7 @@ def markdown(table: dict, title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(table: dict, path: str, title: str = "") -> str:
+def plot(table: dict, path: epath.PathLike, title: str = "") -> str:
     """A panel per column, a bar per row (missing values left out, each row at the same
     place and in the same colour in every panel); returns ``path``."""
     import matplotlib
@@ -239,12 +261,10 @@ def plot(table: dict, path: str, title: str = "") -> str:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def run(config: ml_collections.ConfigDict, workdir: epath.PathLike) -> dict:
     """Collect, then write ``compare.md``, ``compare.json`` and ``compare.png`` into
     ``workdir``; returns the table with ``markdown`` and the output paths."""
     paths = find_results(config.workdirs, config.glob)
@@ -254,18 +274,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         exclude=tuple(config.exclude),
         group_by=config.group_by,
     )
-    workdir = os.path.abspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
+    workdir = resolve(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
     text = markdown(table, config.title)
     outputs = {
-        "markdown": os.path.join(workdir, "compare.md"),
-        "json": os.path.join(workdir, "compare.json"),
-        "plot": os.path.join(workdir, "compare.png"),
+        "markdown": str(workdir / "compare.md"),
+        "json": str(workdir / "compare.json"),
+        "plot": str(workdir / "compare.png"),
     }
-    with open(outputs["markdown"], "w") as f:
-        f.write(text)
-    with open(outputs["json"], "w") as f:
-        json.dump({**table, "inputs": paths}, f, indent=2)
-        f.write("\n")
+    epath.Path(outputs["markdown"]).write_text(text)
+    epath.Path(outputs["json"]).write_text(json.dumps({**table, "inputs": paths}, indent=2) + "\n")
     plot(table, outputs["plot"], config.title)
     return {**table, "inputs": paths, "outputs": outputs, "table": text}

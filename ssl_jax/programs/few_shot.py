@@ -10,8 +10,6 @@ protocol: :mod:`ssl_jax.evaluators.few_shot`. Baselines: ``config.random_init``,
 ``config.raw_pixels``; ``config.data.*`` evaluates on another dataset than pretrained on.
 """
 
-import os
-
 import ml_collections
 import numpy as np
 
@@ -23,6 +21,7 @@ from ssl_jax.evaluators.few_shot import (
 )
 from ssl_jax.metrics import write_results
 from ssl_jax.parallel import make_mesh
+from ssl_jax.paths import resolve
 from ssl_jax.programs.common import split_features
 
 
@@ -50,5 +49,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "all_way": all_way,
         **info,
     }
-    write_results(os.path.abspath(workdir), results)
+    write_results(resolve(workdir), results)
     return results

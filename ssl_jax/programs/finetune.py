@@ -29,13 +29,12 @@ validation state's params and batch statistics, and its export) and the two inde
 
 import json
 import logging
-import os
-import shutil
 from collections.abc import Callable
 
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 
 from ssl_jax import config as config_lib
 from ssl_jax.checkpoint import Checkpointer, CheckpointError, checkpoint_dir, read_config
@@ -54,6 +53,7 @@ from ssl_jax.metrics import MetricsWriter, read_metrics, truncate_after, write_r
 from ssl_jax.models import VITS, ModuleDef
 from ssl_jax.optim import make_optimizer, make_schedule
 from ssl_jax.parallel import check_batch_size, global_batch, make_mesh, replicated
+from ssl_jax.paths import resolve
 from ssl_jax.programs.finetune_step import Classifier, get_head, make_classifier
 from ssl_jax.programs.loop import Loop, NonFiniteLossError, train
 from ssl_jax.train_step import make_init_fn, make_train_step
@@ -142,12 +142,11 @@ def load_source(config: ml_collections.ConfigDict, mesh, saved: dict | None) -> 
     return export, info
 
 
-def _check_saved(workdir: str, name: str, indices: np.ndarray) -> None:
-    path = os.path.join(workdir, f"{name}.json")
-    if not os.path.exists(path):
+def _check_saved(workdir: epath.Path, name: str, indices: np.ndarray) -> None:
+    path = workdir / f"{name}.json"
+    if not path.exists():
         return
-    with open(path) as f:
-        saved = np.asarray(json.load(f)["indices"], np.int64)
+    saved = np.asarray(json.loads(path.read_text())["indices"], np.int64)
     if not np.array_equal(saved, indices):
         raise DataError(
             f"{path} holds another subset than this config draws ({len(saved)} vs "
@@ -156,7 +155,7 @@ def _check_saved(workdir: str, name: str, indices: np.ndarray) -> None:
         )
 
 
-def label_splits(config: ml_collections.ConfigDict, source, workdir: str):
+def label_splits(config: ml_collections.ConfigDict, source, workdir: epath.Path):
     """``(train_indices, val_indices)`` into ``source``: the class-balanced labelled subset
     minus its class-balanced validation part; both saved (and, when resuming, checked)."""
     data = config.data
@@ -247,14 +246,14 @@ class BestCheckpoint:
     trajectory, writes it again.
     """
 
-    def __init__(self, workdir: str, start: int, *, async_save: bool):
-        self.dir = os.path.join(workdir, BEST_DIR)
+    def __init__(self, workdir: epath.Path, start: int, *, async_save: bool):
+        self.dir = workdir / BEST_DIR
         if jax.process_index() == 0:
             _drop_steps_after(checkpoint_dir(self.dir), start)
         self.ckpt = Checkpointer(self.dir, keep=1, async_save=async_save)
         self.step, self.top1 = None, -np.inf
-        path = os.path.join(workdir, "metrics.jsonl")
-        rows = read_metrics(path) if os.path.exists(path) else []
+        path = workdir / "metrics.jsonl"
+        rows = read_metrics(path) if path.exists() else []
         for row in rows:
             if row["step"] <= start and "val_top1" in row and row["val_top1"] > self.top1:
                 self.step, self.top1 = row["step"], row["val_top1"]
@@ -282,12 +281,12 @@ class BestCheckpoint:
         self.ckpt.close()
 
 
-def _drop_steps_after(directory: str, step: int) -> None:
-    if not os.path.isdir(directory):
+def _drop_steps_after(directory: epath.Path, step: int) -> None:
+    if not directory.is_dir():
         return
-    for name in os.listdir(directory):
-        if name.isdigit() and int(name) > step:
-            shutil.rmtree(os.path.join(directory, name))
+    for child in directory.iterdir():
+        if child.name.isdigit() and int(child.name) > step:
+            child.rmtree()
 
 
 def accuracy(predict, arrays: dict, source, *, batch_size: int, mesh, desc: str) -> dict:
@@ -316,16 +315,17 @@ def chosen_test_accuracy(
 
 def run(
     config: ml_collections.ConfigDict,
-    workdir: str,
+    workdir: epath.PathLike,
     *,
     should_stop: Callable[[int], bool] | None = None,
 ) -> dict:
     """Fine-tune, choose the step on validation, report test top-1/top-5; returns (and writes)
-    ``results.json``'s numbers. ``should_stop(step)`` interrupts the run as SIGTERM would (the
-    state after ``step`` steps is saved, and no test numbers are reported)."""
+    ``results.json``'s numbers. ``workdir`` is a local path or a URI (``gs://bucket/run``).
+    ``should_stop(step)`` interrupts the run as SIGTERM would (the state after ``step`` steps
+    is saved, and no test numbers are reported)."""
     check_config(config)
-    workdir = os.path.abspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
+    workdir = resolve(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
     mesh = make_mesh(config.mesh.num_devices)
     ft, data = config.finetune, config.data
     check_batch_size(data.batch_size, mesh)
@@ -398,7 +398,7 @@ def run(
             len(train_idx),
             len(val_idx),
         )
-        truncate_after(os.path.join(workdir, "metrics.jsonl"), start)
+        truncate_after(workdir / "metrics.jsonl", start)
         if val_set is not None:
             best = BestCheckpoint(workdir, start, async_save=config.ckpt.async_save)
         config_json = {**config.to_dict(), "step": info["step"]}

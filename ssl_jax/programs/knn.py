@@ -1,12 +1,11 @@
 """kNN evaluation of a frozen encoder (InstDisc/DINO protocol), ``run(config, workdir)``."""
 
-import os
-
 import ml_collections
 
 from ssl_jax.evaluators.knn import knn_accuracies
 from ssl_jax.metrics import write_results
 from ssl_jax.parallel import make_mesh
+from ssl_jax.paths import resolve
 from ssl_jax.programs.common import split_features
 
 
@@ -21,5 +20,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         num_classes=info["num_classes"],
     )
     results = {**acc, "program": "knn", "split": "test", **info}
-    write_results(os.path.abspath(workdir), results)
+    write_results(resolve(workdir), results)
     return results

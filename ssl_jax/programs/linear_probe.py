@@ -38,7 +38,6 @@ same architecture; ``config.raw_pixels`` the encoder's preprocessed input itself
 """
 
 import logging
-import os
 
 import jax
 import ml_collections
@@ -51,6 +50,7 @@ from ssl_jax.evaluators.augmented_linear import HEAD_NORMS, augmented_linear_pro
 from ssl_jax.evaluators.linear import linear_probe, offline_linear_probe
 from ssl_jax.metrics import MetricsWriter, write_results
 from ssl_jax.parallel import make_mesh
+from ssl_jax.paths import resolve
 from ssl_jax.programs.common import data_config, labelled_subset, load_frozen
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def _val_split(config, train_y, train_src, workdir) -> np.ndarray:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    workdir = os.path.abspath(workdir)
+    workdir = resolve(workdir)
     setup = settings(config)
     protocol = setup["protocol"]
     mesh = make_mesh(config.mesh.num_devices)
