@@ -14,30 +14,34 @@ differ, as its saved state is not read.
 """
 
 import logging
-import os
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import ml_collections
 import numpy as np
+import optax
+from etils import epath
 
 from ssl_jax import config as config_lib
 from ssl_jax.augment.from_config import eval_settings
 from ssl_jax.checkpoint import Checkpointer
 from ssl_jax.data import BatchIterator, get_source
-from ssl_jax.encoder import make_input_spec, make_spec
-from ssl_jax.evaluators import Evaluators, add_online_linear
-from ssl_jax.methods import get_method
+from ssl_jax.encoder import make_encode_fn, make_input_spec, make_spec
+from ssl_jax.evaluators import Evaluators, with_online_linear
+from ssl_jax.evaluators.registry import active_entries
+from ssl_jax.methods import Method, get_method
 from ssl_jax.metrics import MetricsWriter, truncate_after, write_results
 from ssl_jax.optim import make_optimizer, make_schedule
 from ssl_jax.parallel import check_batch_size, global_batch, make_mesh
+from ssl_jax.paths import resolve
 from ssl_jax.plotting import plot_image_rows
 from ssl_jax.programs.loop import Loop, NonFiniteLossError, train
 from ssl_jax.train_step import make_init_fn, make_train_step
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NonFiniteLossError", "run"]
+__all__ = ["NonFiniteLossError", "Step", "build_step", "run"]
 
 
 def _restore_other(run_dir: str, field: str, abstract_state, partial: bool = False):
@@ -75,19 +79,55 @@ def _initial_state(config, workdir, ckpt, init_fn, abstract_state):
     return state, {"step": 0}, "started from scratch"
 
 
+class Step(NamedTuple):
+    """What :func:`build_step` makes: the pieces of a run's train step."""
+
+    total: int  # steps of the run
+    schedule: optax.Schedule
+    tx: optax.GradientTransformation
+    method: Method  # with the online linear probe when an online_linear entry is active
+    input_spec: dict  # the export's input (resize, normalisation)
+    init_fn: Callable  # init(seed) -> TrainState, replicated over the mesh
+    train_step: Callable  # train_step(state, batch, frozen=None) -> (state, metrics)
+
+
+def build_step(
+    config: ml_collections.ConfigDict, mesh, steps_per_epoch: int, *, num_classes: int
+) -> Step:
+    """The schedule, optimizer, method (with its online linear probe) and jitted init and
+    train step of ``config`` over ``mesh``, as :func:`run` trains them.
+
+    ``steps_per_epoch`` sets the schedule's length; ``num_classes`` (the train split's) sizes
+    the online linear probe, when an ``online_linear`` entry of ``config.evals`` is active.
+    ``ssl_jax.programs.plan`` compiles this same step ahead of time, without data.
+    """
+    total = config_lib.total_steps(config, steps_per_epoch)
+    schedule = make_schedule(config, steps_per_epoch=steps_per_epoch, total_steps=total)
+    tx = make_optimizer(config.optim, schedule)
+    method = get_method(config, total_steps=total)
+    input_spec = method.input_spec or make_input_spec(**eval_settings(config.augment))
+    if any(e.type == "online_linear" for e in active_entries(config.evals).values()):
+        encode = make_encode_fn(method.backbone, input_spec)
+        method = with_online_linear(method, num_classes=num_classes, encode=encode)
+    init_fn = make_init_fn(method, tx, mesh)
+    train_step = make_train_step(method, tx, schedule, mesh)
+    return Step(total, schedule, tx, method, input_spec, init_fn, train_step)
+
+
 def run(
     config: ml_collections.ConfigDict,
-    workdir: str,
+    workdir: epath.PathLike,
     *,
     should_stop: Callable[[int], bool] | None = None,
 ) -> dict:
     """Pretrain, checkpoint, evaluate; returns (and writes) ``results.json``'s numbers.
 
-    ``should_stop(step)`` lets a caller interrupt the run as SIGTERM would: the state
-    after ``step`` steps is checkpointed and the function returns.
+    ``workdir`` is a local path or a URI (``gs://bucket/run``). ``should_stop(step)`` lets
+    a caller interrupt the run as SIGTERM would: the state after ``step`` steps is
+    checkpointed and the function returns.
     """
-    workdir = os.path.abspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
+    workdir = resolve(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
     mesh = make_mesh(config.mesh.num_devices)
     batch_size = config.data.batch_size
     check_batch_size(batch_size, mesh)
@@ -101,15 +141,10 @@ def run(
         process_count=jax.process_count(),
     )
     steps_per_epoch = iterator.steps_per_epoch
-    total = config_lib.total_steps(config, steps_per_epoch)
-    schedule = make_schedule(config, steps_per_epoch=steps_per_epoch, total_steps=total)
-    tx = make_optimizer(config.optim, schedule)
-    method = get_method(config, total_steps=total)
-    input_spec = method.input_spec or make_input_spec(**eval_settings(config.augment))
-    method = add_online_linear(method, config.evals, config.data, input_spec)
-    init_fn = make_init_fn(method, tx, mesh)
+    built = build_step(config, mesh, steps_per_epoch, num_classes=source.num_classes)
+    total, method, input_spec = built.total, built.method, built.input_spec
+    init_fn, train_step = built.init_fn, built.train_step
     abstract_state = jax.eval_shape(init_fn, config.seed)
-    train_step = make_train_step(method, tx, schedule, mesh)
     # Frozen inputs (a teacher) are reloaded from their source at every start, resume included.
     frozen = None
     if method.load_frozen is not None:
@@ -126,7 +161,7 @@ def run(
     if start and iterator.step_from_state(data_state) != start:
         raise RuntimeError(f"Checkpoint data position {data_state} does not match step {start}.")
     log.info("%s; %d steps of %d images (%d per epoch)", origin, total, batch_size, steps_per_epoch)
-    truncate_after(os.path.join(workdir, "metrics.jsonl"), start)
+    truncate_after(workdir / "metrics.jsonl", start)
     writer = MetricsWriter(workdir, tensorboard=config.log.tensorboard)
     encoder_spec = make_spec(
         config.model,
@@ -188,12 +223,12 @@ def run(
 ROWS = ("original", "input", "output")  # the usual rows of Method.visualize, top to bottom
 
 
-def draw_reconstructions(config, method, state, workdir: str, *, count: int = 8) -> str:
+def draw_reconstructions(config, method, state, workdir: epath.PathLike, *, count: int = 8) -> str:
     """``WORKDIR/reconstructions.png``: the method's pictures (``Method.visualize``) of the
     first ``count`` test images, drawn by process 0; returns the path."""
-    path = os.path.join(workdir, "reconstructions.png")
+    path = epath.Path(workdir) / "reconstructions.png"
     if jax.process_index() != 0:
-        return path
+        return str(path)
     source = get_source(config.data, "test")
     images, _ = source.get(np.arange(min(count, len(source))))
     visualize = jax.jit(method.visualize)
