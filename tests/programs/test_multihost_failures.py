@@ -131,7 +131,7 @@ def resume_matches(workdir, reference, stopped_at: int) -> None:
     np.testing.assert_allclose([got[s] for s in steps], [reference[s] for s in steps], rtol=2e-5)
 
 
-@pytest.mark.parametrize("order", [(0, 1), (1, 0), (0,), (1,)], ids=str)
+@pytest.mark.parametrize("order", [(0, 1), (1,)], ids=str)
 def test_sigterm_stops_every_process_at_one_step(tmp_path, reference, order):
     procs = start(tmp_path)
     wait_for_training(procs, tmp_path)
@@ -149,14 +149,10 @@ def test_sigterm_stops_every_process_at_one_step(tmp_path, reference, order):
         resume_matches(tmp_path, reference, stops[0])
 
 
-COORDINATOR_ABORT = pytest.mark.xfail(
-    strict=False,
-    reason="open: the coordinator's death can abort the other process from JAX's C++ error "
-    "polling (status -6) before the watchdog's line, seen once under load",
-)
-
-
-@pytest.mark.parametrize("victim", [1, pytest.param(0, marks=COORDINATOR_ABORT)])
+# Measured once by hand but not kept in CI (each case costs about 2 min of the slow job):
+# SIGTERM to 1 then 0 and to 0 alone (both pass). Open: kill -9 of process 0, the
+# coordinator, where JAX's own error polling aborted the other process once (status -6).
+@pytest.mark.parametrize("victim", [1])
 def test_a_killed_process_stops_the_other_with_one_line(tmp_path, reference, victim):
     procs = start(tmp_path)
     wait_for_training(procs, tmp_path, step=10)
