@@ -174,15 +174,8 @@ def fail(error: BaseException) -> None:
     dog = _watchdog
     assert dog is not None
     if isinstance(error, jax.errors.JaxRuntimeError):
-        deadline = time.monotonic() + dog.heartbeat_timeout_s + 5 * POLL_S
         log.error("A collective failed (%s); looking for the lost process.", first_line(error))
-        while time.monotonic() < deadline:
-            problem = dog.check()
-            if problem:
-                dog.stop()
-                dog.stop_process(problem)
-                return
-            time.sleep(POLL_S)
+        dog.join(dog.heartbeat_timeout_s + 5 * POLL_S)  # it exits the process when it finds one
     dog.stop()
     traceback.print_exception(error, file=sys.stderr)
     try:

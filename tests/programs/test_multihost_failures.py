@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tests.programs.test_launch import REPO
-from tests.programs.test_multiprocess import free_port, tail
+from tests.programs.test_multiprocess import start_two_processes, tail
 
 TOTAL = 150
 HEARTBEAT_S = 10
@@ -42,27 +42,7 @@ pytestmark = pytest.mark.slow
 
 
 def start(workdir) -> list[subprocess.Popen]:
-    port = free_port()
-    return [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "launch/pretrain.py",
-                *FLAGS,
-                "--cpu_devices=4",
-                f"--coordinator_address=localhost:{port}",
-                "--num_processes=2",
-                f"--process_id={i}",
-                f"--workdir={workdir}",
-            ],
-            cwd=REPO,
-            env=ENV,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
+    return start_two_processes([sys.executable, "launch/pretrain.py", *FLAGS], workdir, ENV)
 
 
 def losses(workdir) -> dict:

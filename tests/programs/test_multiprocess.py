@@ -36,6 +36,29 @@ def tail(stderr: str) -> str:
     return stderr.split("\nExtension modules:")[0][-3000:]
 
 
+def start_two_processes(cmd: list[str], workdir, env: dict) -> list[subprocess.Popen]:
+    """``cmd`` as processes 0 and 1 of a two-process run (4 CPU devices each) on this machine."""
+    port = free_port()
+    return [
+        subprocess.Popen(
+            [
+                *cmd,
+                "--cpu_devices=4",
+                f"--coordinator_address=localhost:{port}",
+                "--num_processes=2",
+                f"--process_id={i}",
+                f"--workdir={workdir}",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+
+
 def losses(workdir) -> dict:
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         return {r["step"]: r["loss"] for r in map(json.loads, f)}
@@ -54,25 +77,7 @@ def test_two_processes_match_one_process(tmp_path):
         timeout=600,
     )
     assert single.returncode == 0, tail(single.stderr)
-    port = free_port()
-    procs = [
-        subprocess.Popen(
-            [
-                *cmd,
-                "--cpu_devices=4",
-                f"--coordinator_address=localhost:{port}",
-                "--num_processes=2",
-                f"--process_id={i}",
-                f"--workdir={tmp_path / 'multi'}",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
+    procs = start_two_processes(cmd, tmp_path / "multi", env)
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, tail(err)

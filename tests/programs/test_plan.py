@@ -10,9 +10,9 @@ import jax
 import pytest
 
 from ssl_jax.programs import chips, plan
+from tests.programs.test_launch import REPO
 from tests.programs.tiny import tiny_pretrain_config
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = [
     "--config.data.image_size=8",
     "--config.augment.crop_size=8",
