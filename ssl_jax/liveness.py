@@ -33,6 +33,8 @@ FAILED_KEY = "ssl_jax/failed/{}"
 POLL_S = 0.5
 FINISH_BARRIER = "ssl_jax_finish"
 FINISH_TIMEOUT_S = 600  # the end of a run: process 0 may still write plots and results
+COMPILED_BARRIER = "ssl_jax_compiled_{}"
+COMPILE_TIMEOUT_S = 3600  # the slowest process's compilation of a big step
 
 
 def initialize(
@@ -148,6 +150,26 @@ def set_status(status: Callable[[], str]) -> None:
     """What the stop line says of this process (e.g. its step and newest checkpoint)."""
     if _watchdog is not None:
         _watchdog.status = status
+
+
+def compile_together(jitted, *args) -> None:
+    """In a multi-process run, compile ``jitted`` for ``args`` ahead of time, then wait until
+    every process has: their first collective then starts together.
+
+    Without it, the first step of a process that compiles faster waits for the others inside
+    the step's first collective, and on CPU that wait is bounded: Gloo sets up its context
+    with a fixed 30 s timeout (a loaded machine, or a slower host, goes past it). The call
+    that follows reuses the compiled program. A process lost meanwhile is the watchdog's.
+    """
+    global _compiled
+    if _watchdog is None:
+        return
+    jitted.lower(*args).compile()
+    _compiled += 1
+    _watchdog.client.wait_at_barrier(COMPILED_BARRIER.format(_compiled), COMPILE_TIMEOUT_S * 1000)
+
+
+_compiled = 0  # barriers passed so far: each needs its own name
 
 
 def run_guarded(fn: Callable[[], object]):

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
+from ssl_jax import liveness
 from ssl_jax.parallel import batch_sharded, replicated
 
 if TYPE_CHECKING:  # Only a type: the fine-tuning program uses this step without the methods.
@@ -102,7 +103,13 @@ def make_train_step(
         donate_argnums=0,
     )
 
+    compiled = False
+
     def run(state: TrainState, batch: dict, frozen: Any = None) -> tuple[TrainState, dict]:
+        nonlocal compiled
+        if not compiled:  # several processes start their first step together
+            liveness.compile_together(step, state, batch, frozen)
+            compiled = True
         return step(state, batch, frozen)
 
     # Programs compiled so far (one per input signature: more than one after the first step

@@ -67,3 +67,36 @@ def test_the_stop_line_is_one_line_with_the_status(capsys):
 def test_a_bad_heartbeat_timeout_is_refused():
     with pytest.raises(ValueError, match="heartbeat_timeout_s must be positive"):
         liveness.initialize("localhost:1", 2, 0, heartbeat_timeout_s=0)
+
+
+def test_compile_together_compiles_before_the_barrier(monkeypatch):
+    events = []
+
+    def on_event(name, secs, **kwargs):
+        if name.endswith("backend_compile_duration"):
+            events.append("compile")
+
+    class BarrierClient(FakeClient):
+        def wait_at_barrier(self, name, timeout_ms):
+            events.append(name)
+
+    f, x = jax.jit(lambda x: x * 3), jax.numpy.ones(3)
+    monkeypatch.setattr(liveness, "_watchdog", dog(BarrierClient()))
+    jax.monitoring.register_event_duration_secs_listener(on_event)
+    try:
+        liveness.compile_together(f, x)
+        assert f(x).tolist() == [3.0, 3.0, 3.0]
+        liveness.compile_together(f, x)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(on_event)
+    first, second = (e for e in events if e != "compile")
+    assert events[:2] == ["compile", first]  # compiled, then waited for the others
+    assert first != second  # each barrier has its own name
+    assert events.count("compile") == 1  # the call reused the ahead-of-time compilation
+
+
+def test_one_process_compiles_nothing_ahead(monkeypatch):
+    monkeypatch.setattr(liveness, "_watchdog", None)
+    f = jax.jit(lambda x: x * 2)
+    liveness.compile_together(f, jax.numpy.ones(3))
+    assert f._cache_size() == 0
