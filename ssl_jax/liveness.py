@@ -59,7 +59,11 @@ def initialize(
 
 
 class Watchdog(threading.Thread):
-    """Polls the coordination service; on a lost or failed process, one line and ``_exit``."""
+    """Polls the coordination service; on a lost or failed process, one line and ``_exit``.
+
+    ``get_live_nodes`` returns once every live process has called it: every process's
+    watchdog polls until that process exits or disconnects, or the others wait.
+    """
 
     def __init__(self, client, heartbeat_timeout_s: int, exit_fn: Callable[[int], None]):
         super().__init__(name="ssl_jax-watchdog", daemon=True)
@@ -82,11 +86,11 @@ class Watchdog(threading.Thread):
         """What is wrong with the other processes, or None."""
         others = [i for i in range(self.count) if i != self.me]
         try:
-            alive = self.client.get_live_nodes(list(range(self.count)))
-            for i in others:
+            for i in others:  # first: the call below waits for the others' watchdogs
                 reason = self.failure_of(i)
                 if reason is not None:
                     return f"process {i} of {self.count} failed ({reason})"
+            alive = self.client.get_live_nodes(list(range(self.count)))
         except jax.errors.JaxRuntimeError as e:
             if self.me == 0:
                 return f"the coordination service failed: {first_line(e)}"
@@ -198,7 +202,8 @@ def fail(error: BaseException) -> None:
     if isinstance(error, jax.errors.JaxRuntimeError):
         log.error("A collective failed (%s); looking for the lost process.", first_line(error))
         dog.join(dog.heartbeat_timeout_s + 5 * POLL_S)  # it exits the process when it finds one
-    dog.stop()
+    # The watchdog keeps polling until this process exits: the service answers a process's
+    # question "who is alive?" only once every live process has asked it too.
     traceback.print_exception(error, file=sys.stderr)
     try:
         dog.client.key_value_set(FAILED_KEY.format(dog.me), first_line(error))
