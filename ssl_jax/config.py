@@ -15,14 +15,17 @@ def data_defaults(**overrides) -> ml_collections.ConfigDict:
     """The ``data`` section: which source, where, and the global batch size."""
     data = ml_collections.ConfigDict(
         dict(
-            name="digits",  # digits | npz | folder | tfds
-            path="",  # npz / folder sources
+            name="digits",  # digits | npz | folder | records | tfds
+            path="",  # npz / folder / records sources
             image_size=placeholder(int),  # resize on the host; None keeps the native size
             tfds_name="cifar10",
             tfds_data_dir=placeholder(str),
             train_split="train",
             test_split="test",
             batch_size=256,  # global, over all devices and processes
+            # Processes decoding batches: -1 chooses (none for arrays in memory, else every
+            # core but one, at most 16), 0 is one background thread. Batches do not depend on it.
+            workers=-1,
         )
     )
     data.update(overrides)

@@ -14,7 +14,15 @@ PRETRAIN = [
     p
     for p in CONFIGS
     if os.path.basename(p)
-    not in ("linear_probe.py", "knn.py", "compare.py", "finetune.py", "few_shot.py", "cluster.py")
+    not in (
+        "linear_probe.py",
+        "knn.py",
+        "compare.py",
+        "finetune.py",
+        "few_shot.py",
+        "cluster.py",
+        "convert_data.py",
+    )  # fmt: skip
 ]
 REQUIRED = [
     "seed", "total_steps", "epochs", "data.name", "data.path", "data.batch_size",

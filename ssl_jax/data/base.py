@@ -7,6 +7,7 @@ accelerator does augmentation, so sources only decode, convert to RGB and resize
 
 from __future__ import annotations
 
+import io
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -56,6 +57,30 @@ def to_rgb(images: np.ndarray) -> np.ndarray:
     return images
 
 
+def decode_image_bytes(data: bytes, where: str, fix: str = "") -> np.ndarray:
+    """Decodes an encoded image (JPEG, PNG, ...) to uint8 RGB ``(H, W, 3)``; ``DataError``
+    naming ``where`` (a file, a record) if it fails, followed by ``fix``."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            return np.asarray(image.convert("RGB"))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise DataError(
+            f"{where}: cannot decode the image ({type(e).__name__}: {e}). The file is corrupt "
+            f"or not an image{'; ' + fix if fix else '.'}"
+        ) from e
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize (PIL) of one uint8 ``(H, W[, C])`` image to ``(height, width)``; the
+    image itself when it already has that size."""
+    height, width = size
+    if image.shape[:2] == (height, width):
+        return image
+    resized = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(resized)
+
+
 def resize_images(images: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     """Bilinear resize (PIL, one image at a time) of uint8 `(N, H, W[, C])` to `size`.
 
@@ -68,8 +93,7 @@ def resize_images(images: np.ndarray, size: int | tuple[int, int]) -> np.ndarray
     flat = images[..., 0] if squeeze else images
     out = np.empty((len(flat), height, width, *flat.shape[3:]), np.uint8)
     for i, image in enumerate(flat):
-        resized = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR)
-        out[i] = np.asarray(resized)
+        out[i] = resize_image(image, (height, width))
     return out[..., None] if squeeze else out
 
 
@@ -112,7 +136,8 @@ def check_labels(
 
 
 class ArraySource:
-    """A split held in memory as arrays.
+    """A split held in memory as arrays, already decoded (``in_memory``: the pipeline slices it
+    in a thread, no worker processes).
 
     Args:
       images: uint8 `(N, H, W, 3)`, `(N, H, W, 1)` or `(N, H, W)`; gray is repeated to RGB on `get`.
@@ -138,6 +163,7 @@ class ArraySource:
             raise DataError(f"{name}: no images (shape {images.shape}); expected at least one.")
         if image_size is not None:
             images = resize_images(images, image_size)
+        self.in_memory = True
         self.images = images
         self.labels = labels.astype(np.int32)
         self.num_classes = int(num_classes) if num_classes is not None else int(labels.max()) + 1

@@ -22,7 +22,7 @@ import numpy as np
 from etils import epath
 from PIL import Image
 
-from ssl_jax.data.base import as_size, check_split
+from ssl_jax.data.base import as_size, check_split, decode_image_bytes, resize_image
 from ssl_jax.data.errors import DataError
 from ssl_jax.paths import is_remote
 
@@ -68,17 +68,17 @@ def _open_image(path: epath.Path) -> Image.Image:
     return Image.open(io.BytesIO(epath.Path(path).read_bytes()) if is_remote(path) else path)
 
 
+def read_image_file(path: epath.Path) -> bytes:
+    """The bytes of an image file; ``DataError`` naming it if it cannot be read."""
+    try:
+        return epath.Path(path).read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the file ({type(e).__name__}: {e}); {FIX}") from e
+
+
 def decode_image(path: epath.Path) -> np.ndarray:
     """Decodes one image file to uint8 RGB `(H, W, 3)`; `DataError` naming the file if it fails."""
-    try:
-        with _open_image(path) as image:
-            image.load()
-            return np.asarray(image.convert("RGB"))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise DataError(
-            f"{path}: cannot decode the image ({type(e).__name__}: {e}). The file is corrupt or "
-            f"not an image; {FIX}"
-        ) from e
+    return decode_image_bytes(read_image_file(path), str(path), FIX)
 
 
 def _resolve_split(root: epath.Path, split: str) -> tuple[epath.Path, epath.Path, bool]:
@@ -183,11 +183,7 @@ class FolderSource:
         for i, index in enumerate(indices):
             path = self.files[index]
             image = decode_image(path)
-            if image.shape[:2] != (height, width):
-                if not self._resize:
-                    self._check_size(path, image.shape[:2])
-                image = np.asarray(
-                    Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR)
-                )
-            images[i] = image
+            if not self._resize:
+                self._check_size(path, image.shape[:2])
+            images[i] = resize_image(image, (height, width))
         return images, self.labels[indices]

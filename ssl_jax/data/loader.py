@@ -5,7 +5,8 @@ the permutation `np.random.default_rng([seed, e]).permutation(len(source))`, ste
 takes its slice `[s * B, (s + 1) * B)` (B = global batch size, the remainder of an epoch is
 dropped), and process `p` of `P` takes the contiguous block `[p * B/P, (p + 1) * B/P)` of it. The
 global batch is therefore the same for any number of processes, any call order and any resume
-point; the iterator state is only the next step (plus checks).
+point; the iterator state is only the next step (plus checks). Batches are made ahead by the
+Grain pipeline of :mod:`ssl_jax.data.pipeline`, in a thread or in worker processes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import numpy as np
 
 from ssl_jax.data.base import Source
 from ssl_jax.data.errors import DataError
-from ssl_jax.data.prefetch import prefetch
+from ssl_jax.data.pipeline import AUTO, resolve_workers, stream
+
+FOREVER = 2**62  # the end of a training stream: it runs until the loop stops
 
 
 def _check_processes(batch_size: int, process_index: int, process_count: int) -> int:
@@ -131,18 +134,17 @@ class BatchIterator:
         return int(state["step"])
 
     def iterate(
-        self, start_step: int = 0, *, prefetch_size: int = 2
+        self, start_step: int = 0, *, workers: int = AUTO, prefetch_size: int = 2
     ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """Yields `(step, batch_at(step))` for `step = start_step, start_step + 1, ...` forever,
-        preparing `prefetch_size` batches ahead in a background thread."""
+        `prefetch_size` batches ahead, made by `workers` processes (`data.workers`: 0 is one
+        background thread, -1 chooses, see :func:`ssl_jax.data.pipeline.resolve_workers`).
+        The batches do not depend on `workers`."""
+        workers = resolve_workers(workers, in_memory=in_memory(self.source))
+        return stream(self.step_batch, start_step, FOREVER, workers=workers, buffer=prefetch_size)
 
-        def batches():
-            step = start_step
-            while True:
-                yield step, self.batch_at(step)
-                step += 1
-
-        return prefetch(batches(), prefetch_size)
+    def step_batch(self, step: int) -> tuple[int, dict[str, np.ndarray]]:
+        return step, self.batch_at(step)
 
 
 def iterate_eval(
@@ -151,6 +153,7 @@ def iterate_eval(
     batch_size: int,
     process_index: int = 0,
     process_count: int = 1,
+    workers: int = AUTO,
     prefetch_size: int = 2,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Every example of `source` once, in order, in global batches of `batch_size`.
@@ -158,22 +161,36 @@ def iterate_eval(
     Yields `{"images", "labels", "mask"}` for this process: its contiguous block of
     `batch_size // process_count` of each global batch. The last global batch is padded to full
     size with zero images, label 0 and `mask` False, so every process yields the same number of
-    batches, `ceil(len(source) / batch_size)`, of the same shape.
+    batches, `ceil(len(source) / batch_size)`, of the same shape. `workers` as in
+    :meth:`BatchIterator.iterate`.
     """
-    local = _check_processes(batch_size, process_index, process_count)
-    num_examples = len(source)
-    height, width, channels = source.image_shape
+    batches = EvalBatches(source, batch_size, process_index, process_count)
+    count = -(-len(source) // batch_size)
+    workers = resolve_workers(workers, in_memory=in_memory(source))
+    return stream(batches, 0, count, workers=workers, buffer=prefetch_size)
 
-    def batches():
-        for global_start in range(0, num_examples, batch_size):
-            start = global_start + process_index * local
-            indices = np.arange(start, min(start + local, num_examples))
-            images = np.zeros((local, height, width, channels), np.uint8)
-            labels = np.zeros(local, np.int32)
-            mask = np.zeros(local, bool)
-            if len(indices):
-                images[: len(indices)], labels[: len(indices)] = source.get(indices)
-                mask[: len(indices)] = True
-            yield {"images": images, "labels": labels, "mask": mask}
 
-    return prefetch(batches(), prefetch_size)
+def in_memory(source: Source) -> bool:
+    """Whether ``source`` holds decoded arrays (slicing them needs no worker processes)."""
+    return bool(getattr(source, "in_memory", False))
+
+
+class EvalBatches:
+    """`EvalBatches(...)(k)`: this process's block of the `k`-th global evaluation batch."""
+
+    def __init__(self, source: Source, batch_size: int, process_index: int, process_count: int):
+        self.local = _check_processes(batch_size, process_index, process_count)
+        self.source, self.batch_size, self.process_index = source, batch_size, process_index
+
+    def __call__(self, k: int) -> dict[str, np.ndarray]:
+        local, num_examples = self.local, len(self.source)
+        height, width, channels = self.source.image_shape
+        start = k * self.batch_size + self.process_index * local
+        indices = np.arange(start, min(start + local, num_examples))
+        images = np.zeros((local, height, width, channels), np.uint8)
+        labels = np.zeros(local, np.int32)
+        mask = np.zeros(local, bool)
+        if len(indices):
+            images[: len(indices)], labels[: len(indices)] = self.source.get(indices)
+            mask[: len(indices)] = True
+        return {"images": images, "labels": labels, "mask": mask}

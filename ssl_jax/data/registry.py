@@ -1,7 +1,7 @@
 """`get_source(data_config, split)`: the source named by `data_config.name`.
 
 Fields read from `data_config` (an `ml_collections.ConfigDict` or any attribute object):
-`name` (required), `path` (npz, folder), `image_size` (None: native size; digits: 32),
+`name` (required), `path` (npz, folder, records), `image_size` (None: native size; digits: 32),
 `num_classes` (npz, optional), `tfds_name`, `tfds_data_dir`, `train_split`, `test_split`.
 """
 
@@ -15,6 +15,7 @@ from ssl_jax.data.digits import make_digits_source
 from ssl_jax.data.errors import DataError
 from ssl_jax.data.folder import FolderSource
 from ssl_jax.data.npz import make_npz_source
+from ssl_jax.data.records import RecordSource
 from ssl_jax.data.tfds_source import TfdsSource
 
 
@@ -50,6 +51,14 @@ def _folder(cfg: Any, split: str) -> Source:
     )
 
 
+def _records(cfg: Any, split: str) -> Source:
+    return RecordSource(
+        _required(cfg, "path", "/path/to/records_folder"),
+        split,
+        image_size=getattr(cfg, "image_size", None),
+    )
+
+
 def _tfds(cfg: Any, split: str) -> Source:
     return TfdsSource(
         _required(cfg, "tfds_name", "cifar10"),
@@ -65,6 +74,7 @@ SOURCES: dict[str, Callable[[Any, str], Source]] = {
     "digits": _digits,
     "npz": _npz,
     "folder": _folder,
+    "records": _records,
     "tfds": _tfds,
 }
 

@@ -15,6 +15,7 @@ from typing import Any
 from ssl_jax.data.base import as_size, check_split
 from ssl_jax.data.digits import make_digits_source
 from ssl_jax.data.errors import DataError
+from ssl_jax.data.records import RecordSource
 
 # Published split sizes (tensorflow-datasets catalogue) and native image sizes (None: varies).
 KNOWN_TFDS: dict[str, dict[str, Any]] = {
@@ -78,6 +79,16 @@ def describe_source(data: Any, split: str = "train") -> SourceShape:
                 "published split size (tensorflow-datasets catalogue), not opened",
             )
         return _shape(f"tfds:{tfds_name}/{tfds_split}", image_size, None, None, False, "")
+    if name == "records":  # the manifest has the counts and shapes: no shard is opened
+        source = RecordSource(getattr(data, "path", ""), split, image_size=image_size)
+        return SourceShape(
+            source.name,
+            source.image_shape,
+            source.num_classes,
+            len(source),
+            True,
+            "its manifest.json (no shard opened)",
+        )
     if name in ("npz", "folder"):
         return _shape(f"{name}:{getattr(data, 'path', '')}", image_size, None, None, False, "")
     raise DataError(f"Unknown data source {name!r}; set --config.data.name=...")

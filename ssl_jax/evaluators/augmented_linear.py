@@ -31,7 +31,7 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from ssl_jax.augment import random_horizontal_flip, random_resized_crop, to_unit_float
-from ssl_jax.data import BatchIterator, prefetch
+from ssl_jax.data import BatchIterator, stream
 from ssl_jax.evaluators.features import extract_features, make_sharded_encode
 from ssl_jax.evaluators.linear import topk_accuracy
 from ssl_jax.parallel import batch_sharded, check_batch_size, global_batch, replicated
@@ -207,8 +207,8 @@ def augmented_linear_probe(
     params, stats, opt_state = jax.device_put((params, stats, tx.init(params)), rep)
     key = jax.random.key(seed)
     epoch_metrics, last = [], {}
-    stream = prefetch((batches.batch_at(s) for s in range(total)), 2)
-    for step, local in enumerate(tqdm(stream, total=total, desc="probe", disable=not progress)):
+    train = stream(batches.batch_at, 0, total)
+    for step, local in enumerate(tqdm(train, total=total, desc="probe", disable=not progress)):
         batch = global_batch(local, mesh)
         params, stats, opt_state, metrics = step_fn(
             params,

@@ -52,10 +52,10 @@ from ssl_jax.evaluators.linear import topk_accuracy
 from ssl_jax.metrics import MetricsWriter, read_metrics, truncate_after, write_results
 from ssl_jax.models import VITS, ModuleDef
 from ssl_jax.optim import make_optimizer, make_schedule
-from ssl_jax.parallel import check_batch_size, global_batch, make_mesh, replicated
+from ssl_jax.parallel import check_batch_size, make_mesh, replicated
 from ssl_jax.paths import resolve
 from ssl_jax.programs.finetune_step import Classifier, get_head, make_classifier
-from ssl_jax.programs.loop import Loop, NonFiniteLossError, train
+from ssl_jax.programs.loop import Loop, NonFiniteLossError, on_devices, train
 from ssl_jax.train_step import make_init_fn, make_train_step
 
 log = logging.getLogger(__name__)
@@ -432,7 +432,7 @@ def run(
 
         loop = Loop(
             train_step=train_step,
-            batches=((s, global_batch(local, mesh)) for s, local in iterator.iterate(start)),
+            batches=on_devices(iterator.iterate(start, workers=config.data.workers), mesh),
             save=save,
             total_steps=total,
             batch_size=data.batch_size,

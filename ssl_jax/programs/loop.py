@@ -9,6 +9,7 @@ non-finite policy (a NaN/inf loss, gradient norm or parameter stops the run befo
 of that step is logged or saved).
 """
 
+import collections
 import dataclasses
 import logging
 import signal
@@ -25,6 +26,7 @@ from tqdm.auto import tqdm
 from ssl_jax import liveness
 from ssl_jax.checkpoint import Checkpointer
 from ssl_jax.metrics import MetricsWriter
+from ssl_jax.parallel import global_batch
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +89,30 @@ def check_preemption_service(start: int) -> None:
         ) from None
 
 
+def on_devices(host_batches: Iterator[tuple[int, dict]], mesh, ahead: int = 1):
+    """``(step, global batch)`` over ``mesh`` from a process's ``(step, local batch)`` stream,
+    ``ahead`` batches already sent to the devices while a step runs. Closing it closes
+    ``host_batches`` (and so the pipeline's workers)."""
+    sent = collections.deque()
+    try:
+        for step, local in host_batches:
+            sent.append((step, global_batch(local, mesh)))
+            if len(sent) > ahead:
+                yield sent.popleft()
+    finally:
+        close = getattr(host_batches, "close", None)
+        if close is not None:
+            close()
+
+
 @dataclasses.dataclass
 class Loop:
     """What a program hands to :func:`train`.
 
     - ``train_step(state, global_batch) -> (state, metrics)``; ``metrics`` holds ``loss``,
       ``grad_norm`` and ``params_finite`` (the non-finite policy reads them) and any rows.
-    - ``batches``: yields ``(step, global_batch)`` from ``start``.
+    - ``batches``: yields ``(step, global_batch)`` from ``start`` (:func:`on_devices`); the
+      loop closes it when it ends.
     - ``save(step, state, force)``: checkpoint ``state`` after ``step`` steps if due (or
       ``force``).
     - ``evaluates(step) -> bool``: whether ``evaluate`` has columns at ``step``; such a step
@@ -189,6 +208,9 @@ def train(
                     break
     finally:
         bar.close()
+        close = getattr(loop.batches, "close", None)
+        if close is not None:
+            close()
     results.update(
         final_step=step,
         wall_time_s=time.perf_counter() - t_start,

@@ -33,10 +33,10 @@ from ssl_jax.evaluators.registry import active_entries
 from ssl_jax.methods import Method, get_method
 from ssl_jax.metrics import MetricsWriter, truncate_after, write_results
 from ssl_jax.optim import make_optimizer, make_schedule
-from ssl_jax.parallel import check_batch_size, global_batch, make_mesh
+from ssl_jax.parallel import check_batch_size, make_mesh
 from ssl_jax.paths import resolve
 from ssl_jax.plotting import plot_image_rows
-from ssl_jax.programs.loop import Loop, NonFiniteLossError, train
+from ssl_jax.programs.loop import Loop, NonFiniteLossError, on_devices, train
 from ssl_jax.train_step import make_init_fn, make_train_step
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ def run(
 
     loop = Loop(
         train_step=lambda state, batch: train_step(state, batch, frozen),
-        batches=((step, global_batch(local, mesh)) for step, local in iterator.iterate(start)),
+        batches=on_devices(iterator.iterate(start, workers=config.data.workers), mesh),
         save=save,
         total_steps=total,
         batch_size=batch_size,
