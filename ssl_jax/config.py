@@ -68,9 +68,12 @@ def pretrain_defaults() -> ml_collections.ConfigDict:
             # float32 | bfloat16: the backbone's computation dtype (mixed precision: params,
             # BatchNorm statistics, heads, losses and optimizer stay float32).
             dtype="float32",
-            # ResNets: recompute each block's activations in the backward pass (less memory
-            # on GPU/TPU for about one more forward pass; XLA's CPU compiler drops it).
+            # Recompute each block's activations in the backward pass (less memory on GPU/TPU
+            # for about one more forward pass; XLA's CPU compiler drops it for ResNets).
             remat=False,
+            # ViTs: "full" keeps only each block's input, "dots_saveable" also its matmuls'
+            # outputs (ResNets: "full" only).
+            remat_policy="full",
         )
     )
     # Every hyperparameter of one method (its factory's defaults); configs of other methods

@@ -69,19 +69,25 @@ def _build(model: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
     dtype = compute_dtype(model)
     remat = bool(model.get("remat", False))
     if model.backbone in VITS:
-        if remat:
-            raise ValueError("model.remat is implemented for the ResNets only; set it False.")
         kwargs = {
-            "patch_size": model.get("patch_size", 16),
             "img_size": model.get("img_size", 224),
             "pool": model.get("pool", "cls"),
             # Regularisers of training only (no parameters): fine-tuning sets them.
             "drop_rate": model.get("drop_rate", 0.0),
             "drop_path_rate": model.get("drop_path_rate", 0.0),
         }
-        # Optional overrides of the family's size (a smaller ViT than ViT-Ti, e.g. in tests).
-        kwargs.update({k: model[k] for k in ("embed_dim", "depth", "num_heads") if k in model})
+        if remat:
+            kwargs["remat"] = model.get("remat_policy", "full")
+        # Optional overrides of the family's shape (its patch size: 16, 14 for ViT-H and
+        # ViT-g; a smaller ViT than ViT-Ti in tests).
+        keys = ("patch_size", "embed_dim", "depth", "num_heads")
+        kwargs.update({k: model[k] for k in keys if k in model})
     else:
+        if remat and model.get("remat_policy", "full") != "full":
+            raise ValueError(
+                f"model.remat_policy={model.remat_policy!r}: ResNets recompute whole blocks "
+                "only; set it 'full' (policies apply to ViTs)."
+            )
         kwargs = {
             "width": model.width,
             "stem": model.stem,

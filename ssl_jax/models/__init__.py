@@ -22,6 +22,9 @@ from ssl_jax.models.vit import (
     VisionTransformer,
     interpolate_pos_embed,
     vit_base,
+    vit_giant,
+    vit_huge,
+    vit_large,
     vit_small,
     vit_tiny,
 )
@@ -51,6 +54,9 @@ __all__ = [
     "sincos_pos_embed_2d",
     "split_module",
     "vit_base",
+    "vit_giant",
+    "vit_huge",
+    "vit_large",
     "vit_small",
     "vit_tiny",
 ]

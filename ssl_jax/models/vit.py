@@ -227,6 +227,11 @@ class VisionTransformer(nnx.Module):
     need a key passed as ``rngs``; at the defaults (0) train and eval mode compute the same
     function. There is no BatchNorm, so ``batch_stats`` is empty. Blocks live in
     ``self.blocks[i]``.
+
+    ``remat`` recomputes each block's activations in the backward pass (``nnx.remat``):
+    ``"full"`` keeps only the block's input, ``"dots_saveable"`` also keeps the outputs of
+    its matrix products (JAX's ``checkpoint_policies.dots_saveable``: less recomputation,
+    more memory). Results are unchanged.
     """
 
     def __init__(
@@ -244,6 +249,7 @@ class VisionTransformer(nnx.Module):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         dtype: Any = jnp.float32,
+        remat: str | None = None,
         rngs: nnx.Rngs,
     ):
         if pool not in POOLS:
@@ -255,6 +261,11 @@ class VisionTransformer(nnx.Module):
             )
         if depth < 1:
             raise ValueError(f"depth must be a positive int, got {depth!r}.")
+        if remat is not None and remat not in REMAT_POLICIES:
+            raise ValueError(
+                f"Unknown remat policy {remat!r}; expected one of {list(REMAT_POLICIES)}."
+            )
+        self.remat = remat
         if not 0.0 <= drop_rate < 1.0:
             raise ValueError(f"drop_rate must lie in [0, 1), got {drop_rate!r}.")
         if not 0.0 <= drop_path_rate <= 1.0:
@@ -349,7 +360,11 @@ class VisionTransformer(nnx.Module):
         )
         outputs = {}
         for i, (block, block_key) in enumerate(zip(self.blocks, block_keys, strict=True)):
-            x = block(x, key=block_key)
+            x = (
+                REMAT_POLICIES[self.remat](block, x, block_key)
+                if self.remat
+                else block(x, key=block_key)
+            )
             outputs[f"block{i + 1}"] = x
         pooled = x[:, 0] if self.pool == "cls" else jnp.mean(x[:, 1:], axis=1)
         pooled = self.norm(pooled).astype(jnp.float32)
@@ -370,6 +385,16 @@ class VisionTransformer(nnx.Module):
                 ".eval() (train=False) for deterministic features."
             )
         return rngs
+
+
+def _block_call(block: Block, x: jax.Array, key: jax.Array | None) -> jax.Array:
+    return block(x, key=key)
+
+
+REMAT_POLICIES: dict[str, Callable[..., jax.Array]] = {
+    "full": nnx.remat(_block_call),
+    "dots_saveable": nnx.remat(_block_call, policy=jax.checkpoint_policies.dots_saveable),
+}
 
 
 def _check_keep_indices(keep_indices: jax.typing.ArrayLike, n: int, num_patches: int) -> jax.Array:
@@ -409,10 +434,33 @@ def vit_base(*, rngs: nnx.Rngs, **kwargs: Any) -> VisionTransformer:
     return _vit({"embed_dim": 768, "depth": 12, "num_heads": 12}, rngs, kwargs)
 
 
+def vit_large(*, rngs: nnx.Rngs, **kwargs: Any) -> VisionTransformer:
+    """ViT-L/16: width 1024, 24 blocks, 16 heads (MAE's, MoCo v3's and I-JEPA's ViT-L/16;
+    303.3 M parameters without a head); kwargs override."""
+    return _vit({"embed_dim": 1024, "depth": 24, "num_heads": 16}, rngs, kwargs)
+
+
+def vit_huge(*, rngs: nnx.Rngs, **kwargs: Any) -> VisionTransformer:
+    """ViT-H/14: width 1280, 32 blocks, 16 heads, 14-pixel patches (MAE's and I-JEPA's;
+    630.8 M parameters without a head); kwargs override."""
+    return _vit({"embed_dim": 1280, "depth": 32, "num_heads": 16, "patch_size": 14}, rngs, kwargs)
+
+
+def vit_giant(*, rngs: nnx.Rngs, **kwargs: Any) -> VisionTransformer:
+    """ViT-g/14 with DINOv2's shape: width 1536, 40 blocks, 24 heads, 14-pixel patches;
+    1.135 B parameters. DINOv2's own ViT-g/14 has a SwiGLU MLP of about the same size and
+    LayerScale (1.14 B counted by parts; the paper says 1.1 B): this one keeps the GELU MLP
+    (ratio 4) of the other ViTs. kwargs override."""
+    return _vit({"embed_dim": 1536, "depth": 40, "num_heads": 24, "patch_size": 14}, rngs, kwargs)
+
+
 VITS: dict[str, Callable[..., nnx.Module]] = {
     "vit_tiny": vit_tiny,
     "vit_small": vit_small,
     "vit_base": vit_base,
+    "vit_large": vit_large,
+    "vit_huge": vit_huge,
+    "vit_giant": vit_giant,
 }
 
 
@@ -426,6 +474,9 @@ __all__ = [
     "dropout",
     "interpolate_pos_embed",
     "vit_base",
+    "vit_giant",
+    "vit_huge",
+    "vit_large",
     "vit_small",
     "vit_tiny",
 ]

@@ -353,7 +353,7 @@ def _message(config, plan: dict) -> str:
     model = config.model
     if "dtype" in model and model.dtype != "bfloat16":
         fixes.append("--config.model.dtype=bfloat16")
-    if "remat" in model and not model.remat and model.backbone.startswith("resnet"):
+    if "remat" in model and not model.remat:
         fixes.append("--config.model.remat=True")
     if "fsdp" in config.mesh:
         fixes.append("--config.mesh.fsdp=True")

@@ -183,6 +183,32 @@ def test_param_count_equals_timm_without_head(factory, expected):
     assert not jax.tree.leaves(split_module(model)[2])  # no batch statistics
 
 
+@pytest.mark.parametrize(
+    ("name", "expected", "patch", "blocks"),
+    [
+        ("vit_large", 303_301_632, 16, 24),
+        ("vit_huge", 630_764_800, 14, 32),
+        ("vit_giant", 1_134_564_864, 14, 40),
+    ],
+)
+def test_large_vits_have_the_papers_shapes_and_sizes(name, expected, patch, blocks):
+    # timm's vit_large_patch16_224 has 304,326,632 parameters and vit_huge_patch14_224
+    # 632,045,800 with their 1000-class heads (D * 1000 + 1000): 303,301,632 and 630,764,800
+    # without, the papers' "304 M" and "632 M". By parts (as above; a 14-pixel patch conv has
+    # 588 D + D, and 1 + 256 positions): D = 1536, 40 blocks: 1,134,564,864, the "1.1 B" of
+    # DINOv2's ViT-g/14, whose SwiGLU MLP (2 x 4096 + 4096 x 1536, biases) and LayerScale add
+    # 5,888 per block and its 518-pixel positions 1,113 more tokens: 1.137 B, 0.2 % more.
+    model = abstract(BACKBONES[name])
+    d = model.feature_dim
+    tokens = (224 // patch) ** 2
+    by_parts = (3 * patch * patch + 1) * d + d + (1 + tokens) * d + 2 * d
+    assert model.patch_size == patch and len(model.blocks) == blocks
+    assert by_parts + blocks * (12 * d * d + 13 * d) == expected
+    assert num_params(nnx.state(model, nnx.Param)) == expected
+    dinov2 = expected + blocks * 5_888 + d + 1_113 * d  # + mask token
+    assert abs(expected / dinov2 - 1) < 0.01 if name == "vit_giant" else True
+
+
 def test_forward_matches_numpy_reference(small_vit):
     x = images()
     out = forward(small_vit, x)
@@ -342,15 +368,15 @@ def test_invalid_arguments_raise(small_vit):
 
 
 def test_registry():
-    assert set(VITS) == {"vit_tiny", "vit_small", "vit_base"}
+    assert set(VITS) == {"vit_tiny", "vit_small", "vit_base", "vit_large", "vit_huge", "vit_giant"}
     assert set(BACKBONES) == set(RESNETS) | set(VITS)
     model = abstract(lambda rngs: get_backbone("vit_tiny", patch_size=4, img_size=32, rngs=rngs))
     assert isinstance(model, VisionTransformer) and model.feature_dim == 192
     params = jax.eval_shape(lambda: make_model("vit_small", seed=0, depth=1)[1])
     assert params["pos_embed"].shape == (1, 197, 384)
-    names = "['resnet18', 'resnet34', 'resnet50', 'vit_base', 'vit_small', 'vit_tiny']"
-    with pytest.raises(ValueError, match="'vit_huge'.*" + names.replace("[", r"\[")):
-        get_backbone("vit_huge", rngs=nnx.Rngs(0))
+    names = str(sorted(BACKBONES))
+    with pytest.raises(ValueError, match="'vit_enormous'.*" + names.replace("[", r"\[")):
+        get_backbone("vit_enormous", rngs=nnx.Rngs(0))
 
 
 def model_config(**fields):
