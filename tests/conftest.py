@@ -24,6 +24,10 @@ atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+# Compressed .npz files are extracted to a cache to be memory-mapped: not into ~/.cache.
+_DATA_CACHE = tempfile.mkdtemp(prefix="ssl_jax_test_data_cache_")
+atexit.register(shutil.rmtree, _DATA_CACHE, ignore_errors=True)
+os.environ.setdefault("SSL_JAX_CACHE", _DATA_CACHE)
 
 
 @pytest.fixture(scope="session")

@@ -89,6 +89,7 @@ class SubsetSource:
         self.indices = indices
         self.num_classes = source.num_classes
         self.image_shape = source.image_shape
+        self.in_memory = bool(getattr(source, "in_memory", False))  # as its source, for workers
         self.name = name or f"{source.name} (subset of {len(indices)})"
         labels = getattr(source, "labels", None)
         self.labels = None if labels is None else np.asarray(labels)[indices]

@@ -147,3 +147,39 @@ def test_real_cifar10_copy():
         assert images.dtype == np.uint8 and images.shape[1:] == (32, 32, 3)
         assert labels.min() == 0 and labels.max() == 9
         np.testing.assert_array_equal(np.bincount(source.labels), np.full(10, size // 10))
+
+
+def test_images_are_memory_mapped_not_loaded(tmp_path):
+    images = random_images(np.random.default_rng(2), 6)
+    write(tmp_path, "train_0.npz", images, np.arange(6))
+    source = make_npz_source(tmp_path, "train")
+    mapped = source._open()[0]
+    assert isinstance(mapped, np.memmap) and str(mapped.filename) == str(tmp_path / "train_0.npz")
+    np.testing.assert_array_equal(source.get(np.array([5, 0]))[0], images[[5, 0]])
+
+
+def test_a_compressed_file_is_extracted_once_to_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSL_JAX_CACHE", str(tmp_path / "cache"))
+    images = random_images(np.random.default_rng(3), 7)
+    np.savez_compressed(tmp_path / "train_0.npz", images=images, labels=np.arange(7))
+    first = make_npz_source(tmp_path, "train")
+    (cached,) = (tmp_path / "cache" / "npz").glob("*/images.npy")
+    stamp = cached.stat().st_mtime_ns
+    second = make_npz_source(tmp_path, "train")
+    for source in (first, second):
+        np.testing.assert_array_equal(source.get(np.arange(7))[0], images)
+    assert cached.stat().st_mtime_ns == stamp  # not extracted again
+    np.savez_compressed(tmp_path / "train_0.npz", images=images[::-1], labels=np.arange(7))
+    np.testing.assert_array_equal(
+        make_npz_source(tmp_path, "train").get(np.arange(7))[0], images[::-1]
+    )
+
+
+def test_the_source_pickles_without_its_arrays(tmp_path):
+    import pickle
+
+    write(tmp_path, "train_0.npz", np.zeros((400, 16, 16, 3), np.uint8), np.zeros(400, int))
+    source = make_npz_source(tmp_path, "train")
+    source.get(np.arange(3))
+    assert len(pickle.dumps(source)) < 20_000  # the 300 KB of images stay in the file
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(source)).get(np.arange(3))[0], 0)
