@@ -73,16 +73,29 @@ def knn_accuracy(
 def knn_accuracies(train: tuple, test: tuple, *, ks, temperature: float, num_classes: int) -> dict:
     """``{"top1_k{k}", "top5_k{k}"}`` for each k; ``train``/``test`` are (features, labels).
 
-    A k larger than the training set is clipped to its size.
+    A k larger than the training set is an error (:func:`check_ks`).
     """
+    check_ks(ks, len(train[0]))
     out = {}
     for k in ks:
         acc = knn_accuracy(
             *train,
             *test,
-            k=min(k, len(train[0])),
+            k=k,
             temperature=temperature,
             num_classes=num_classes,
         )
         out[f"top1_k{k}"], out[f"top5_k{k}"] = acc["top1"], acc["top5"]
     return out
+
+
+def check_ks(ks, num_train: int, where: str = "knn.k") -> None:
+    """Every k at most the ``num_train`` images of the memory bank; a ``ValueError`` naming
+    the k values and the fix otherwise."""
+    too_large = [int(k) for k in ks if int(k) > num_train]
+    if too_large or any(int(k) < 1 for k in ks):
+        raise ValueError(
+            f"{where}={tuple(ks)}: kNN needs 1 <= k <= {num_train}, the number of training "
+            f"images (the memory bank); {too_large or 'k < 1'} cannot be evaluated: set "
+            f"{where} to values in that range."
+        )

@@ -8,7 +8,7 @@ It encodes as downstream programs do, through the step's shared
 import ml_collections
 
 from ssl_jax.evaluators.features import SplitFeatures
-from ssl_jax.evaluators.knn import knn_accuracies
+from ssl_jax.evaluators.knn import check_ks, knn_accuracies
 
 
 class KnnMonitor:
@@ -18,6 +18,7 @@ class KnnMonitor:
         self.cfg = entry
         self.features = features
         self.num_classes = max(features.source(s).num_classes for s in ("train", "test"))
+        check_ks(entry.k, len(features.source("train")), "k")  # at start, not at the first eval
 
     def __call__(self) -> dict:
         train = self.features("train", batch_size=self.cfg.batch_size)

@@ -87,10 +87,12 @@ class Evaluators:
         self.entries = active_entries(evals)
         encode = make_sharded_encode(make_encode_fn(backbone, input_spec), mesh)
         self.features = SplitFeatures(data, encode, mesh)  # one encoding per split and step
-        self.evaluators = {
-            name: EVALUATORS[entry.type](entry, self.features)
-            for name, entry in self.entries.items()
-        }
+        self.evaluators = {}
+        for name, entry in self.entries.items():
+            try:
+                self.evaluators[name] = EVALUATORS[entry.type](entry, self.features)
+            except ValueError as e:  # a setting of this entry: name it
+                raise ValueError(f"evals.{name}: {e}") from None
 
     def due(self, step: int) -> list[str]:
         return [

@@ -41,6 +41,8 @@ def start() -> None:
     """Apply the device and multi-process flags before JAX's backend starts."""
     logging.getLogger("ssl_jax").setLevel(logging.INFO)
     logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every write at INFO.
+    # "Unable to initialize backend 'tpu'" on every machine without one: JAX's INFO, not ours.
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     xla_cpu.configure()
     if _CPU_DEVICES.value:
         jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)

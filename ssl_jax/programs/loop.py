@@ -200,6 +200,15 @@ def train(
                         log.warning("Step %d: %s", step, warning)
                         results["warnings"] = [f"step {step}: {warning}"]
                     bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{row['images_per_sec']:.0f}")
+                    if not loop.progress and jax.process_index() == 0:  # batch jobs' logs
+                        log.info(
+                            "%s step %d/%d: loss %.4f, %.0f images/s",
+                            loop.desc,
+                            step,
+                            total,
+                            loss,
+                            row["images_per_sec"],
+                        )
                     t_log, n_log = time.perf_counter(), 0
                 loop.save(step, state, stopping or step == total)
                 if stopping:

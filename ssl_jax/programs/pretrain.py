@@ -160,7 +160,17 @@ def run(
     start = int(jax.device_get(state.step))
     if start and iterator.step_from_state(data_state) != start:
         raise RuntimeError(f"Checkpoint data position {data_state} does not match step {start}.")
-    log.info("%s; %d steps of %d images (%d per epoch)", origin, total, batch_size, steps_per_epoch)
+    log.info(
+        "data: %s, %d images of %s, %d classes; %s; %d steps of %d images (%d per epoch)",
+        source.name,
+        len(source),
+        "x".join(map(str, source.image_shape)),
+        source.num_classes,
+        origin,
+        total,
+        batch_size,
+        steps_per_epoch,
+    )
     truncate_after(workdir / "metrics.jsonl", start)
     writer = MetricsWriter(workdir, tensorboard=config.log.tensorboard)
     encoder_spec = make_spec(

@@ -166,3 +166,4 @@ def test_the_launcher_converts_and_resumes(tmp_path):
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert json.loads(proc.stdout)["train_count"] == 1437
+        assert "Unable to initialize backend" not in proc.stderr  # JAX's INFO, silenced

@@ -78,3 +78,13 @@ def test_k_larger_than_train_set_raises():
     train_x, train_y, test_x, test_y = overlapping_clusters(4, n_train=10)
     with pytest.raises(ValueError, match="k=11 exceeds the 10 training examples"):
         knn_accuracy(train_x, train_y, test_x, test_y, k=11)
+
+
+def test_a_k_beyond_the_memory_bank_is_an_error_not_a_clipped_column():
+    from ssl_jax.evaluators.knn import knn_accuracies
+
+    train_x, train_y, test_x, test_y = overlapping_clusters(4, n_train=10)
+    with pytest.raises(ValueError, match=r"knn.k=\(5, 20\): kNN needs 1 <= k <= 10.*\[20\]"):
+        knn_accuracies(
+            (train_x, train_y), (test_x, test_y), ks=(5, 20), temperature=0.07, num_classes=4
+        )

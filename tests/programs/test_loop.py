@@ -108,3 +108,37 @@ def test_evaluations_run_on_their_own_steps_whatever_the_logging_interval(monkey
     for step in (7, 14):  # read at once, like a logged step
         i = events.index(("check", step))
         assert max(s for k, s in events[:i] if k == "dispatch") == step
+
+
+def test_without_a_progress_bar_each_logged_step_is_a_log_line(monkeypatch, caplog):
+    with caplog.at_level("INFO", logger=loop_module.__name__):
+        run(monkeypatch, total=10, log_every=5)
+    lines = [r.getMessage() for r in caplog.records if " step " in r.getMessage()]
+    assert [line.split(":")[0] for line in lines] == ["train step 5/10", "train step 10/10"]
+    assert lines[0].startswith("train step 5/10: loss 0.2000, ") and lines[0].endswith(" images/s")
+
+
+def test_the_loop_closes_its_batches():
+    closed = []
+
+    def batches():
+        try:
+            yield from ((i, None) for i in range(10**6))
+        finally:
+            closed.append(True)
+
+    spec = Loop(
+        train_step=lambda state, batch: (
+            state + 1,
+            {"loss": jnp.float32(1.0), "grad_norm": jnp.float32(1.0), "params_finite": True},
+        ),
+        batches=batches(),
+        save=lambda step, state, force: None,
+        total_steps=3,
+        batch_size=4,
+        steps_per_epoch=10,
+        log_every=1,
+        progress=False,
+    )
+    train(spec, 0, 0, ckpt=Ckpt(10), writer=Writer(), workdir="w")
+    assert closed == [True]

@@ -516,3 +516,18 @@ def test_probe_without_pretrained_dir_says_what_to_pass(tmp_path):
         linear_probe.run(tiny_probe_config(""), str(tmp_path))
     with pytest.raises(checkpoint.CheckpointError, match="No checkpoint"):
         linear_probe.run(tiny_probe_config(str(tmp_path)), str(tmp_path / "p"))
+
+
+def test_the_start_line_names_the_data(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(pretrain, "get_method", toy.with_toy_method())
+    with caplog.at_level("INFO", logger=pretrain.__name__):
+        pretrain.run(tiny_pretrain_config(**{"total_steps": 1}), str(tmp_path / "w"))
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("data: ")]
+    assert line.startswith("data: digits/train, 1437 images of 8x8x3, 10 classes; started"), line
+
+
+def test_a_knn_monitor_k_beyond_the_train_split_fails_at_start(tmp_path):
+    config = tiny_pretrain_config(**{"evals.knn.every_steps": 2, "evals.knn.k": (5, 2000)})
+    with pytest.raises(ValueError, match=r"evals.knn: k=\(5, 2000\): kNN needs 1 <= k <= 1437"):
+        pretrain.run(config, str(tmp_path / "w"))
+    assert not os.path.exists(tmp_path / "w" / "metrics.jsonl")
