@@ -36,12 +36,15 @@ def plot_metrics(workdir: epath.PathLike, keys=("loss",), out: epath.PathLike | 
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; is {workdir} a pretraining workdir?")
     rows = read_metrics(path)
+    logged = sorted(
+        {k for r in rows for k, v in r.items() if isinstance(v, int | float)} - {"step"}
+    )
+    unknown = [key for key in keys if key not in logged]
+    if unknown:
+        raise ValueError(f"{path} has no column(s) {unknown}; the logged columns are {logged}.")
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.5), squeeze=False)
     for ax, key in zip(axes[0], keys, strict=True):
         points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), int | float)]
-        if not points:
-            ax.set_title(f"{key}: not logged")
-            continue
         steps, values = zip(*points, strict=True)
         ax.plot(steps, values, marker="." if len(points) < 50 else None)
         ax.set_xlabel("step")
@@ -80,7 +83,24 @@ def plot_image_rows(rows: dict, path: epath.PathLike, title: str = "") -> str:
     return save_figure(fig, path)
 
 
+USAGE = (
+    "usage: python -m ssl_jax.plotting WORKDIR [KEY ...]\n"
+    "  Plots the metrics.jsonl columns KEY (default: loss) of a run against the step, into\n"
+    "  WORKDIR/<KEY_...>.png, and prints the path."
+)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2 or argv[1] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if len(argv) >= 2 else 2
+    try:
+        print(plot_metrics(argv[1], tuple(argv[2:]) or ("loss",)))
+    except (FileNotFoundError, ValueError) as e:
+        print(f"plotting: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        sys.exit("usage: python -m ssl_jax.plotting WORKDIR [KEY ...]")
-    print(plot_metrics(sys.argv[1], tuple(sys.argv[2:]) or ("loss",)))
+    sys.exit(main(sys.argv))
