@@ -3,12 +3,14 @@
 import json
 import logging
 import os
+import sys
 
 import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from ssl_jax import liveness, xla_cpu
+from ssl_jax import liveness, lock, xla_cpu
+from ssl_jax.paths import resolve
 
 _MULTIHOST = flags.DEFINE_bool(
     "multihost", False, "Call jax.distributed.initialize() (TPU pods, SLURM, multi-node GPU)."
@@ -62,9 +64,20 @@ def main(run, config, workdir: str, show=None) -> None:
     """``run(config, workdir)`` after :func:`start`; prints ``show(results)``, by default the
     results as JSON."""
     start()
-    results = liveness.run_guarded(lambda: run(config, workdir))
+    try:
+        results = liveness.run_guarded(lambda: _locked(run, config, workdir))
+    except lock.WorkdirLocked as e:
+        sys.exit(f"Error: {e}")
     if jax.process_index() == 0:
         print(show(results) if show else json.dumps(results, indent=2, default=str))
+
+
+def _locked(run, config, workdir: str):
+    """``run(config, workdir)`` holding the workdir's lock (process 0: one run per workdir)."""
+    if jax.process_index() != 0:
+        return run(config, workdir)
+    with lock.workdir_lock(resolve(workdir)):
+        return run(config, workdir)
 
 
 def launch(run, show=None) -> None:
