@@ -37,10 +37,19 @@ ORPHAN_POLL_S = 1.0  # how often a worker checks that the training process is st
 
 
 def default_workers(cpu_count: int | None = None) -> int:
-    """Worker processes when ``data.workers`` is -1: every core but one (this process's own:
-    it feeds the devices), at least 1, at most :data:`MAX_AUTO_WORKERS`."""
-    cpus = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
+    """Worker processes when ``data.workers`` is -1: every usable core but one (this process's
+    own: it feeds the devices), at least 1, at most :data:`MAX_AUTO_WORKERS`."""
+    cpus = cpu_count if cpu_count is not None else usable_cpus()
     return max(1, min(MAX_AUTO_WORKERS, cpus - 1))
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on: its affinity mask (what Slurm or a container grants),
+    not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def resolve_workers(workers: int, *, in_memory: bool) -> int:

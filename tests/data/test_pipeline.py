@@ -64,3 +64,9 @@ def test_worker_counts():
     assert pipeline.resolve_workers(3, in_memory=True) == 3
     with pytest.raises(ValueError, match="data.workers=-2"):
         pipeline.resolve_workers(-2, in_memory=False)
+
+
+def test_the_default_counts_the_cores_this_process_may_use():
+    import os
+
+    assert pipeline.usable_cpus() == len(os.sched_getaffinity(0))

@@ -430,3 +430,11 @@ def test_accelerator_extras_pin_the_required_jax():
     extras = config["options.extras_require"]
     assert extras["tpu"].split() == [f"jax[tpu]=={version}"]
     assert extras["cuda"].split() == [f"jax[cuda12]=={version}"]
+
+
+def test_the_tensorboard_extra_names_the_viewer():
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(os.path.join(REPO, "setup.cfg"))
+    assert config["options.extras_require"]["tensorboard"].split() == ["tensorboard>=2.21"]
