@@ -18,6 +18,8 @@ def data_defaults(**overrides) -> ml_collections.ConfigDict:
             name="digits",  # digits | npz | folder | records | tfds
             path="",  # npz / folder / records sources
             image_size=placeholder(int),  # resize on the host; None keeps the native size
+            # npz: classes when ids are deliberately sparse (otherwise they must be 0..K-1)
+            num_classes=placeholder(int),
             tfds_name="cifar10",
             tfds_data_dir=placeholder(str),
             train_split="train",

@@ -176,10 +176,12 @@ class NpzSource:
                 )
             all_labels.append(labels)
         self.labels = np.concatenate(all_labels).astype(np.int32)
+        self.name = f"npz:{folder}/{split}"
+        if num_classes is None and split == "train":
+            check_dense_labels(self.labels, self.name)
         self.num_classes = (
             int(num_classes) if num_classes is not None else int(self.labels.max()) + 1
         )
-        self.name = f"npz:{folder}/{split}"
         self.starts = np.cumsum([0] + [len(images) for images in self._images])
         native = tuple(int(n) for n in self._images[0].shape[1:3])
         height, width = as_size(image_size) if image_size is not None else native
@@ -215,6 +217,35 @@ class NpzSource:
         return images, self.labels[indices]
 
 
+def check_dense_labels(labels: np.ndarray, where: str) -> None:
+    """Class ids must be 0 .. K-1, each present, unless ``data.num_classes`` says otherwise:
+    a stray id (255) or sparse ids (0, 1000, ...) would silently make a K of thousands."""
+    present, counts = np.unique(labels, return_counts=True)
+    if len(present) == int(present.max()) + 1:
+        return
+    missing = sorted(set(range(int(present.max()) + 1)) - set(present.tolist()))
+    rare = [f"{int(c)} ({int(n)} images)" for c, n in zip(present, counts, strict=True) if n <= 3]
+    rare = ", ".join(rare) if len(rare) < len(present) / 2 else ""  # strays among common ids
+    raise DataError(
+        f"{where}: the labels are {len(present)} distinct ids up to {int(present.max())}, so "
+        f"{len(missing)} ids in between have no image (first: {missing[:5]})"
+        f"{'; rare ids: ' + rare if rare else ''}. Remap the labels to 0..K-1, fix the stray "
+        f"ones, or set --config.data.num_classes={int(present.max()) + 1} to keep sparse ids "
+        "deliberately."
+    )
+
+
+def check_test_classes(train: NpzSource, test: NpzSource) -> None:
+    """Every class of the test split has training images."""
+    unseen = sorted(set(np.unique(test.labels).tolist()) - set(np.unique(train.labels).tolist()))
+    if unseen:
+        raise DataError(
+            f"{test.name}: label(s) {unseen[:10]} appear in the test split but not in "
+            f"{train.name}; every test class needs training images. Fix the labels or the "
+            "split."
+        )
+
+
 def make_npz_source(
     path: epath.PathLike,
     split: str,
@@ -222,5 +253,15 @@ def make_npz_source(
     image_size: int | tuple[int, int] | None = None,
     num_classes: int | None = None,
 ) -> NpzSource:
-    """Split `"train"` (`train_*.npz`) or `"test"` (`test_*.npz`) of the folder `path`."""
-    return NpzSource(path, split, image_size=image_size, num_classes=num_classes)
+    """Split `"train"` (`train_*.npz`) or `"test"` (`test_*.npz`) of the folder `path`.
+
+    Without `num_classes` the training labels must be 0..K-1, each present; the test split's
+    classes must all have training images (its train split's labels are read to check).
+    `num_classes` defaults to the training split's K, for the test split too."""
+    source = NpzSource(path, split, image_size=image_size, num_classes=num_classes)
+    if split == "test":
+        train = NpzSource(path, "train", num_classes=num_classes)
+        check_test_classes(train, source)
+        if num_classes is None:
+            source.num_classes = train.num_classes
+    return source

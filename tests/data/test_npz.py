@@ -29,7 +29,7 @@ def test_color_files_are_concatenated_in_sorted_name_order(tmp_path):
     for name in parts:  # Written 10 first: the order must come from the sorted names.
         write(tmp_path, f"{name}.npz", parts[name], labels[name].astype(np.uint8))
     write(tmp_path, "test_00.npz", random_images(rng, 2), np.array([1, 2]))
-    source = make_npz_source(tmp_path, "train")
+    source = make_npz_source(tmp_path, "train", num_classes=10)  # ids 5, 6 have no image
     images, got_labels = source.get(np.arange(8))
     np.testing.assert_array_equal(images, np.concatenate([parts["train_02"], parts["train_10"]]))
     np.testing.assert_array_equal(got_labels, [0, 1, 2, 3, 4, 7, 8, 9])
@@ -183,3 +183,33 @@ def test_the_source_pickles_without_its_arrays(tmp_path):
     source.get(np.arange(3))
     assert len(pickle.dumps(source)) < 20_000  # the 300 KB of images stay in the file
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(source)).get(np.arange(3))[0], 0)
+
+
+def labelled(tmp_path, train_labels, test_labels=None):
+    n = len(train_labels)
+    write(tmp_path, "train_0.npz", np.zeros((n, 2, 2, 3), np.uint8), np.asarray(train_labels))
+    if test_labels is not None:
+        m = len(test_labels)
+        write(tmp_path, "test_0.npz", np.zeros((m, 2, 2, 3), np.uint8), np.asarray(test_labels))
+
+
+def test_a_stray_label_is_an_error_naming_it(tmp_path):
+    labelled(tmp_path, [0, 1, 2] * 20 + [255])
+    with pytest.raises(DataError, match=r"4 distinct ids up to 255.*rare ids: 255 \(1 images\)"):
+        make_npz_source(tmp_path, "train")
+
+
+def test_sparse_ids_need_num_classes(tmp_path):
+    labelled(tmp_path, [0, 1000, 2000] * 5, [0, 2000])
+    with pytest.raises(DataError, match="--config.data.num_classes=2001 to keep sparse ids"):
+        make_npz_source(tmp_path, "train")
+    assert make_npz_source(tmp_path, "train", num_classes=2001).num_classes == 2001
+    assert make_npz_source(tmp_path, "test", num_classes=2001).num_classes == 2001
+
+
+def test_a_class_only_in_test_is_an_error_and_test_takes_trains_classes(tmp_path):
+    labelled(tmp_path, [0, 1, 2, 3] * 5, [0, 1, 4])
+    with pytest.raises(DataError, match=r"label\(s\) \[4\] appear in the test split but not"):
+        make_npz_source(tmp_path, "test")
+    labelled(tmp_path, [0, 1, 2, 3] * 5, [0, 1])  # a test split without the last classes
+    assert make_npz_source(tmp_path, "test").num_classes == 4
