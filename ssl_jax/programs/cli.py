@@ -3,9 +3,11 @@
 import json
 import logging
 import os
+import re
 import sys
 
 import jax
+import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -92,4 +94,41 @@ def launch(run, show=None) -> None:
             raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
         main(run, config.value, workdir.value, show)
 
-    app.run(_main)
+    run_app(_main)
+
+
+_NONE_OVERRIDE = re.compile(r"--(\w+)\.([\w.]+)=None")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, plus ``--config.key=None`` for config fields that may be None
+    (placeholders such as ``data.image_size``: ``:runlocal`` sets it, this unsets it), which
+    the config flag's own parser refuses (it parses ``None`` as the field's type)."""
+    nones = [m for m in map(_NONE_OVERRIDE.fullmatch, argv[1:]) if m]
+    args = flags.FLAGS([a for a in argv if not _NONE_OVERRIDE.fullmatch(a)])
+    for m in nones:
+        name, path = m.groups()
+        config = flags.FLAGS[name].value if name in flags.FLAGS else None
+        if not isinstance(config, ml_collections.ConfigDict):
+            raise app.UsageError(f"{m.group(0)}: --{name} is not a config flag.")
+        *parents, field = path.split(".")
+        for part in parents:
+            config = config[part] if part in config else None
+            if not isinstance(config, ml_collections.ConfigDict):
+                raise app.UsageError(f"{m.group(0)}: the config has no section {part!r}.")
+        if field not in config:
+            raise app.UsageError(f"{m.group(0)}: the config has no field {path!r}.")
+        # Only a placeholder (a FieldReference, e.g. placeholder(int)) or a field already None
+        # may become None: a value field would fail later, far from this flag.
+        nullable = isinstance(config._fields[field], ml_collections.FieldReference)  # noqa: SLF001
+        if not nullable and config[field] is not None:
+            raise app.UsageError(
+                f"{m.group(0)}: {path} cannot be None (its default is {config[field]!r})."
+            )
+        config[field] = None
+    return args
+
+
+def run_app(main_fn) -> None:
+    """``app.run(main_fn)`` with :func:`parse_flags` (every ``launch/`` program)."""
+    app.run(main_fn, flags_parser=parse_flags)

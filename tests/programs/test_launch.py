@@ -208,3 +208,26 @@ def test_compare_launch_prints_one_table_of_the_quickstart_probes(quickstart, tm
     assert f"| pretrain (random init) | {probes['random_init']['top1']:.4g} |" in out
     assert f"| pretrain | {probes['ssl']['top1']:.4g} |" in out
     assert os.path.exists(tmp_path / "compare.png") and os.path.exists(tmp_path / "compare.json")
+
+
+def test_a_placeholder_field_can_be_unset_with_none(tmp_path):
+    base = [
+        "launch/convert_data.py",
+        "--config=configs/convert_data.py:runlocal",
+        "--config.progress=False",
+        "--config.splits=test",
+    ]
+    proc = launch(
+        *base,
+        "--config.data.image_size=8",
+        "--config.data.image_size=None",
+        f"--workdir={tmp_path / 'a'}",
+    )
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["splits"]["test"]["image_shape"] == [32, 32, 3]  # the digits' default size
+    proc = launch(*base, "--config.shard_size=None", f"--workdir={tmp_path / 'b'}")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    assert "--config.shard_size=None: shard_size cannot be None (its default is 500)" in err
