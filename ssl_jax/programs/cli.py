@@ -1,5 +1,6 @@
 """Flags and start-up shared by the thin ``launch/`` entry points."""
 
+import ast
 import json
 import logging
 import os
@@ -101,32 +102,87 @@ _NONE_OVERRIDE = re.compile(r"--(\w+)\.([\w.]+)=None")
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing, plus ``--config.key=None`` for config fields that may be None
-    (placeholders such as ``data.image_size``: ``:runlocal`` sets it, this unsets it), which
-    the config flag's own parser refuses (it parses ``None`` as the field's type)."""
+    """absl's flag parsing, plus two config overrides its config flags refuse:
+
+    - ``--config.key=None`` for fields that may be None (placeholders such as
+      ``data.image_size``: ``:runlocal`` sets it, this unsets it);
+    - ``--config.method.name=X`` switches the method: the section is re-seeded with X's
+      defaults (the config file's fields belong to its own method) before the command line's
+      other ``--config.method.*`` values apply.
+    """
     nones = [m for m in map(_NONE_OVERRIDE.fullmatch, argv[1:]) if m]
-    args = flags.FLAGS([a for a in argv if not _NONE_OVERRIDE.fullmatch(a)])
+    switches = [m for m in map(_METHOD_NAME.fullmatch, argv[1:]) if m]
+    switched = {m.group(1) for m in switches}
+    held = [m for m in map(_METHOD_FIELD.fullmatch, argv[1:]) if m and m.group(1) in switched]
+    skip = {m.group(0) for m in nones + held}
+    kept = [a for a in argv if a not in skip]
+    # config_flags reads its overrides from sys.argv itself: hide the held ones there too.
+    original, sys.argv = sys.argv, [a for a in sys.argv if a not in skip]
+    try:
+        args = flags.FLAGS(kept)
+    finally:
+        sys.argv = original
+    for m in switches:
+        _switch_method(m, [h for h in held if h.group(1) == m.group(1)])
     for m in nones:
-        name, path = m.groups()
-        config = flags.FLAGS[name].value if name in flags.FLAGS else None
-        if not isinstance(config, ml_collections.ConfigDict):
-            raise app.UsageError(f"{m.group(0)}: --{name} is not a config flag.")
-        *parents, field = path.split(".")
-        for part in parents:
-            config = config[part] if part in config else None
-            if not isinstance(config, ml_collections.ConfigDict):
-                raise app.UsageError(f"{m.group(0)}: the config has no section {part!r}.")
-        if field not in config:
-            raise app.UsageError(f"{m.group(0)}: the config has no field {path!r}.")
-        # Only a placeholder (a FieldReference, e.g. placeholder(int)) or a field already None
-        # may become None: a value field would fail later, far from this flag.
-        nullable = isinstance(config._fields[field], ml_collections.FieldReference)  # noqa: SLF001
-        if not nullable and config[field] is not None:
-            raise app.UsageError(
-                f"{m.group(0)}: {path} cannot be None (its default is {config[field]!r})."
-            )
-        config[field] = None
+        _set_none(m)
     return args
+
+
+_METHOD_NAME = re.compile(r"--(\w+)\.method\.name=(\w+)")
+_METHOD_FIELD = re.compile(r"--(\w+)\.method\.(?!name=)(\w+)=(.*)")
+
+
+def _config_flag(m: re.Match, name: str) -> ml_collections.ConfigDict:
+    config = flags.FLAGS[name].value if name in flags.FLAGS else None
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise app.UsageError(f"{m.group(0)}: --{name} is not a config flag.")
+    return config
+
+
+def _literal(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a bare string
+
+
+def _switch_method(m: re.Match, fields: list[re.Match]) -> None:
+    from ssl_jax.methods import hyperparameters, method_config  # noqa: PLC0415
+
+    config = _config_flag(m, m.group(1))
+    name = m.group(2)
+    try:
+        defaults = hyperparameters(name)
+        if set(config.method) - {"name"} != set(defaults):  # the file's method is another
+            with config.unlocked():
+                config.method = method_config(name)
+        for f in fields:
+            if f.group(2) not in defaults:
+                method_config(name, **{f.group(2): None})  # raises, listing the valid fields
+            config.method[f.group(2)] = _literal(f.group(3))
+    except (ValueError, TypeError) as e:
+        raise app.UsageError(f"{m.group(0)}: {e}") from None
+
+
+def _set_none(m: re.Match) -> None:
+    name, path = m.groups()
+    config = _config_flag(m, name)
+    *parents, field = path.split(".")
+    for part in parents:
+        config = config[part] if part in config else None
+        if not isinstance(config, ml_collections.ConfigDict):
+            raise app.UsageError(f"{m.group(0)}: the config has no section {part!r}.")
+    if field not in config:
+        raise app.UsageError(f"{m.group(0)}: the config has no field {path!r}.")
+    # Only a placeholder (a FieldReference, e.g. placeholder(int)) or a field already None may
+    # become None: a value field would fail later, far from this flag.
+    nullable = isinstance(config._fields[field], ml_collections.FieldReference)  # noqa: SLF001
+    if not nullable and config[field] is not None:
+        raise app.UsageError(
+            f"{m.group(0)}: {path} cannot be None (its default is {config[field]!r})."
+        )
+    config[field] = None
 
 
 def run_app(main_fn) -> None:

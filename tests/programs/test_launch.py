@@ -231,3 +231,30 @@ def test_a_placeholder_field_can_be_unset_with_none(tmp_path):
     _, err = proc.communicate(timeout=300)
     assert proc.returncode != 0
     assert "--config.shard_size=None: shard_size cannot be None (its default is 500)" in err
+
+
+def test_switching_the_method_by_override_takes_its_defaults(tmp_path):
+    base = ["launch/pretrain.py", "--config=configs/simclr_digits.py:runlocal", *TINY]
+    proc = launch(
+        *base,
+        "--config.method.name=byol",
+        "--config.method.temperature=0.1",
+        f"--workdir={tmp_path / 'bad'}",
+    )
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    assert "--config.method.name=byol: method.name='byol' has no field(s) ['temperature']" in err
+    proc = launch(
+        *base,
+        "--config.total_steps=2",
+        "--config.method.name=byol",
+        "--config.method.base_momentum=0.9",
+        f"--workdir={tmp_path / 'byol'}",
+    )
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    from ssl_jax.checkpoint import read_config
+    from ssl_jax.methods import hyperparameters
+
+    method = read_config(tmp_path / "byol")["method"]
+    assert method == {**hyperparameters("byol"), "name": "byol", "base_momentum": 0.9}
