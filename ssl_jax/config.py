@@ -305,3 +305,26 @@ def finish(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.Conf
         raise ValueError(f"Unknown config variant {arg!r}; valid: runlocal.")
     c.lock()
     return c
+
+
+def config_changes(saved: dict, current: dict) -> dict[str, list]:
+    """``{"section.field": [saved value, current value]}`` for every field that differs
+    between two configs as plain dicts (a checkpoint's config item and this run's), values
+    compared as JSON (tuples and lists alike); a field only one of them has counts too."""
+    import json  # noqa: PLC0415
+
+    def flat(tree, prefix=""):
+        out = {}
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = json.loads(json.dumps(value, default=str))
+        return out
+
+    old, new = flat(saved), flat(current)
+    return {
+        key: [old.get(key), new.get(key)]
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    }

@@ -25,7 +25,7 @@ from etils import epath
 
 from ssl_jax import config as config_lib
 from ssl_jax.augment.from_config import eval_settings
-from ssl_jax.checkpoint import Checkpointer
+from ssl_jax.checkpoint import Checkpointer, CheckpointError, read_config
 from ssl_jax.data import BatchIterator, get_source
 from ssl_jax.encoder import make_encode_fn, make_input_spec, make_spec
 from ssl_jax.evaluators import Evaluators, with_online_linear
@@ -77,6 +77,26 @@ def _initial_state(config, workdir, ckpt, init_fn, abstract_state):
         state = state.replace(params=loaded["params"], method_state=loaded["method_state"])
         return state, {"step": 0}, f"initialised from {config.ckpt.init_from} (step {step})"
     return state, {"step": 0}, "started from scratch"
+
+
+def _changes_on_resume(config, workdir, ckpt) -> dict:
+    """The config fields a resume of ``workdir`` changes (logged; in results.json). Those that
+    cannot change (architecture, method, data) fail at restore or at the data check."""
+    step = ckpt.latest_step()
+    if step is None:
+        return {}
+    try:
+        saved = read_config(workdir, step)
+    except CheckpointError:
+        return {}  # a checkpoint without its config item (written by other code)
+    changed = config_lib.config_changes(saved, config.to_dict())
+    if changed:
+        log.warning(
+            "Resuming with %d config field(s) changed from the checkpoint's: %s",
+            len(changed),
+            ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()),
+        )
+    return changed
 
 
 class Step(NamedTuple):
@@ -158,6 +178,7 @@ def run(
     )
     state, data_state, origin = _initial_state(config, workdir, ckpt, init_fn, abstract_state)
     start = int(jax.device_get(state.step))
+    changed = _changes_on_resume(config, workdir, ckpt)
     if start and iterator.step_from_state(data_state) != start:
         raise RuntimeError(f"Checkpoint data position {data_state} does not match step {start}.")
     log.info(
@@ -215,6 +236,8 @@ def run(
         desc="pretrain",
     )
     results = {"start_step": start, "total_steps": total, "steps_per_epoch": steps_per_epoch}
+    if changed:
+        results["changed_on_resume"] = changed
     try:
         state, loop_results = train(
             loop, state, start, ckpt=ckpt, writer=writer, workdir=workdir, should_stop=should_stop

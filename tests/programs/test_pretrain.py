@@ -531,3 +531,21 @@ def test_a_knn_monitor_k_beyond_the_train_split_fails_at_start(tmp_path):
     with pytest.raises(ValueError, match=r"evals.knn: k=\(5, 2000\): kNN needs 1 <= k <= 1437"):
         pretrain.run(config, str(tmp_path / "w"))
     assert not os.path.exists(tmp_path / "w" / "metrics.jsonl")
+
+
+def test_a_resume_with_changed_hyperparameters_says_which(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(pretrain, "get_method", toy.with_toy_method())
+    workdir = str(tmp_path / "w")
+    first = pretrain.run(tiny_pretrain_config(), workdir, should_stop=lambda step: step == 2)
+    assert "changed_on_resume" not in first
+    changed = tiny_pretrain_config(**{"total_steps": 6, "optim.base_learning_rate": 3e-4})
+    with caplog.at_level("WARNING", logger=pretrain.__name__):
+        results = pretrain.run(changed, workdir, should_stop=lambda step: step == 4)
+    assert results["changed_on_resume"] == {
+        "optim.base_learning_rate": [1e-3, 3e-4],
+        "total_steps": [4, 6],
+    }
+    assert "2 config field(s) changed" in caplog.text and "total_steps 4 -> 6" in caplog.text
+    with open(os.path.join(workdir, "results.json")) as f:
+        assert json.load(f)["changed_on_resume"] == results["changed_on_resume"]
+    assert "changed_on_resume" not in pretrain.run(changed, workdir)  # as the step-4 one
