@@ -328,3 +328,20 @@ def config_changes(saved: dict, current: dict) -> dict[str, list]:
         for key in sorted(set(old) | set(new))
         if old.get(key) != new.get(key)
     }
+
+
+def switch_method(config: ml_collections.ConfigDict, name: str, fields: dict) -> None:
+    """Make ``config.method`` method ``name``'s section with ``fields`` set: re-seeded with its
+    defaults when the section holds another method's fields (``--config.method.name=X``)."""
+    from ssl_jax.methods.registry import hyperparameters, method_config  # noqa: PLC0415
+
+    defaults = hyperparameters(name)
+    if set(config.method) - {"name"} != set(defaults):  # the config file's method is another
+        with config.unlocked():
+            config.method = method_config(name)
+    config.method.name = name
+    unknown = sorted(set(fields) - set(defaults))
+    if unknown:
+        method_config(name, **dict.fromkeys(unknown))  # raises, listing the valid fields
+    for key, value in fields.items():
+        config.method[key] = value

@@ -12,6 +12,7 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
+from ssl_jax import config as config_lib
 from ssl_jax import liveness, lock, xla_cpu
 from ssl_jax.paths import resolve
 
@@ -148,19 +149,10 @@ def _literal(text: str):
 
 
 def _switch_method(m: re.Match, fields: list[re.Match]) -> None:
-    from ssl_jax.methods import hyperparameters, method_config  # noqa: PLC0415
-
     config = _config_flag(m, m.group(1))
-    name = m.group(2)
+    values = {f.group(2): _literal(f.group(3)) for f in fields}
     try:
-        defaults = hyperparameters(name)
-        if set(config.method) - {"name"} != set(defaults):  # the file's method is another
-            with config.unlocked():
-                config.method = method_config(name)
-        for f in fields:
-            if f.group(2) not in defaults:
-                method_config(name, **{f.group(2): None})  # raises, listing the valid fields
-            config.method[f.group(2)] = _literal(f.group(3))
+        config_lib.switch_method(config, m.group(2), values)
     except (ValueError, TypeError) as e:
         raise app.UsageError(f"{m.group(0)}: {e}") from None
 
