@@ -10,6 +10,7 @@ import time
 import pytest
 
 from ssl_jax import lock
+from tests.data.test_records import convert_command
 from tests.programs.test_launch import REPO
 
 
@@ -74,13 +75,7 @@ def test_another_hosts_lock_is_waited_for_then_refused_or_taken_when_stale(tmp_p
 
 def test_a_second_program_on_a_held_workdir_exits_with_one_line(tmp_path):
     write_lock(tmp_path)  # this test process, alive, holds it
-    cmd = [
-        sys.executable,
-        "launch/convert_data.py",
-        "--config=configs/convert_data.py:runlocal",
-        f"--workdir={tmp_path}",
-        "--config.progress=False",
-    ]
+    cmd = convert_command(tmp_path)
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]

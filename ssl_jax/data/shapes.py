@@ -56,14 +56,7 @@ def describe_source(data: Any, split: str = "train") -> SourceShape:
     image_size = getattr(data, "image_size", None)
     if name == "digits":
         source = make_digits_source(split, image_size=32 if image_size is None else image_size)
-        return SourceShape(
-            source.name,
-            source.image_shape,
-            source.num_classes,
-            len(source),
-            True,
-            "opened (embedded)",
-        )
+        return _opened(source, "opened (embedded)")
     if name == "tfds":
         tfds_name = getattr(data, "tfds_name", "")
         tfds_split = getattr(data, f"{split}_split", None) or split
@@ -81,17 +74,15 @@ def describe_source(data: Any, split: str = "train") -> SourceShape:
         return _shape(f"tfds:{tfds_name}/{tfds_split}", image_size, None, None, False, "")
     if name == "records":  # the manifest has the counts and shapes: no shard is opened
         source = RecordSource(getattr(data, "path", ""), split, image_size=image_size)
-        return SourceShape(
-            source.name,
-            source.image_shape,
-            source.num_classes,
-            len(source),
-            True,
-            "its manifest.json (no shard opened)",
-        )
+        return _opened(source, "its manifest.json (no shard opened)")
     if name in ("npz", "folder"):
         return _shape(f"{name}:{getattr(data, 'path', '')}", image_size, None, None, False, "")
     raise DataError(f"Unknown data source {name!r}; set --config.data.name=...")
+
+
+def _opened(source, note: str) -> SourceShape:
+    """The shape of a source that could be opened here (its counts are known)."""
+    return SourceShape(source.name, source.image_shape, source.num_classes, len(source), True, note)
 
 
 def _shape(name, image_size, num_classes, num_examples, known, note) -> SourceShape:

@@ -149,19 +149,25 @@ def test_a_remote_output_folder_is_refused(tmp_path):
         convert("gs://bucket/records", name="digits")
 
 
-def test_the_launcher_converts_and_resumes(tmp_path):
-    import subprocess
+def convert_command(workdir) -> list[str]:
+    """launch/convert_data.py on the digits into ``workdir`` (run from the repository root)."""
     import sys
 
-    from tests.programs.test_launch import REPO
-
-    cmd = [
+    return [
         sys.executable,
         "launch/convert_data.py",
         "--config=configs/convert_data.py:runlocal",
-        f"--workdir={tmp_path}",
+        f"--workdir={workdir}",
         "--config.progress=False",
     ]
+
+
+def test_the_launcher_converts_and_resumes(tmp_path):
+    import subprocess
+
+    from tests.programs.test_launch import REPO
+
+    cmd = convert_command(tmp_path)
     for _ in range(2):  # the second run finds every shard done
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]

@@ -2,7 +2,6 @@
 preemption delivers) stops it cleanly, a kill -9 leaves no worker behind, and both resume
 the same losses as an uninterrupted run without workers (slow job: several subprocesses)."""
 
-import json
 import os
 import signal
 import subprocess
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.programs.test_launch import TINY, launch
+from tests.programs.test_multihost_failures import losses
 
 pytestmark = pytest.mark.slow
 TOTAL = 40
@@ -22,14 +22,6 @@ FLAGS = [
     f"--config.total_steps={TOTAL}",
     "--config.ckpt.every_steps=5",
 ]
-
-
-def losses(workdir) -> dict:
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return {r["step"]: r["loss"] for r in map(json.loads, f.read().splitlines()[:-1])}
 
 
 def run(workdir, workers: int) -> subprocess.Popen:
