@@ -217,7 +217,7 @@ def test_a_corrupt_first_image_of_a_class_fails_at_construction(tmp_path):
 
 
 def test_a_corrupt_image_stops_training_and_evaluation_batches_at_its_batch(tmp_path):
-    """The error crosses the prefetch thread unchanged, after the batches before it."""
+    """The error crosses from the worker process unchanged, after the batches before it."""
     for name in ("a", "b"):
         for i in range(8):
             write_image(tmp_path / name / f"{i}.png", i)
