@@ -160,7 +160,9 @@ def pretrain_defaults() -> ml_collections.ConfigDict:
         )
     )
     c.export = ml_collections.ConfigDict(dict(network="online"))
-    c.mesh = ml_collections.ConfigDict(dict(num_devices=-1))  # -1: every device
+    # num_devices -1: every device. fsdp: split the training state over the devices
+    # (ssl_jax.sharding), arrays of at least fsdp_min_size elements; off: replicated.
+    c.mesh = ml_collections.ConfigDict(dict(num_devices=-1, fsdp=False, fsdp_min_size=2**14))
     return c
 
 

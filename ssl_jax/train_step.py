@@ -10,6 +10,7 @@ from jax.sharding import Mesh
 
 from ssl_jax import liveness
 from ssl_jax.parallel import batch_sharded, replicated
+from ssl_jax.sharding import DEFAULT_MIN_SIZE, state_shardings
 
 if TYPE_CHECKING:  # Only a type: the fine-tuning program uses this step without the methods.
     from ssl_jax.methods import Method
@@ -37,23 +38,41 @@ def _strongly_typed(x):
     return x.astype(x.dtype) if getattr(x, "weak_type", False) else x
 
 
-def make_init_fn(method: "Method", tx: optax.GradientTransformation, mesh: Mesh):
-    """``init(seed) -> TrainState`` created directly with replicated sharding; no leaf of
-    the state is weakly typed, so the train step compiles once."""
+def _init_state(method: "Method", tx: optax.GradientTransformation, seed: int) -> TrainState:
+    root = jax.random.key(seed)
+    init_key, step_key = jax.random.split(root)
+    params, method_state = jax.tree.map(_strongly_typed, method.init(init_key))
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=tx.init(params),
+        method_state=method_state,
+        rng=jax.random.key_data(step_key),
+    )
 
-    def init(seed: int) -> TrainState:
-        root = jax.random.key(seed)
-        init_key, step_key = jax.random.split(root)
-        params, method_state = jax.tree.map(_strongly_typed, method.init(init_key))
-        return TrainState(
-            step=jnp.zeros((), jnp.int32),
-            params=params,
-            opt_state=tx.init(params),
-            method_state=method_state,
-            rng=jax.random.key_data(step_key),
-        )
 
-    return jax.jit(init, static_argnums=0, out_shardings=replicated(mesh))
+def state_sharding(
+    method: "Method",
+    tx: optax.GradientTransformation,
+    mesh: Mesh,
+    *,
+    fsdp: bool = False,
+    min_size: int = DEFAULT_MIN_SIZE,
+) -> TrainState:
+    """The ``NamedSharding`` of every leaf of the training state: replicated, or split over
+    the data axis with ``fsdp`` (:mod:`ssl_jax.sharding`; ``mesh.fsdp`` in the config)."""
+    abstract = jax.eval_shape(lambda: _init_state(method, tx, 0))
+    return state_shardings(abstract, mesh, fsdp=fsdp, min_size=min_size)
+
+
+def make_init_fn(
+    method: "Method", tx: optax.GradientTransformation, mesh: Mesh, sharding: Any = None
+):
+    """``init(seed) -> TrainState`` created directly with ``sharding`` (from
+    :func:`state_sharding`; default replicated); no leaf of the state is weakly typed, so the
+    train step compiles once."""
+    out = replicated(mesh) if sharding is None else sharding
+    return jax.jit(lambda seed: _init_state(method, tx, seed), static_argnums=0, out_shardings=out)
 
 
 def all_finite(tree) -> jax.Array:
@@ -63,11 +82,16 @@ def all_finite(tree) -> jax.Array:
 
 
 def make_train_step(
-    method: "Method", tx: optax.GradientTransformation, schedule: optax.Schedule, mesh: Mesh
+    method: "Method",
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    mesh: Mesh,
+    sharding: Any = None,
 ):
     """``train_step(state, batch, frozen=None) -> (state, metrics)``, jitted over ``mesh``.
 
-    State is replicated and donated, the batch is split over the ``data`` axis, ``frozen``
+    State is laid out as ``sharding`` (from :func:`state_sharding`; default replicated) and
+    donated, the batch is split over the ``data`` axis, ``frozen``
     (the method's frozen inputs, e.g. a teacher's export) is replicated and *not* donated:
     the same arrays serve every step. Gradients of the loss (a mean over the global batch)
     are already global: no ``pmean``.
@@ -96,10 +120,11 @@ def make_train_step(
         )
         return new_state, metrics
 
+    state_out = replicated(mesh) if sharding is None else sharding
     step = jax.jit(
         train_step,
-        in_shardings=(replicated(mesh), batch_sharded(mesh), replicated(mesh)),
-        out_shardings=(replicated(mesh), replicated(mesh)),
+        in_shardings=(state_out, batch_sharded(mesh), replicated(mesh)),
+        out_shardings=(state_out, replicated(mesh)),
         donate_argnums=0,
     )
 

@@ -4,7 +4,8 @@ The pretraining program's own train step (:func:`ssl_jax.programs.pretrain.build
 method, its online linear probe, the optimizer and schedule) is compiled ahead of time for the
 devices of a topology: abstract TPU devices from libtpu (no TPU needed, as MaxText's
 ``train_compile.py`` does it) or this machine's (``"local"``). Nothing is allocated and no data
-is read: the state is ``jax.eval_shape`` of the init function, replicated over the mesh, and
+is read: the state is ``jax.eval_shape`` of the init function, laid out as the run lays it out
+(replicated, or split over the devices with ``mesh.fsdp``), and
 the global batch is ``jax.ShapeDtypeStruct``s sharded over the ``data`` axis (uint8 images
 ``(B, H, W, 3)``, int32 labels ``(B,)``, as :class:`~ssl_jax.data.BatchIterator` makes them).
 
@@ -42,6 +43,7 @@ from etils import epath
 from ssl_jax.data.errors import DataError
 from ssl_jax.data.shapes import SourceShape, describe_source
 from ssl_jax.parallel import batch_sharded, make_mesh
+from ssl_jax.sharding import bytes_per_device
 from ssl_jax.paths import resolve
 from ssl_jax.programs.chips import (
     ALIASES,
@@ -136,11 +138,14 @@ def compile_step(
         "labels": jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=sharding),
     }
     state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
+    per_chip = bytes_per_device(state, jax.tree.map(lambda x: x.sharding, state))
     batch_bytes = sum(x.size * x.dtype.itemsize for x in batch.values()) / mesh.size
     result = {
         "global_batch": batch_size,
         "per_chip_batch": batch_size // mesh.size,
         "state_bytes": state_bytes,
+        "state_bytes_per_chip": per_chip,
+        "fsdp": bool(config.mesh.get("fsdp", False)),
     }
     start = time.perf_counter()
     lowered = built.train_step.lower(state, batch)
@@ -153,7 +158,7 @@ def compile_step(
         if parsed is None and "RESOURCE_EXHAUSTED" not in str(e):
             raise
         result["compile_s"] = round(time.perf_counter() - start, 2)
-        return {**result, **_out_of_memory(str(e), parsed, state_bytes + batch_bytes, target)}
+        return {**result, **_out_of_memory(str(e), parsed, per_chip + batch_bytes, target)}
     result["compile_s"] = round(time.perf_counter() - start, 2)
     memory = memory_bytes(compiled.memory_analysis())
     cost = compiled.cost_analysis()
@@ -355,7 +360,7 @@ def _message(config, plan: dict) -> str:
         fixes.append("--config.model.dtype=bfloat16")
     if "remat" in model and not model.remat:
         fixes.append("--config.model.remat=True")
-    if "fsdp" in config.mesh:
+    if "fsdp" in config.mesh and not config.mesh.fsdp:
         fixes.append("--config.mesh.fsdp=True")
     estimated = " (estimated)" if plan["peak_estimated"] else ""
     return (
@@ -382,6 +387,10 @@ ROWS = (
     ("topology", lambda p: f"{p['topology']} ({p['libtpu_topology']}, {p['chip']})"),
     ("chips", lambda p: str(p["chips"])),
     ("global batch / per chip", lambda p: f"{p['global_batch']} / {p['per_chip_batch']}"),
+    (
+        "state GiB per chip",
+        lambda p: f"{_gib(p['state_bytes_per_chip'])} ({'fsdp' if p['fsdp'] else 'replicated'})",
+    ),
     ("arguments GiB", lambda p: _gib((p["memory"] or {}).get("arguments"))),
     ("outputs GiB", lambda p: _gib((p["memory"] or {}).get("outputs"))),
     ("temporaries GiB", lambda p: _gib((p["memory"] or {}).get("temporaries"))),

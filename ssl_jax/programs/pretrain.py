@@ -34,10 +34,11 @@ from ssl_jax.methods import Method, get_method
 from ssl_jax.metrics import MetricsWriter, truncate_after, write_results
 from ssl_jax.optim import make_optimizer, make_schedule
 from ssl_jax.parallel import check_batch_size, make_mesh
+from ssl_jax.sharding import replicate
 from ssl_jax.paths import resolve
 from ssl_jax.plotting import plot_image_rows
 from ssl_jax.programs.loop import Loop, NonFiniteLossError, on_devices, train
-from ssl_jax.train_step import make_init_fn, make_train_step
+from ssl_jax.train_step import make_init_fn, make_train_step, state_sharding
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class Step(NamedTuple):
     tx: optax.GradientTransformation
     method: Method  # with the online linear probe when an online_linear entry is active
     input_spec: dict  # the export's input (resize, normalisation)
-    init_fn: Callable  # init(seed) -> TrainState, replicated over the mesh
+    init_fn: Callable  # init(seed) -> TrainState, replicated over the mesh or split (fsdp)
     train_step: Callable  # train_step(state, batch, frozen=None) -> (state, metrics)
 
 
@@ -129,8 +130,11 @@ def build_step(
     if any(e.type == "online_linear" for e in active_entries(config.evals).values()):
         encode = make_encode_fn(method.backbone, input_spec)
         method = with_online_linear(method, num_classes=num_classes, encode=encode)
-    init_fn = make_init_fn(method, tx, mesh)
-    train_step = make_train_step(method, tx, schedule, mesh)
+    sharding = state_sharding(
+        method, tx, mesh, fsdp=config.mesh.fsdp, min_size=config.mesh.fsdp_min_size
+    )
+    init_fn = make_init_fn(method, tx, mesh, sharding)
+    train_step = make_train_step(method, tx, schedule, mesh, sharding)
     return Step(total, schedule, tx, method, input_spec, init_fn, train_step)
 
 
@@ -219,7 +223,10 @@ def run(
         )
 
     def evaluate(step, state):
-        return evaluators(step, method.export(state.params, state.method_state), state.params)
+        export, params = method.export(state.params, state.method_state), state.params
+        if config.mesh.fsdp:  # the evaluators take whole (replicated) arrays
+            export, params = replicate((export, params), mesh)
+        return evaluators(step, export, params)
 
     loop = Loop(
         train_step=lambda state, batch: train_step(state, batch, frozen),

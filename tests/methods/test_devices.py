@@ -14,7 +14,7 @@ from ssl_jax.data import make_digits_source
 from ssl_jax.methods import METHODS, get_method
 from ssl_jax.optim import make_optimizer, make_schedule
 from ssl_jax.parallel import global_batch, make_mesh
-from ssl_jax.train_step import make_init_fn, make_train_step
+from ssl_jax.train_step import make_init_fn, make_train_step, state_sharding
 from tests.methods.test_byol import BYOL
 from tests.methods.test_dino import DINO
 from tests.methods.test_distill import classifier_teacher, distill_config
@@ -46,13 +46,16 @@ CONFIGS = {
 DISTILL = ("clusterfit", "cosine", "kd", "mse", "seed")
 
 
-def trajectory(config, num_devices, workdir=None):
+def trajectory(config, num_devices, workdir=None, *, fsdp=False, keep=None):
+    """The losses of STEPS steps and the final method state (with ``keep``: the final
+    TrainState's arrays, fetched to the host, under ``keep["state"]``)."""
     mesh = make_mesh(num_devices)
     schedule = make_schedule(config, steps_per_epoch=1, total_steps=STEPS)
     tx = make_optimizer(config.optim, schedule)
     method = get_method(config, total_steps=STEPS)
-    state = make_init_fn(method, tx, mesh)(config.seed)
-    step = make_train_step(method, tx, schedule, mesh)
+    sharding = state_sharding(method, tx, mesh, fsdp=fsdp, min_size=0)
+    state = make_init_fn(method, tx, mesh, sharding)(config.seed)
+    step = make_train_step(method, tx, schedule, mesh, sharding)
     source = make_digits_source("train", image_size=config.data.image_size)
     frozen = None
     if method.load_frozen is not None:  # ClusterFit's k-means runs on the mesh, cached per run
@@ -66,6 +69,8 @@ def trajectory(config, num_devices, workdir=None):
     # No recompilation after the first step. A second program usually means a weakly typed
     # leaf of the initial state (jnp.full(n, 0.5)) that the first update made strongly typed.
     assert step.compilations() == 1
+    if keep is not None:
+        keep["state"] = jax.device_get(state)
     return losses, jax.device_get(state.method_state)
 
 

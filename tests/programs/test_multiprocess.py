@@ -1,5 +1,6 @@
-"""Two local processes x 4 CPU devices (with data workers) give the losses of one process x 8
-devices (without)."""
+"""Two local processes x 4 CPU devices (with data workers, the state split over the 8 devices:
+FSDP) give the losses of one process x 8 devices (without workers, replicated), and their
+sharded checkpoint restores into one process."""
 
 import json
 import os
@@ -7,10 +8,13 @@ import socket
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
+from ssl_jax import checkpoint
 from tests.programs.test_launch import REPO
+from tests.programs.test_pretrain import restore_raw
 
 FLAGS = [
     "--config=configs/simclr_digits.py:runlocal",
@@ -80,7 +84,8 @@ def test_two_processes_match_one_process(tmp_path):
     assert single.returncode == 0, tail(single.stderr)
     # The two processes read their blocks through data worker processes, the single one
     # through a thread: the batches, and so the losses, must not depend on it.
-    procs = start_two_processes([*cmd, "--config.data.workers=1"], tmp_path / "multi", env)
+    fsdp = ["--config.mesh.fsdp=True", "--config.mesh.fsdp_min_size=0"]
+    procs = start_two_processes([*cmd, "--config.data.workers=1", *fsdp], tmp_path / "multi", env)
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, tail(err)
@@ -88,3 +93,15 @@ def test_two_processes_match_one_process(tmp_path):
     assert sorted(got) == [1, 2, 3]
     np.testing.assert_allclose([got[s] for s in got], [want[s] for s in got], rtol=2e-5)
     assert sorted(os.listdir(tmp_path / "multi" / "checkpoints")) == ["3"]
+    # The checkpoint the two processes wrote shard by shard, read back whole by this one.
+    whole, _ = restore_raw(str(tmp_path / "single"), 3)
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), whole)
+    ckpt = checkpoint.Checkpointer(str(tmp_path / "multi"), read_only=True)
+    try:
+        split, _ = ckpt.restore(3, target)
+    finally:
+        ckpt.close()
+    paths = jax.tree_util.tree_leaves_with_path(whole)
+    for (path, a), b in zip(paths, jax.tree.leaves(split), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4, err_msg=jax.tree_util.keystr(path))

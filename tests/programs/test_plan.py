@@ -87,6 +87,17 @@ def test_local_plan_of_the_real_step(tmp_path):
     assert one["collectives"] == {}  # one device: nothing to communicate
     # Cost is per chip: 8 chips at the same global batch each do much less than one chip.
     assert result["flops"] < one["flops"] / 3
+    assert result["state_bytes_per_chip"] == result["state_bytes"] and not result["fsdp"]
+
+    fields = {"data.batch_size": 16, "mesh.fsdp": True, "mesh.fsdp_min_size": 0}
+    split = plan.run(tiny_pretrain_config(**fields), tmp_path / "fsdp")
+    assert split["fsdp"] and split["state_bytes"] == result["state_bytes"]
+    # The state split over 8 chips: each holds under a quarter of it (the tiny model's small
+    # arrays stay whole), and passes its shard in and out of the step.
+    assert split["state_bytes_per_chip"] < result["state_bytes"] / 4
+    assert split["memory"]["arguments"] < memory["arguments"] - result["state_bytes"] / 2
+    assert "all-gather" in split["collectives"]  # parameters gathered where they are used
+    assert "state GiB per chip" in (tmp_path / "fsdp" / "plan.md").read_text()
 
 
 def test_launch_prints_the_table_and_writes_the_plan(tmp_path):

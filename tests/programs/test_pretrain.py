@@ -167,6 +167,33 @@ def test_one_and_eight_devices_give_the_same_trajectory(tmp_path):
     )
 
 
+@pytest.mark.slow  # three runs of 2 steps, each compiling its own mesh's step (about 45 s)
+def test_an_fsdp_run_resumes_on_fewer_devices_and_follows_the_replicated_run(pretrained, tmp_path):
+    """The shared run's config (kNN and online probe evaluated at 3 and 6) with the state split
+    over the devices: 2 steps on 8 devices, then 2 on 4, then 2 on 1, each resuming the
+    sharded checkpoint of the one before; the losses and evaluations are the replicated
+    8-device run's."""
+    reference, want_results = pretrained
+    workdir = str(tmp_path / "fsdp")
+    evals = {
+        "evals.knn.every_steps": 3,
+        "evals.knn.k": (5, 20),
+        "evals.online_linear.every_steps": 3,
+    }
+    for devices, stop in ((8, 2), (4, 4), (1, None)):
+        fields = {"total_steps": 6, "mesh.fsdp": True, "mesh.fsdp_min_size": 0}
+        config = tiny_pretrain_config(**{**fields, **evals, "mesh.num_devices": devices})
+        results = pretrain.run(
+            config, workdir, should_stop=stop and (lambda step, s=stop: step == s)
+        )
+    assert results["start_step"] == 4 and results["final_step"] == 6
+    got, want = losses(workdir), losses(reference)
+    assert sorted(got) == [1, 2, 3, 4, 5, 6]
+    np.testing.assert_allclose([got[s] for s in got], [want[s] for s in got], rtol=2e-5)
+    for key in ("knn_top1_k20", "online_linear_top1"):
+        assert abs(results[key] - want_results[key]) <= 1.0, key  # percent; float noise at most
+
+
 @pytest.mark.slow  # the real model diverging (about 20 s); the toy test below is the fast one
 def test_non_finite_loss_stops_and_keeps_good_checkpoints(tmp_path):
     workdir = str(tmp_path / "nan")
