@@ -96,6 +96,9 @@ def pretrain_defaults() -> ml_collections.ConfigDict:
             trust_clip=False,  # LARS: clip the effective lr at the scheduled lr (LARC "clip")
             exclude_bias_and_norm=True,
             grad_clip_norm=placeholder(float),
+            # Micro-batches per step, computed in turn (ssl_jax.accumulation): exact for
+            # methods whose loss is per-example, on networks without BatchNorm; others refused.
+            accumulation_steps=1,
             # Per-group overrides (ssl_jax.param_groups), None = inherit: a part, a kind
             # (weight: >= 2 dims, norm_bias: < 2 dims) or, added in a config file, a
             # "part/kind" label such as "head/norm_bias".

@@ -9,6 +9,7 @@ import optax
 from jax.sharding import Mesh
 
 from ssl_jax import liveness
+from ssl_jax.accumulation import accumulate
 from ssl_jax.parallel import batch_sharded, replicated
 from ssl_jax.sharding import DEFAULT_MIN_SIZE, state_shardings
 
@@ -87,6 +88,8 @@ def make_train_step(
     schedule: optax.Schedule,
     mesh: Mesh,
     sharding: Any = None,
+    *,
+    accumulation_steps: int = 1,
 ):
     """``train_step(state, batch, frozen=None) -> (state, metrics)``, jitted over ``mesh``.
 
@@ -94,15 +97,21 @@ def make_train_step(
     donated, the batch is split over the ``data`` axis, ``frozen``
     (the method's frozen inputs, e.g. a teacher's export) is replicated and *not* donated:
     the same arrays serve every step. Gradients of the loss (a mean over the global batch)
-    are already global: no ``pmean``.
+    are already global: no ``pmean``. ``accumulation_steps`` > 1 computes the gradient over
+    that many micro-batches of the batch in turn (:mod:`ssl_jax.accumulation`; check the
+    method with :func:`ssl_jax.accumulation.check` first).
     """
 
     def train_step(state: TrainState, batch: dict, frozen: Any) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         grad_fn = jax.value_and_grad(method.loss, has_aux=True)
-        (loss, (method_state, metrics)), grads = grad_fn(
-            state.params, state.method_state, batch, key, state.step, frozen
-        )
+        inputs = (state.params, state.method_state, batch, key, state.step, frozen)
+        if accumulation_steps == 1:
+            (loss, (method_state, metrics)), grads = grad_fn(*inputs)
+        else:  # micro-batches one after the other (ssl_jax.accumulation)
+            (loss, (method_state, metrics)), grads = accumulate(
+                grad_fn, accumulation_steps, mesh, *inputs
+            )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         if method.project_params is not None:

@@ -15,6 +15,8 @@ from ssl_jax.methods.base import Method
 from ssl_jax.methods.common import embed_views, embedding_std, make_two_view_method
 from ssl_jax.methods.networks import mlp_head
 
+BATCH_TERMS = "its cross-correlation matrix is computed over the batch"
+
 
 def make_barlow_twins(
     backbone,
@@ -38,4 +40,4 @@ def make_barlow_twins(
         value = scale * barlow_twins_loss(z1, z2, lambda_=lambda_)
         return value, stats, {"embedding_std": embedding_std(jnp.concatenate([z1, z2]))}
 
-    return make_two_view_method("barlow_twins", parts, views, objective)
+    return make_two_view_method("barlow_twins", parts, views, objective, batch_terms=BATCH_TERMS)

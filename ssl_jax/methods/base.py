@@ -35,12 +35,19 @@ hyperparameters, and closes over them; jitted code never sees a config.
   (:func:`ssl_jax.encoder.make_input_spec`) when the method decides it — a pretext task
   whose network takes another colour space (colorization: the L channel); ``None``: the run's
   augment recipe gives it (size, mean, std of its first view, RGB).
+- ``batch_terms``: what in the loss couples the examples of a batch (in-batch negatives, a
+  queue, batch statistics), in words; ``""`` when the loss is a mean of per-example terms given
+  the step's method state, the one case in which gradient accumulation equals the big batch
+  (:mod:`ssl_jax.accumulation` refuses the others, naming this).
 """
 
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 PyTree = Any
+# Method.batch_terms: what couples the examples of a batch in the loss ("" when it is a mean
+# of per-example terms, so gradient accumulation is exact: ssl_jax.accumulation).
+UNCHECKED = "its loss has not been checked for micro-batching"
 
 
 class Method(NamedTuple):
@@ -56,6 +63,7 @@ class Method(NamedTuple):
     load_frozen: Callable[[Any], PyTree] | None = None
     input_spec: dict | None = None
     visualize: Callable[..., dict] | None = None
+    batch_terms: str = UNCHECKED
 
 
 def no_state_update(params: PyTree, method_state: PyTree, step: Any) -> PyTree:

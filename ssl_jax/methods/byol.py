@@ -88,4 +88,5 @@ def make_byol(
         export=target_export(network),
         backbone=backbone,
         network=network,
+        batch_terms="",  # a per-example regression (its heads' BatchNorm is checked apart)
     )

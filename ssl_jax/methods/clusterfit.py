@@ -173,4 +173,5 @@ def make_clusterfit(
         network="student",
         load_frozen=load_frozen,
         input_spec=input_spec,
+        batch_terms="",
     )

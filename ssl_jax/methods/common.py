@@ -45,11 +45,12 @@ def mean_cosine(a, b) -> jnp.ndarray:
     return jnp.mean(jnp.sum(l2_normalize(a) * l2_normalize(b), axis=-1))
 
 
-def make_two_view_method(name: str, parts: dict, views, objective) -> Method:
+def make_two_view_method(name: str, parts: dict, views, objective, *, batch_terms: str) -> Method:
     """A method with no state but batch statistics, from its loss on the two views.
 
     ``views(images_uint8, key) -> (v1, v2)``; ``objective(params, batch_stats, (v1, v2)) ->
-    (loss, new_batch_stats, metrics)``. The online backbone is the export.
+    (loss, new_batch_stats, metrics)``. The online backbone is the export. ``batch_terms``:
+    :attr:`Method.batch_terms`.
     """
 
     def loss(params, method_state, batch, key, step, frozen):
@@ -65,4 +66,5 @@ def make_two_view_method(name: str, parts: dict, views, objective) -> Method:
         update_state=no_state_update,
         export=online_export,
         backbone=parts["backbone"],
+        batch_terms=batch_terms,
     )

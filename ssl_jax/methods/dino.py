@@ -184,4 +184,5 @@ def make_dino(
         backbone=backbone,
         network=network,
         diagnose=diagnose,
+        batch_terms="",  # per-example cross-entropies; the center is an EMA of a batch mean
     )

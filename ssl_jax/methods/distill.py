@@ -30,7 +30,16 @@ from ssl_jax.methods.teacher import (
 
 
 def _distill_method(
-    name, parts, teacher, views, input_spec, objective, *, init=None, target=teacher_features
+    name,
+    parts,
+    teacher,
+    views,
+    input_spec,
+    objective,
+    *,
+    init=None,
+    target=teacher_features,
+    batch_terms="",
 ) -> Method:
     """A method whose ``objective(params, method_state, s, t) -> (loss, method_state, metrics)``
     compares the student's projections ``s`` with the teacher's outputs ``t`` of one view
@@ -63,6 +72,7 @@ def _distill_method(
         network="student",
         load_frozen=lambda mesh, **_: load_teacher(teacher, mesh),
         input_spec=input_spec,
+        batch_terms=batch_terms,
     )
 
 
@@ -189,4 +199,7 @@ def make_seed(
         new_queue, new_ptr = enqueue(queue, method_state["queue_ptr"], l2_normalize(t)[None])
         return value, {**method_state, "queue": new_queue, "queue_ptr": new_ptr}, {}
 
-    return _distill_method("seed", parts, teacher, views, input_spec, objective, init=init)
+    terms = "its similarity distributions are over a queue of teacher embeddings, updated each step"
+    return _distill_method(
+        "seed", parts, teacher, views, input_spec, objective, init=init, batch_terms=terms
+    )

@@ -118,4 +118,5 @@ def make_mae(
             "output": to_display(output, input_spec),
         }
 
-    return pretext_method("mae", parts, loss, input_spec, visualize=visualize)
+    # masked_mse: a mean over masked patches, as many in every image: a per-example mean
+    return pretext_method("mae", parts, loss, input_spec, visualize=visualize, batch_terms="")

@@ -158,4 +158,5 @@ def make_mocov2(
         export=target_export(network),
         backbone=backbone,
         network=network,
+        batch_terms="the batch's keys are contrasted with a queue and enqueued every step",
     )

@@ -119,4 +119,5 @@ def make_mocov3(
         export=target_export(network),
         backbone=backbone,
         network=network,
+        batch_terms="InfoNCE contrasts each query with the other keys of the batch",
     )

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from ssl_jax.augment import center_crop_resize, to_unit_float
-from ssl_jax.methods.base import Method, no_state_update
+from ssl_jax.methods.base import UNCHECKED, Method, no_state_update
 from ssl_jax.methods.common import make_init, online_export
 from ssl_jax.models import ConvDecoder, ModuleDef, module_def
 
@@ -66,15 +66,23 @@ def make_classification_pretext(
         value, metrics = classification_loss(logits, labels)
         return value, ({**method_state, "batch_stats": stats}, metrics)
 
-    return pretext_method(name, parts, loss, input_spec, init=init)
+    return pretext_method(name, parts, loss, input_spec, init=init, batch_terms="")
 
 
 def pretext_method(
-    name: str, parts: dict, loss, input_spec: dict, *, init=None, visualize=None
+    name: str,
+    parts: dict,
+    loss,
+    input_spec: dict,
+    *,
+    init=None,
+    visualize=None,
+    batch_terms: str = UNCHECKED,
 ) -> Method:
     """The :class:`Method` of a pretext task: its ``loss``, the online backbone
     ``parts["backbone"]`` exported with ``input_spec``, nothing updated after the optimizer
-    step; ``init`` defaults to the parts' params and batch statistics."""
+    step; ``init`` defaults to the parts' params and batch statistics; ``batch_terms``:
+    :attr:`Method.batch_terms`."""
     return Method(
         name=name,
         init=init or make_init(parts),
@@ -84,6 +92,7 @@ def pretext_method(
         backbone=parts["backbone"],
         input_spec=input_spec,
         visualize=visualize,
+        batch_terms=batch_terms,
     )
 
 

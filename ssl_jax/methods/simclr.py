@@ -12,6 +12,8 @@ from ssl_jax.methods.base import Method
 from ssl_jax.methods.common import embed_views, embedding_std, make_two_view_method, mean_cosine
 from ssl_jax.methods.networks import mlp_head
 
+BATCH_TERMS = "NT-Xent contrasts every view with the other examples of the batch (negatives)"
+
 
 def make_simclr(
     backbone,
@@ -39,4 +41,4 @@ def make_simclr(
         }
         return nt_xent(z1, z2, temperature=temperature), stats, metrics
 
-    return make_two_view_method("simclr", parts, views, objective)
+    return make_two_view_method("simclr", parts, views, objective, batch_terms=BATCH_TERMS)

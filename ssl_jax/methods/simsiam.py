@@ -45,4 +45,4 @@ def make_simsiam(
         value = 0.5 * (simsiam_loss(p1, z2) + simsiam_loss(p2, z1))
         return value, stats, {"embedding_std": embedding_std(jnp.concatenate([z1, z2]))}
 
-    return make_two_view_method("simsiam", parts, views, objective)
+    return make_two_view_method("simsiam", parts, views, objective, batch_terms="")

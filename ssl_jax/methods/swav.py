@@ -167,4 +167,5 @@ def make_swav(
     return Method(
         name="swav", init=init, loss=loss, update_state=no_state_update, export=online_export,
         backbone=backbone, diagnose=diagnose, project_params=project_params,
+        batch_terms="Sinkhorn-Knopp spreads the batch's codes equally over the prototypes",
     )  # fmt: skip

@@ -11,6 +11,8 @@ from ssl_jax.methods.base import Method
 from ssl_jax.methods.common import embed_views, embedding_std, make_two_view_method
 from ssl_jax.methods.networks import mlp_head
 
+BATCH_TERMS = "its variance and covariance terms are statistics of the batch"
+
 
 def make_vicreg(
     backbone,
@@ -37,4 +39,4 @@ def make_vicreg(
         metrics["embedding_std"] = embedding_std(jnp.concatenate([z1, z2]))
         return value, stats, metrics
 
-    return make_two_view_method("vicreg", parts, views, objective)
+    return make_two_view_method("vicreg", parts, views, objective, batch_terms=BATCH_TERMS)

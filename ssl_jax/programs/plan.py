@@ -43,7 +43,6 @@ from etils import epath
 from ssl_jax.data.errors import DataError
 from ssl_jax.data.shapes import SourceShape, describe_source
 from ssl_jax.parallel import batch_sharded, make_mesh
-from ssl_jax.sharding import bytes_per_device
 from ssl_jax.paths import resolve
 from ssl_jax.programs.chips import (
     ALIASES,
@@ -55,6 +54,7 @@ from ssl_jax.programs.chips import (
     parse_out_of_memory,
 )
 from ssl_jax.programs.pretrain import build_step
+from ssl_jax.sharding import bytes_per_device
 
 log = logging.getLogger(__name__)
 

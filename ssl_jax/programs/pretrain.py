@@ -23,6 +23,7 @@ import numpy as np
 import optax
 from etils import epath
 
+from ssl_jax import accumulation
 from ssl_jax import config as config_lib
 from ssl_jax.augment.from_config import eval_settings
 from ssl_jax.checkpoint import Checkpointer, CheckpointError, read_config
@@ -34,10 +35,10 @@ from ssl_jax.methods import Method, get_method
 from ssl_jax.metrics import MetricsWriter, truncate_after, write_results
 from ssl_jax.optim import make_optimizer, make_schedule
 from ssl_jax.parallel import check_batch_size, make_mesh
-from ssl_jax.sharding import replicate
 from ssl_jax.paths import resolve
 from ssl_jax.plotting import plot_image_rows
 from ssl_jax.programs.loop import Loop, NonFiniteLossError, on_devices, train
+from ssl_jax.sharding import replicate
 from ssl_jax.train_step import make_init_fn, make_train_step, state_sharding
 
 log = logging.getLogger(__name__)
@@ -133,8 +134,16 @@ def build_step(
     sharding = state_sharding(
         method, tx, mesh, fsdp=config.mesh.fsdp, min_size=config.mesh.fsdp_min_size
     )
+    steps = config.optim.accumulation_steps
+    accumulation.check(
+        method,
+        jax.eval_shape(method.init, jax.random.key(0))[1],
+        steps,
+        batch_size=config.data.batch_size,
+        mesh=mesh,
+    )
     init_fn = make_init_fn(method, tx, mesh, sharding)
-    train_step = make_train_step(method, tx, schedule, mesh, sharding)
+    train_step = make_train_step(method, tx, schedule, mesh, sharding, accumulation_steps=steps)
     return Step(total, schedule, tx, method, input_spec, init_fn, train_step)
 
 
