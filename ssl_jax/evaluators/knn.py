@@ -3,6 +3,13 @@
 The InstDisc/DINO protocol (Wu et al. 2018, Caron et al. 2021): features are
 L2-normalised, similarity is the cosine, and each of the k nearest training examples
 votes for its class with weight ``exp(similarity / T)``.
+
+Two forms of the same classifier: on host arrays (:func:`knn_accuracy`, the memory bank on
+one device), and on feature banks split over a mesh (:func:`bank_accuracies`, on
+:class:`~ssl_jax.evaluators.features.FeatureBank`): each device finds the k nearest among
+its own rows of the memory bank, the devices exchange those candidates only (k per query
+and device), and the k nearest of them vote. No device holds the memory bank or a query's
+similarities to all of it, which is what an ImageNet-size bank needs.
 """
 
 from functools import partial
@@ -10,9 +17,13 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
+from ssl_jax.evaluators.features import FeatureBank
 from ssl_jax.losses import l2_normalize
+from ssl_jax.parallel import DATA_AXIS
 
 
 @partial(jax.jit, static_argnames=("k", "num_classes"))
@@ -87,6 +98,72 @@ def knn_accuracies(train: tuple, test: tuple, *, ks, temperature: float, num_cla
         )
         out[f"top1_k{k}"], out[f"top5_k{k}"] = acc["top1"], acc["top5"]
     return out
+
+
+def bank_accuracies(
+    train: FeatureBank,
+    test: FeatureBank,
+    *,
+    ks,
+    temperature: float,
+    num_classes: int,
+    mesh: Mesh,
+) -> dict:
+    """:func:`knn_accuracies` of every test example against the memory bank ``train``, with
+    both banks left split over ``mesh`` (see the module docstring); the same numbers."""
+    check_ks(ks, train.count)
+    ks = tuple(int(k) for k in ks)
+    hits = np.zeros((len(ks), 2), np.int64)
+    for i in range(test.features.shape[0]):
+        counts = _bank_hits(
+            train, test, jnp.asarray(i, jnp.int32), ks=ks, temperature=temperature,
+            num_classes=num_classes, mesh=mesh,
+        )  # fmt: skip
+        hits += np.asarray(counts)
+    n = test.count
+    out = {}
+    for (top1, top5), k in zip(hits, ks, strict=True):
+        out[f"top1_k{k}"], out[f"top5_k{k}"] = 100.0 * top1 / n, 100.0 * top5 / n
+    return out
+
+
+@partial(jax.jit, static_argnames=("ks", "num_classes", "mesh"))
+def _bank_hits(train, test, i, *, ks, temperature, num_classes, mesh):
+    """``(len(ks), 2)`` counts of top-1 and top-5 hits of test batch ``i``."""
+    queries = l2_normalize(test.features[i].astype(jnp.float32))
+    labels, valid = test.labels[i], test.mask[i]
+    kmax = max(ks)
+
+    def nearest_here(features, bank_labels, bank_mask, queries):
+        """This device's k nearest rows, then every device's, for every query."""
+        features = l2_normalize(features.reshape(-1, features.shape[-1]))
+        sims = jnp.where(bank_mask.reshape(-1), queries @ features.T, -jnp.inf)
+        sims, index = jax.lax.top_k(sims, min(kmax, sims.shape[-1]))
+        candidates = bank_labels.reshape(-1)[index]
+        gather = partial(jax.lax.all_gather, axis_name=DATA_AXIS, axis=1, tiled=True)
+        return gather(sims), gather(candidates)
+
+    rows = P(None, DATA_AXIS)
+    # check_vma=False: the all-gathered candidates are the same on every device (replicated
+    # outputs), which JAX cannot infer from all_gather.
+    sims, candidates = jax.shard_map(
+        nearest_here,
+        mesh=mesh,
+        in_specs=(rows, rows, rows, P()),
+        out_specs=(P(), P()),
+        check_vma=False,
+    )(train.features, train.labels, train.mask, queries)
+    sims, order = jax.lax.top_k(sims, kmax)
+    candidates = jnp.take_along_axis(candidates, order, axis=1)
+    counts = []
+    for k in ks:
+        weights = jnp.exp(sims[:, :k] / temperature)
+        scores = jnp.sum(jax.nn.one_hot(candidates[:, :k], num_classes) * weights[..., None], 1)
+        _, ranked = jax.lax.top_k(scores, min(5, num_classes))
+        top1 = jnp.sum(valid & (ranked[:, 0] == labels))
+        top5 = jnp.sum(valid & jnp.any(ranked == labels[:, None], axis=1))
+        counts.append(jnp.stack([top1, top5]))
+    return jnp.stack(counts)
 
 
 def check_ks(ks, num_train: int, where: str = "knn.k") -> None:

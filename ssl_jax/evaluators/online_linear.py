@@ -95,7 +95,13 @@ class OnlineLinearEvaluator:
         features.source("test")  # a missing split fails when built
 
     def __call__(self, params) -> dict:
-        features, labels = self.features("test", batch_size=self.cfg.batch_size)
-        probe = jax.device_get(params[PART])
-        logits = features @ np.asarray(probe["kernel"]) + np.asarray(probe["bias"])
-        return {"top1": 100.0 * float(np.mean(logits.argmax(-1) == labels))}
+        bank = self.features.bank("test", batch_size=self.cfg.batch_size)
+        hits = _probe_hits(params[PART], bank)
+        return {"top1": 100.0 * int(np.asarray(hits)) / bank.count}
+
+
+@jax.jit
+def _probe_hits(probe, bank):
+    """Test examples the probe classifies right, the features left split over the devices."""
+    logits = bank.features @ probe["kernel"] + probe["bias"]
+    return jnp.sum(bank.mask & (jnp.argmax(logits, axis=-1) == bank.labels))

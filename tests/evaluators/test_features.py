@@ -10,6 +10,7 @@ import pytest
 from ssl_jax.data import ArraySource
 from ssl_jax.encoder import make_backbone, make_encode_fn, make_input_spec
 from ssl_jax.evaluators import extract_features, make_sharded_encode
+from ssl_jax.evaluators.features import extract_bank
 from ssl_jax.parallel import make_mesh
 
 NUM_IMAGES = 37  # not a multiple of any batch size below: the last batch is padded
@@ -99,3 +100,19 @@ def test_batch_size_must_split_over_the_devices(setup):
         extract_features(
             make_sharded_encode(encode_fn, mesh), export, source, batch_size=12, mesh=mesh
         )
+
+
+def test_a_bank_keeps_the_features_split_and_gathers_the_same_rows(setup, direct):
+    """``extract_bank``: batch i of the split at index i, each device holding its 1/8 of every
+    batch; gathered to the host, the rows of ``extract_features`` (the direct encode)."""
+    encode_fn, export, source = setup
+    mesh = make_mesh(-1)
+    bank = extract_bank(
+        make_sharded_encode(encode_fn, mesh), export, source, batch_size=16, mesh=mesh
+    )
+    assert bank.features.shape == (3, 16, direct.shape[1]) and bank.count == NUM_IMAGES
+    for x in bank:
+        assert x.addressable_shards[0].data.shape[:2] == (3, 2)  # 16 rows over 8 devices
+    features, labels = bank.to_host()
+    np.testing.assert_array_equal(labels, source.labels)
+    np.testing.assert_allclose(features, direct, rtol=1e-5, atol=1e-5 * np.abs(direct).max())

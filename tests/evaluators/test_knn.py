@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from ssl_jax.evaluators.knn import knn_accuracy, knn_scores
+from ssl_jax.evaluators.features import FeatureBank
+from ssl_jax.evaluators.knn import bank_accuracies, knn_accuracy, knn_scores
+from ssl_jax.parallel import make_mesh
 
 
 def knn_scores_reference(train_x, train_y, test_x, k, temperature, num_classes):
@@ -88,3 +90,23 @@ def test_a_k_beyond_the_memory_bank_is_an_error_not_a_clipped_column():
         knn_accuracies(
             (train_x, train_y), (test_x, test_y), ks=(5, 20), temperature=0.07, num_classes=4
         )
+
+
+@pytest.mark.parametrize("devices", [1, 8])
+def test_a_bank_split_over_the_devices_gives_the_reference_accuracies(devices):
+    """Memory bank and queries split over 1 or 8 devices (a device holds 1/8 of the rows):
+    the float64 reference's top-1 and top-5 for every k, padding excluded."""
+    train_x, train_y, test_x, test_y = overlapping_clusters(2)
+    mesh = make_mesh(devices)
+    train = FeatureBank.from_host(train_x, train_y, batch_size=16, mesh=mesh)
+    test = FeatureBank.from_host(test_x, test_y, batch_size=16, mesh=mesh)
+    assert train.features.shape == (8, 16, 8) and train.count == 120  # 8 padded rows
+    shard = train.features.addressable_shards[0].data
+    assert shard.shape == (8, 16 // devices, 8)
+    ks = (1, 10, 20)
+    got = bank_accuracies(train, test, ks=ks, temperature=0.07, num_classes=7, mesh=mesh)
+    for k in ks:
+        top1, top5 = reference_accuracy(train_x, train_y, test_x, test_y, k, 0.07, 7)
+        assert got[f"top1_k{k}"] == pytest.approx(top1) and got[f"top5_k{k}"] == pytest.approx(top5)
+    with pytest.raises(ValueError, match="1 <= k <= 120"):
+        bank_accuracies(train, test, ks=(121,), temperature=0.07, num_classes=7, mesh=mesh)

@@ -116,9 +116,9 @@ def test_pretraining_runs_both_as_evaluators(pretrained, monkeypatch):
     from ssl_jax.parallel import make_mesh
 
     encoded = []
-    extract = features.extract_features
+    extract = features.extract_bank
     monkeypatch.setattr(
-        features, "extract_features", lambda *a, **k: encoded.append(a[2].name) or extract(*a, **k)
+        features, "extract_bank", lambda *a, **k: encoded.append(a[2].name) or extract(*a, **k)
     )
 
     workdir, _ = pretrained
