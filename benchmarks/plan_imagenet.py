@@ -32,14 +32,19 @@ def all_configs() -> list[str]:
     return [os.path.basename(p).removesuffix("_imagenet.py") for p in paths]
 
 
-def plan_one(python: str, name: str, topology: str, workdir: str, timeout: int) -> dict:
-    """One ``launch/plan.py`` run: its plan.json's figures, or the line it failed with."""
+def plan_one(
+    python: str, name: str, topology: str, workdir: str, timeout: int, overrides=(), config=None
+) -> dict:
+    """One ``launch/plan.py`` run of ``configs/NAME_imagenet.py`` (or the ``config`` path)
+    with ``overrides`` (``--config.x=y`` flags): its plan.json's figures, or the line it
+    failed with."""
     cmd = [
         python,
         "launch/plan.py",
-        f"--config=configs/{name}_imagenet.py",
+        f"--config={config or f'configs/{name}_imagenet.py'}",
         f"--topology={topology}",
         f"--workdir={workdir}",
+        *overrides,
     ]
     start = time.perf_counter()
     try:
@@ -62,6 +67,8 @@ def plan_one(python: str, name: str, topology: str, workdir: str, timeout: int) 
         "per_chip_batch": plan["per_chip_batch"],
         "peak_gib": None if plan["peak_bytes"] is None else plan["peak_bytes"] / GIB,
         "peak_estimated": plan["peak_estimated"],
+        "state_gib_per_chip": (plan.get("state_bytes_per_chip") or 0) / GIB or None,
+        "state_gib": (plan.get("state_bytes") or 0) / GIB or None,
         "hbm_gib": plan["hbm_bytes"] / GIB,
         "step_time_lower_bound_ms": (bound["step_time_lower_bound_s"] * 1e3 if bound else None),
         "bound_by": bound.get("bound_by"),

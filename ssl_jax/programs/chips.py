@@ -151,6 +151,13 @@ def _tpu_devices(topology: str, generation: str) -> list:
         desc = topologies.get_topology_desc(platform="tpu", topology_name=topology, **options)
     except Exception as e:  # noqa: BLE001 (libtpu raises JaxRuntimeError with its reason)
         reason = " ".join(str(e).split())[:300]
+        if "lockfile" in reason:
+            raise PlanError(
+                "libtpu is in use by another process on this machine (a second plan, or a TPU "
+                "program: libtpu allows one at a time); wait for it to finish, or, to compile "
+                "beside it, set ALLOW_MULTIPLE_LIBTPU_LOAD=1 (safe for ahead-of-time "
+                f"compilation, which uses no TPU). libtpu said: {reason}"
+            ) from None
         raise PlanError(
             f"libtpu rejects topology {topology!r} ({reason}); valid: {valid_names()}."
         ) from None

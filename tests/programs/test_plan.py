@@ -179,6 +179,20 @@ def test_missing_libtpu_says_what_to_install():
         chips.get_target("v5e-16")
 
 
+def test_libtpu_held_by_another_process_says_so(monkeypatch):
+    """libtpu allows one process at a time: a second plan is told what holds it and the way
+    around, not that its topology was rejected."""
+    from jax.experimental import topologies
+
+    def locked(**_):
+        raise RuntimeError("ABORTED: Internal error when accessing libtpu multi-process lockfile")
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(topologies, "get_topology_desc", locked)
+    with pytest.raises(chips.PlanError, match=r"in use by another process.*ALLOW_MULTIPLE"):
+        chips.get_target("v5e-16")
+
+
 def test_out_of_memory_messages():
     temporaries = (
         "RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO "
