@@ -19,6 +19,7 @@ tree, so restoring into another architecture names the first differing path.
 Run directories may be URIs (``gs://bucket/run``): see :mod:`ssl_jax.paths`.
 """
 
+import contextlib
 import json
 from typing import Any
 
@@ -35,6 +36,25 @@ ITEMS = ("state", "encoder", "encoder_spec", "config", "data")
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, incomplete or does not match the model."""
+
+
+class NoSpaceError(CheckpointError):
+    """A checkpoint could not be written: the filesystem of the run directory is full."""
+
+
+TEMPORARY_SUFFIX = ".orbax-checkpoint-tmp"  # Orbax's in-progress step directories
+_NO_SPACE = ("No space left on device", "os_error_code='28'", "[Errno 28]", "ENOSPC")
+
+
+def is_no_space(error: BaseException) -> bool:
+    """Whether ``error`` (or an exception it was raised from) is a full filesystem."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno == 28:
+            return True
+        if any(text in str(error) for text in _NO_SPACE):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def checkpoint_dir(run_dir: epath.PathLike) -> epath.Path:
@@ -97,18 +117,59 @@ class Checkpointer:
         data: dict,
         force: bool = False,
     ) -> bool:
-        """Save all five items at ``step``; returns whether a save was started."""
-        return self._manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                encoder=ocp.args.StandardSave(encoder),
-                encoder_spec=ocp.args.JsonSave(encoder_spec),
-                config=ocp.args.JsonSave(config),
-                data=ocp.args.JsonSave(data),
-            ),
-            force=force,
+        """Save all five items at ``step``; returns whether a save was started.
+
+        A full filesystem (now, or in the asynchronous write of an earlier save that this one
+        waits for) raises :class:`NoSpaceError`, one line naming the directory, after the
+        partial step directories are removed; the complete checkpoints stay as they were."""
+        with self._writing():
+            return self._manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state),
+                    encoder=ocp.args.StandardSave(encoder),
+                    encoder_spec=ocp.args.JsonSave(encoder_spec),
+                    config=ocp.args.JsonSave(config),
+                    data=ocp.args.JsonSave(data),
+                ),
+                force=force,
+            )
+
+    @contextlib.contextmanager
+    def _writing(self):
+        try:
+            yield
+        except Exception as e:
+            if not is_no_space(e):
+                raise
+            raise self._no_space() from None
+
+    def _no_space(self) -> NoSpaceError:
+        directory = self._manager.directory
+        removed = self._remove_partial()
+        latest = self._manager.latest_step()
+        kept = (
+            f"checkpoint step {latest} is intact"
+            if latest is not None
+            else "no complete checkpoint was written yet"
         )
+        partial = f" (removed the partial {removed})" if removed else ""
+        return NoSpaceError(
+            f"no space left on device writing a checkpoint to {directory}{partial}: {kept}; "
+            "free space there, or lower ckpt.keep, and rerun the same command to resume."
+        )
+
+    def _remove_partial(self) -> str:
+        """Delete Orbax's temporary step directories (this process is not writing one: its
+        save failed), so that a full disk leaves only complete checkpoints; what was
+        removed, as text."""
+        if jax.process_index() != 0:
+            return ""
+        removed = []
+        for path in self._manager.directory.glob(f"*{TEMPORARY_SUFFIX}"):
+            path.rmtree(missing_ok=True)
+            removed.append(path.name.removesuffix(TEMPORARY_SUFFIX))
+        return ", ".join(f"step {name}" for name in sorted(removed))
 
     def restore(self, step: int, abstract_state, *, partial: bool = False) -> tuple[Any, dict]:
         """The full training state (into ``abstract_state``'s structure and shardings).
@@ -153,12 +214,16 @@ class Checkpointer:
         return restored.state, restored.data
 
     def wait(self) -> None:
-        """Block until an asynchronous save has been written."""
-        self._manager.wait_until_finished()
+        """Block until an asynchronous save has been written (:class:`NoSpaceError` if the
+        filesystem filled up)."""
+        with self._writing():
+            self._manager.wait_until_finished()
 
     def close(self) -> None:
-        self._manager.wait_until_finished()
-        self._manager.close()
+        try:
+            self.wait()
+        finally:
+            self._manager.close()
 
 
 def _steps(run_dir: epath.PathLike) -> list[int]:

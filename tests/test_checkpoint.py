@@ -11,6 +11,7 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ssl_jax import checkpoint
 from ssl_jax.checkpoint import (
     Checkpointer,
     CheckpointError,
@@ -341,3 +342,21 @@ def test_first_difference_matches_nnx_states_with_saved_dicts():
     saved["other"] = np.zeros(1)
     assert first_difference(saved, live) == "other: checkpoint (1,), not in the model"
     assert first_difference(saved, live, partial=True) is None
+
+
+def test_a_full_filesystem_is_recognised_through_the_errors_it_is_wrapped_in():
+    """What Orbax and tensorstore raise for ENOSPC (an OSError, or a ValueError carrying
+    tensorstore's text, raised from another error); tests/programs/test_full_disk.py fills a
+    real tmpfs."""
+    assert checkpoint.is_no_space(OSError(28, "No space left on device"))
+    wrapped = ValueError("RESOURCE_EXHAUSTED: Failed writing: ... [os_error_code='28']")
+    assert checkpoint.is_no_space(wrapped)
+    try:
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError as e:
+            raise RuntimeError("Save Finalize thread failed") from e
+    except RuntimeError as e:
+        assert checkpoint.is_no_space(e)
+    assert not checkpoint.is_no_space(ValueError("shape mismatch"))
+    assert not checkpoint.is_no_space(OSError(13, "Permission denied"))

@@ -12,8 +12,8 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
+from ssl_jax import checkpoint, liveness, lock, xla_cpu
 from ssl_jax import config as config_lib
-from ssl_jax import liveness, lock, xla_cpu
 from ssl_jax.paths import resolve
 
 _MULTIHOST = flags.DEFINE_bool(
@@ -47,6 +47,8 @@ def start() -> None:
     """Apply the device and multi-process flags before JAX's backend starts."""
     logging.getLogger("ssl_jax").setLevel(logging.INFO)
     logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every write at INFO.
+    logging.getLogger("absl").addFilter(_OneLineOrbaxErrors())
+    _quiet_closed_loops()
     # "Unable to initialize backend 'tpu'" on every machine without one: JAX's INFO, not ours.
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     xla_cpu.configure()
@@ -72,8 +74,58 @@ def main(run, config, workdir: str, show=None) -> None:
         results = liveness.run_guarded(lambda: _locked(run, config, workdir))
     except lock.WorkdirLocked as e:
         sys.exit(f"Error: {e}")
+    except Exception as e:
+        if not checkpoint.is_no_space(e):
+            raise
+        _exit_no_space(e)
     if jax.process_index() == 0:
         print(show(results) if show else json.dumps(results, indent=2, default=str))
+
+
+def _exit_no_space(error: Exception) -> None:
+    """A full disk: one line (the path, what is intact, what to do), exit status 1.
+
+    ``os._exit``: at interpreter shutdown Orbax's writer threads, whose writes failed, would
+    print a page of asyncio errors after this line; nothing is left to flush or close (the
+    checkpointer and the workdir lock were closed on the way here)."""
+    if isinstance(error, checkpoint.NoSpaceError):
+        message = str(error)
+    else:  # metrics, results or plots on a full disk
+        where = getattr(error, "filename", None) or "the run directory"
+        message = (
+            f"no space left on device writing {where}: free space there and rerun the same "
+            "command to resume."
+        )
+    print(f"Error: {message}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)
+
+
+class _OneLineOrbaxErrors(logging.Filter):
+    """Orbax's writer threads log each failed write with its traceback (a full disk: hundreds
+    of lines per checkpoint); keep one line of each, the program says what happened."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and "orbax" in record.pathname:
+            record.msg = " ".join(record.getMessage().split())[:300]
+            record.args, record.exc_info, record.exc_text = (), None, None
+        return True
+
+
+def _quiet_closed_loops() -> None:
+    """Tensorstore (Orbax's writer) reports each write that completes after Orbax closed its
+    event loop, which a failed save does, as an unraisable "RuntimeError: Event loop is
+    closed" with its traceback (a full disk: dozens). They carry nothing the save's own error
+    does not say; every other unraisable exception is printed as before."""
+    default = sys.unraisablehook
+
+    def hook(unraisable):
+        value = unraisable.exc_value
+        if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+            return
+        default(unraisable)
+
+    sys.unraisablehook = hook
 
 
 def _locked(run, config, workdir: str):
