@@ -1,4 +1,4 @@
-"""The README's library example runs as printed."""
+"""The README: its library example runs as printed, and it stays a front door."""
 
 import os
 import re
@@ -18,3 +18,12 @@ def test_the_library_example_trains_a_method_for_a_step_in_plain_jax():
     assert np.isfinite(float(namespace["loss"]))
     assert int(namespace["opt_state"][0].count) == 1  # adamw took one step
     assert set(namespace["encoder"]) == {"params", "batch_stats"}
+
+
+def test_the_readme_is_a_front_door():
+    """At most 250 lines, and no issue numbers or commit hashes: those belong in docs/."""
+    with open(README) as f:
+        text = f.read()
+    assert len(text.splitlines()) <= 250
+    assert not re.findall(r"issue #\d+|\(#\d+\)", text, flags=re.IGNORECASE)
+    assert not re.findall(r"`[0-9a-f]{7,40}`", text), "a commit hash in the README"

@@ -45,8 +45,8 @@ class BatchIterator:
       source: any `Source`.
       global_batch_size: examples per step over all processes; a multiple of `process_count`.
       seed: shuffling seed.
-      process_index, process_count: this process and the number of processes
-        (`jax.process_index()`, `jax.process_count()`).
+      process_index: this process (`jax.process_index()`).
+      process_count: the number of processes (`jax.process_count()`).
       shuffle: False keeps the source order in every epoch.
     """
 

@@ -51,7 +51,8 @@ class TfdsSource:
       split: "train" or "test", mapped to `train_split` / `test_split` (any tfds split string).
       data_dir: where the prepared dataset lies (None: the tfds default).
       image_size: output size (int: square); None keeps the dataset's size.
-      image_key, label_key: the feature names of the image and its class label.
+      image_key: the feature name of the image.
+      label_key: the feature name of its class label.
       download: let tfds download and prepare a missing dataset (needs internet and tensorflow).
     """
 
