@@ -7,7 +7,7 @@ The L2-normalised features of the test split (cluster.split: test | train | both
 clustered by k-means (k-means++ seeds, 10 restarts seeded by config.seed, the lowest
 inertia kept) into k clusters (-1: the number of classes), with no label, and scored against
 the labels: acc (accuracy after Hungarian matching), nmi, ari, all in %, and the inertia.
-The data section defaults to the pretraining run's; set --config.data.name etc. for another
+The data defaults to the dataset the export records; set --config.data.name etc. for another
 dataset. Baselines: --config.random_init=True, --config.raw_pixels=True. Variant :runlocal:
 2 restarts.
 """

@@ -7,7 +7,9 @@
 
 Prints the table and writes WORKDIR/compare.md, compare.json and compare.png. Rows are the
 encoders the results were measured on (pretrained run and step, random init, raw pixels);
---config.group_by=workdir gives a row per workdir instead.
+--config.group_by=workdir gives a row per workdir instead. Columns name the program (each
+results.json says which; older files without it: "unknown program") and, when the results span
+several datasets, the dataset. In the plot, a random-init row is a dashed reference line.
 """
 
 import ml_collections
@@ -25,5 +27,6 @@ def get_config(arg=None):
     c.exclude = DEFAULT_EXCLUDE  # ... and of those to leave out
     c.group_by = "encoder"  # encoder | workdir
     c.title = ""
+    c.random_init_line = True  # plot random-init rows as horizontal reference lines, not bars
     c.lock()
     return c

@@ -9,7 +9,7 @@ seeded episodes (config.seed) per setting; prototypes (Snell et al. 2017, cosine
 logistic regression (Tian et al. 2020: scikit-learn's C=1 objective on L2-normalised
 features, solved to logreg_tol) on L2-normalised features. Results: mean accuracy (%) and
 its 95% confidence interval per classifier and setting, e.g. logreg_5way_1shot and
-logreg_5way_1shot_ci95. The data section defaults to the pretraining run's; set
+logreg_5way_1shot_ci95. The data defaults to the dataset the export records; set
 --config.data.name etc. for another dataset. Baselines: --config.random_init=True,
 --config.raw_pixels=True. Variant :runlocal: 50 episodes.
 """

@@ -9,7 +9,7 @@ protocol), or a random initialisation of its architecture (the from-scratch base
   # the baseline: the same architecture from scratch, on the same labelled subset
   python launch/finetune.py --config configs/finetune.py --config.random_init=True \
     --config.pretrained=runs/simclr_cifar10 --workdir runs/scratch_10pct
-  # a smoke test: 20 steps on the embedded digits
+  # a smoke test: 20 steps (on the embedded digits, after a runlocal pretraining)
   python launch/finetune.py --config configs/finetune.py:runlocal \
     --config.pretrained=/tmp/smoke --workdir /tmp/smoke_finetune
 
@@ -30,9 +30,12 @@ study. For MAE's ViT fine-tuning set
 ``optim.layer_decay=0.75``, ``schedule.warmup_epochs=5``, ``finetune.drop_path_rate=0.1``,
 ``finetune.label_smoothing=0.1``, ``finetune.mixup_alpha=0.8``, ``finetune.cutmix_alpha=1.0``.
 
-Unlike the probe programs, ``data`` is this config's own (CIFAR-10 through tensorflow-datasets
-by default; ``--config.data.name=npz --config.data.path=../shared/data/cifar10`` for the local
-copy): only the encoder export of ``pretrained`` is read.
+As in the probe programs, the data is the dataset the export of ``pretrained`` was trained on
+(its spec records it; no pretraining config is read) unless ``--config.data.name=...`` names
+another (e.g. ``--config.data.name=npz --config.data.path=../shared/data/cifar10``); other
+``--config.data.*`` fields alone change the export's dataset field by field (its
+``tfds_data_dir`` on this host, ``image_size``). An export written before specs recorded the
+dataset needs ``--config.data.name``.
 """
 
 import ml_collections
@@ -49,7 +52,7 @@ def get_config(arg=None):
     c.random_init = False  # the same architecture freshly initialised (seed): the baseline
     c.epochs = 30  # epochs of the labelled training images
     c.total_steps = placeholder(int)  # derived from epochs when unset
-    c.data = data_defaults(name="tfds", tfds_name="cifar10", batch_size=256)
+    c.data = data_defaults(name="", batch_size=256)  # name "": the export's dataset
     c.data.label_fraction = 0.1  # class-balanced fraction of the training labels, in (0, 1]
     c.data.val_fraction = 0.1  # of the labelled subset, held out to choose the step (0: last)
     c.finetune = ml_collections.ConfigDict(
@@ -97,8 +100,6 @@ def get_config(arg=None):
     c.mesh = ml_collections.ConfigDict(dict(num_devices=-1))  # -1: every device
     if arg == "runlocal":
         c.total_steps = 20
-        c.data.name = "digits"
-        c.data.image_size = 16
         c.data.batch_size = 64
         c.finetune.eval_every_steps = 5
         c.finetune.eval_batch_size = 128

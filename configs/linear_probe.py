@@ -14,7 +14,7 @@ Protocols (--config.probe.protocol=...):
   sgd_features       earlier versions' probe: AdamW on standardised features, 100 epochs of
                      256, lr 1e-3, weight decay 1e-4 (reproduces their numbers).
 
-The data section defaults to the pretraining run's; set --config.data.name etc. to probe on
+The data defaults to the dataset the export records; set --config.data.name etc. to probe on
 another dataset. --config.data.label_fraction=0.01 trains on a class-balanced 1% of the
 training labels. Baselines: --config.random_init=True (a random encoder of the same
 architecture), --config.raw_pixels=True (the encoder's preprocessed input, flattened).

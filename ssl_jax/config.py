@@ -179,7 +179,8 @@ def probe_defaults() -> ml_collections.ConfigDict:
     # An intermediate output instead of the pooled features (ResNet: stem, stage1..stage4,
     # average-pooled; ViT: block1..blockN, [CLS] token), as pretext papers judge features.
     c.layer = placeholder(str)
-    # Empty data.name: use the pretraining run's data section.
+    # Empty data.name: the dataset the export was trained on (its spec records it), with the
+    # other identifying data.* fields set here (path, tfds_data_dir, image_size, ...) on top.
     c.data = data_defaults(name="", batch_size=512)
     c.mesh = ml_collections.ConfigDict(dict(num_devices=-1))
     c.log = ml_collections.ConfigDict(dict(progress=True))

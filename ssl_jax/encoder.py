@@ -4,10 +4,13 @@ The export is the stable interface between pretraining and everything after it. 
 checkpoint holds the arrays ``{"params", "batch_stats"}`` of one backbone (item ``encoder``)
 and, as JSON beside them, its spec (item ``encoder_spec``, :func:`make_spec`): the
 architecture (the run's ``model`` section), the input it expects (size, channels, colour
-space, mean, std), which network it is, the method, the feature dim, the step, and whether a
+space, mean, std), which network it is, the method, the feature dim, the step, whether a
 categorical head comes with it (``head``: ``false``, or :func:`make_head_spec`'s kind and
 number of classes; the arrays then hold ``"head": {"params", "batch_stats"}`` too: a
-fine-tuned classifier's, which knowledge distillation reads as the teacher's logits).
+fine-tuned classifier's, which knowledge distillation reads as the teacher's logits), and the
+dataset it was trained on (``data``: the identifying fields of the run's data section,
+:func:`ssl_jax.data.identity.identify`; ``null`` in exports written before specs held it),
+which the adaptation programs evaluate on unless told otherwise.
 
 :func:`load_export` is the one way in for downstream code: it rebuilds the backbone from the
 spec, restores the arrays and gives the frozen-feature function
@@ -38,6 +41,7 @@ from ssl_jax.checkpoint import (
     resolve_step,
     restore_encoder,
 )
+from ssl_jax.data.identity import check_identity, identify
 from ssl_jax.models import VITS, LinearClassifier, ModuleDef, get_backbone, module_def
 from ssl_jax.parallel import replicated
 from ssl_jax.pretext.lab import rgb_to_lab
@@ -192,6 +196,7 @@ def make_spec(
     feature_dim: int,
     step: int,
     head: Mapping[str, Any] | bool = False,
+    data: Mapping[str, Any] | None = None,
 ) -> dict:
     """The encoder export's spec, a JSON-ready dict (format :data:`SPEC_FORMAT`).
 
@@ -200,9 +205,10 @@ def make_spec(
     are (``online``, ``target``, ``teacher``, ``student``); ``method``: its name;
     ``feature_dim``: the width of the features; ``step``: the training step; ``head``:
     ``False``, or the categorical head included with the arrays (:func:`make_head_spec`,
-    e.g. ``{"kind": "bn_linear", "num_classes": 10}`` for a fine-tuned classifier). Raises
-    ``ValueError`` on an invalid field. Example (a width-4 ResNet-18 pretrained with SimCLR on
-    8x8 images)::
+    e.g. ``{"kind": "bn_linear", "num_classes": 10}`` for a fine-tuned classifier); ``data``:
+    the dataset the arrays were trained on, the identifying fields of the run's data section
+    (:func:`ssl_jax.data.identity.identify`), or None when unknown. Raises ``ValueError`` on
+    an invalid field. Example (a width-4 ResNet-18 pretrained with SimCLR on the 8x8 digits)::
 
         {"format": 1,
          "model": {"backbone": "resnet18", "width": 4, "stem": "cifar",
@@ -210,7 +216,9 @@ def make_spec(
          "input": {"size": 8, "channels": 3, "color_space": "rgb",
                    "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
          "network": "online", "method": "simclr", "feature_dim": 32, "step": 6,
-         "head": false}
+         "head": false,
+         "data": {"name": "digits", "image_size": 8, "train_split": "train",
+                  "test_split": "test"}}
     """
     if isinstance(model, ml_collections.ConfigDict):
         model = model.to_dict()
@@ -232,6 +240,8 @@ def make_spec(
         raise ValueError(
             f"spec head must be false or a head section {{'kind', 'num_classes'}}, got {head!r}."
         )
+    if data is not None:
+        data = check_identity(data)
     spec = {
         "format": SPEC_FORMAT,
         "model": dict(model),
@@ -241,12 +251,14 @@ def make_spec(
         "feature_dim": _positive_int(feature_dim, "spec feature_dim"),
         "step": step,
         "head": head,
+        "data": data,
     }
     return json.loads(json.dumps(spec))  # as it reads back: tuples become lists
 
 
 def check_spec(spec: Mapping[str, Any]) -> dict:
-    """``spec`` validated as :func:`make_spec` does; ``ValueError`` if it is not a valid one."""
+    """``spec`` validated as :func:`make_spec` does; ``ValueError`` if it is not a valid one.
+    ``data`` is optional (exports written before specs recorded their dataset)."""
     if not isinstance(spec, Mapping):
         raise ValueError(f"a spec is a JSON object, got {type(spec).__name__}.")
     if spec.get("format") != SPEC_FORMAT:
@@ -255,12 +267,12 @@ def check_spec(spec: Mapping[str, Any]) -> dict:
             "ssl_jax reads; load it with the version that wrote it, or a newer one."
         )
     fields = ("model", "input", "network", "method", "feature_dim", "step", "head")
-    unknown = sorted(set(spec) - {"format", *fields})
+    unknown = sorted(set(spec) - {"format", "data", *fields})
     missing = [f for f in fields if f not in spec]
     if unknown or missing:
         raise ValueError(f"spec fields missing: {missing}, unknown: {unknown}.")
     model, rest = spec["model"], {f: spec[f] for f in fields[1:]}
-    return make_spec(model, **rest)
+    return make_spec(model, **rest, data=spec.get("data"))
 
 
 def legacy_spec_from_config(run_config: Mapping[str, Any], step: int) -> dict:
@@ -268,7 +280,8 @@ def legacy_spec_from_config(run_config: Mapping[str, Any], step: int) -> dict:
 
     Such checkpoints hold the config as JSON: the architecture is its ``model`` section, the
     input the pretraining ``augment`` recipe's evaluation view (size, ImageNet or the
-    recipe's mean/std, RGB), the network ``export.network`` (default online).
+    recipe's mean/std, RGB), the network ``export.network`` (default online), the dataset
+    its ``data`` section.
     """
     config = ml_collections.ConfigDict(dict(run_config))
     network = config.get("export", {}).get("network", "online")
@@ -279,6 +292,7 @@ def legacy_spec_from_config(run_config: Mapping[str, Any], step: int) -> dict:
         method=config.method.name,
         feature_dim=make_backbone(config.model).feature_dim,
         step=step,
+        data=identify(config.data) if "data" in config else None,
     )
 
 

@@ -101,6 +101,13 @@ def test_every_checkpoint_carries_the_spec_of_its_export(pretrained):
             "feature_dim": 32,  # 8 * width
             "step": step,
             "head": False,
+            # The dataset it was trained on: the adaptation programs' default.
+            "data": {
+                "name": "digits",
+                "image_size": 8,
+                "train_split": "train",
+                "test_split": "test",
+            },
         }
 
 
@@ -212,6 +219,13 @@ def test_make_spec_validates_every_field():
         "exactly 'kind' and 'num_classes'": spec_fields(head={"kind": "linear"}),
         "head kind='mlp' is unknown": spec_fields(head={"kind": "mlp", "num_classes": 3}),
         "head num_classes": spec_fields(head={"kind": "linear", "num_classes": 0}),
+        "dataset needs a name": spec_fields(data={"path": "/data"}),
+        r"dataset fields \['batch_size'\] are unknown": spec_fields(
+            data={"name": "digits", "batch_size": 8}
+        ),
+        "dataset image_size must be a positive int": spec_fields(
+            data={"name": "digits", "image_size": "8"}
+        ),
     }
     for message, fields in bad.items():
         with pytest.raises(ValueError, match=message):
@@ -226,6 +240,11 @@ def test_make_spec_validates_every_field():
     assert gray["channels"] == 1
     head = {"kind": "bn_linear", "num_classes": 10}
     assert check_spec(make_spec(MODEL, **spec_fields(head=head)))["head"] == head
+    # The dataset: its identifying fields; a spec written before it had none reads as None.
+    data = {"name": "npz", "path": "/data/cifar10", "test_split": "test", "num_classes": 10}
+    assert check_spec(make_spec(MODEL, **spec_fields(data=data)))["data"] == data
+    assert spec["data"] is None
+    assert check_spec({k: v for k, v in spec.items() if k != "data"}) == spec
 
 
 def test_preprocess_converts_to_the_spec_colour_space():

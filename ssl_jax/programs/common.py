@@ -1,16 +1,19 @@
 """What the downstream programs share: the encoder export of a pretraining run and its features.
 
 The encoder comes only through :func:`ssl_jax.encoder.load_export` (its spec says the
-architecture and the input it expects); nothing here reads the pretraining augment recipe.
+architecture, the input it expects and the dataset it was trained on); nothing here reads
+the pretraining run's config or augment recipe.
 """
 
 import logging
+from collections.abc import Mapping
 
 import jax
 import ml_collections
 
-from ssl_jax.checkpoint import read_config
+from ssl_jax import config as config_lib
 from ssl_jax.data import get_source
+from ssl_jax.data.identity import FIELDS, TFDS_FIELDS, dataset_label, identify
 from ssl_jax.data.subset import SubsetSource, class_balanced_subset, save_indices, source_labels
 from ssl_jax.encoder import Export, load_export, make_pixel_encode_fn, read_spec
 from ssl_jax.evaluators import extract_features, make_sharded_encode
@@ -41,14 +44,55 @@ def load_encoder(config: ml_collections.ConfigDict, mesh) -> tuple[Export, dict]
     return export, info
 
 
-def data_config(config: ml_collections.ConfigDict, step: int) -> ml_collections.ConfigDict:
-    """The probe's ``data`` section, or the pretraining run's (checkpoint ``step``) when
-    ``data.name`` is empty."""
-    if config.data.name:
-        return config.data
-    data = ml_collections.ConfigDict(read_config(config.pretrained, step)["data"])
-    data.batch_size = config.data.batch_size
-    return data
+def data_config(
+    config: ml_collections.ConfigDict, spec: Mapping
+) -> tuple[ml_collections.ConfigDict, str]:
+    """``(data, origin)``: the data section a program reads, and where it comes from.
+
+    With ``config.data.name`` set, ``config.data`` itself. Empty, the dataset of the export
+    (``spec["data"]``, the identifying fields of the run it was trained in), with those
+    identifying fields that ``config.data`` sets to other than their defaults on top (e.g.
+    ``--config.data.tfds_data_dir`` where the same data lives on this host); the program's own
+    fields (batch size, label fraction, ...) stay ``config.data``'s. Raises ``ValueError``
+    for an export that does not record its dataset (written before specs did).
+    """
+    data = config.data
+    if data.name:
+        return data, "config.data"
+    recorded = spec.get("data")
+    if not recorded:
+        raise ValueError(
+            f"The encoder export of {config.pretrained} does not record the dataset it was "
+            "trained on (exports written before specs held it): name the data, e.g. "
+            "--config.data.name=digits or --config.data.name=npz --config.data.path=DIR."
+        )
+    defaults = config_lib.data_defaults().to_dict()
+    changed = [k for k in FIELDS if k != "name" and data.get(k) != defaults[k]]
+    misplaced = [k for k in changed if k in TFDS_FIELDS and recorded["name"] != "tfds"]
+    if misplaced:
+        raise ValueError(
+            f"config.data.{misplaced[0]}={data[misplaced[0]]!r} applies to tfds datasets, but "
+            f"the export's dataset is {dataset_label(recorded)}: set --config.data.name=tfds "
+            f"too, or unset config.data.{misplaced[0]}."
+        )
+    fields = {**data.to_dict(), **{k: defaults[k] for k in FIELDS}, **recorded}
+    fields.update({k: data[k] for k in changed})
+    origin = "the export's dataset"
+    if changed:
+        origin += f", with {', '.join(changed)} from config.data"
+    return ml_collections.ConfigDict(fields), origin
+
+
+def log_data(data: ml_collections.ConfigDict, origin: str, sources: Mapping) -> None:
+    """One line: which dataset a program uses, from where, its images per split and classes."""
+    counts = " and ".join(f"{len(source)} {split}" for split, source in sources.items())
+    log.info(
+        "data: %s (%s): %s images, %d classes",
+        dataset_label(identify(data)),
+        origin,
+        counts,
+        max(source.num_classes for source in sources.values()),
+    )
 
 
 def load_frozen(config: ml_collections.ConfigDict, mesh) -> tuple:
@@ -100,14 +144,16 @@ def split_features(
     config: ml_collections.ConfigDict, mesh, splits, *, check=None
 ) -> tuple[dict, dict]:
     """``({split: (x, y)}, info)``: frozen features of each of ``splits`` (``"train"``,
-    ``"test"``) by the encoder :func:`load_frozen` gives, on ``config.data`` (else the
-    pretraining run's data); ``info`` holds ``num_<split>``, ``feature_dim``,
-    ``num_classes`` and ``data`` besides the encoder's fields. ``check({split: labels})``,
-    if given, runs before any image is encoded (to fail fast on data the program cannot use).
+    ``"test"``) by the encoder :func:`load_frozen` gives, on the data :func:`data_config`
+    says (the export's dataset unless ``config.data`` names one); ``info`` holds
+    ``num_<split>``, ``feature_dim``, ``num_classes``, ``data`` (its name) and ``dataset``
+    (its identifying fields) besides the encoder's fields. ``check({split: labels})``, if
+    given, runs before any image is encoded (to fail fast on data the program cannot use).
     """
     encode, arrays, spec, info = load_frozen(config, mesh)
-    data = data_config(config, spec["step"])
+    data, origin = data_config(config, spec)
     sources = {split: get_source(data, split) for split in splits}
+    log_data(data, origin, sources)
     if check is not None:
         check({split: source_labels(source) for split, source in sources.items()})
     encode = make_sharded_encode(encode, mesh)
@@ -120,5 +166,6 @@ def split_features(
         feature_dim=int(out[splits[0]][0].shape[1]),
         num_classes=max(source.num_classes for source in sources.values()),
         data=data.name,
+        dataset=identify(data),
     )
     return out, info

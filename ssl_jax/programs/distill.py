@@ -30,5 +30,4 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             "config.teacher is empty: pass the workdir of the run whose encoder export is the "
             "teacher, e.g. --config.teacher=runs/simclr_cifar10."
         )
-    results = pretrain.run(config, workdir)
-    return results
+    return pretrain.run(config, workdir, program="distill")

@@ -11,8 +11,10 @@ on the test split: the epoch is chosen without looking at test. With ``val_fract
 last step is reported.
 
 Only the encoder export of ``config.pretrained`` is read (:func:`ssl_jax.encoder.load_export`),
-never its config, optimizer state or data section: ``data`` names this program's own labelled
-data. ``random_init=True`` starts from a fresh initialisation of the same architecture (seed
+never its config or optimizer state. The labelled data is the dataset the export's spec records
+(that it was trained on) unless ``data.name`` names another; other ``data.*`` fields set change
+the export's dataset field by field (:func:`ssl_jax.programs.common.data_config`).
+``random_init=True`` starts from a fresh initialisation of the same architecture (seed
 ``config.seed``), the from-scratch baseline. The network is the export's backbone plus a head
 (:mod:`ssl_jax.programs.finetune_step`) trained in the shared loop (:mod:`~ssl_jax.programs.loop`)
 by the shared train step (:func:`ssl_jax.train_step.make_train_step`). Rerunning the same command
@@ -22,9 +24,10 @@ export is read again at the step recorded in the saved config.
 The workdir holds ``metrics.jsonl`` (``loss``, ``train_top1``, ``learning_rate``, ... and
 ``val_top1``/``val_top5`` at evaluations), ``results.json``, ``checkpoints/<step>`` (the train
 state, and the fine-tuned backbone with its head as an encoder export, spec ``head``
-``{"kind": finetune.head, "num_classes": K}``, that ``load_export`` and the probe programs read
-and distillation's ``kd`` takes as a teacher), ``best/checkpoints/<step>`` (the best
-validation state's params and batch statistics, and its export) and the two index files.
+``{"kind": finetune.head, "num_classes": K}`` and ``data`` the fine-tuning dataset, that
+``load_export`` and the probe programs read and distillation's ``kd`` takes as a teacher),
+``best/checkpoints/<step>`` (the best validation state's params and batch statistics, and its
+export) and the two index files.
 """
 
 import json
@@ -39,6 +42,7 @@ from etils import epath
 from ssl_jax import config as config_lib
 from ssl_jax.checkpoint import Checkpointer, CheckpointError, checkpoint_dir, read_config
 from ssl_jax.data import BatchIterator, DataError, get_source
+from ssl_jax.data.identity import identify
 from ssl_jax.data.subset import (
     SubsetSource,
     class_balanced_subset,
@@ -54,6 +58,7 @@ from ssl_jax.models import VITS, ModuleDef
 from ssl_jax.optim import make_optimizer, make_schedule
 from ssl_jax.parallel import check_batch_size, make_mesh, replicated
 from ssl_jax.paths import resolve
+from ssl_jax.programs.common import data_config, log_data
 from ssl_jax.programs.finetune_step import Classifier, get_head, make_classifier
 from ssl_jax.programs.loop import Loop, NonFiniteLossError, on_devices, train
 from ssl_jax.train_step import make_init_fn, make_train_step
@@ -72,12 +77,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             "config.pretrained is empty: pass the workdir of a pretraining run, e.g. "
             "--config.pretrained=runs/simclr_cifar10 (with --config.random_init=True for the "
             "from-scratch baseline of its architecture)."
-        )
-    if not config.data.name:
-        raise ValueError(
-            "config.data.name is empty: fine-tuning reads no pretraining config, so name the "
-            "labelled data, e.g. --config.data.name=digits or --config.data.name=npz "
-            "--config.data.path=../shared/data/cifar10."
         )
     fraction = config.data.label_fraction
     if not 0.0 < fraction <= 1.0:
@@ -155,9 +154,10 @@ def _check_saved(workdir: epath.Path, name: str, indices: np.ndarray) -> None:
         )
 
 
-def label_splits(config: ml_collections.ConfigDict, source, workdir: epath.Path):
+def label_splits(config: ml_collections.ConfigDict, source, workdir: epath.Path, name: str = ""):
     """``(train_indices, val_indices)`` into ``source``: the class-balanced labelled subset
-    minus its class-balanced validation part; both saved (and, when resuming, checked)."""
+    minus its class-balanced validation part; both saved (and, when resuming, checked) with
+    the data's ``name`` (default ``config.data.name``)."""
     data = config.data
     labels = source_labels(source)
     labelled = class_balanced_subset(labels, data.label_fraction, seed=config.seed)
@@ -178,7 +178,7 @@ def label_splits(config: ml_collections.ConfigDict, source, workdir: epath.Path)
             f"The {len(train_idx)} training images of {source.name} hold "
             f"{len(np.unique(labels[train_idx]))} class; fine-tuning a classifier needs 2."
         )
-    info = dict(seed=config.seed, data=data.name, num_source=len(labels))
+    info = dict(seed=config.seed, data=name or data.name, num_source=len(labels))
     subsets = [("label_subset", labelled, dict(label_fraction=data.label_fraction, **info))]
     if len(val_idx):
         subsets.append(("val_subset", val_idx, dict(val_fraction=data.val_fraction, **info)))
@@ -327,8 +327,8 @@ def run(
     workdir = resolve(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     mesh = make_mesh(config.mesh.num_devices)
-    ft, data = config.finetune, config.data
-    check_batch_size(data.batch_size, mesh)
+    ft = config.finetune
+    check_batch_size(config.data.batch_size, mesh)
     check_batch_size(ft.eval_batch_size, mesh)
 
     ckpt = Checkpointer(
@@ -342,10 +342,12 @@ def run(
         latest = ckpt.latest_step()
         saved = read_config(workdir, latest) if latest is not None else None
         export, info = load_source(config, mesh, saved)
+        data, origin = data_config(config, export.spec)
 
         train_src, test_src = get_source(data, "train"), get_source(data, "test")
+        log_data(data, origin, {"train": train_src, "test": test_src})
         num_classes = max(train_src.num_classes, test_src.num_classes)
-        train_idx, val_idx = label_splits(config, train_src, workdir)
+        train_idx, val_idx = label_splits(config, train_src, workdir, data.name)
         name = f"{train_src.name} train (label_fraction {data.label_fraction:g})"
         train_set = SubsetSource(train_src, train_idx, name=name)
         val_set = SubsetSource(train_src, val_idx, name="validation") if len(val_idx) else None
@@ -375,6 +377,7 @@ def run(
             feature_dim=export.feature_dim,
             step=0,
             head=make_head_spec(ft.head, num_classes),
+            data=identify(data),
         )
 
         if latest is not None:
@@ -458,6 +461,7 @@ def run(
             writer.close()
 
         results = {
+            "program": "finetune",
             "split": "test",
             "label_fraction": data.label_fraction,
             "val_fraction": data.val_fraction,
@@ -467,6 +471,7 @@ def run(
             "num_test": len(test_src),
             "num_classes": num_classes,
             "data": data.name,
+            "dataset": spec["data"],
             "seed": config.seed,
             **info,
             "start_step": start,

@@ -44,6 +44,7 @@ import ml_collections
 import numpy as np
 
 from ssl_jax.data import get_source
+from ssl_jax.data.identity import identify
 from ssl_jax.data.subset import SubsetSource, save_indices, validation_split
 from ssl_jax.evaluators import extract_features, make_sharded_encode
 from ssl_jax.evaluators.augmented_linear import HEAD_NORMS, augmented_linear_probe
@@ -51,7 +52,7 @@ from ssl_jax.evaluators.linear import linear_probe, offline_linear_probe
 from ssl_jax.metrics import MetricsWriter, write_results
 from ssl_jax.parallel import make_mesh
 from ssl_jax.paths import resolve
-from ssl_jax.programs.common import data_config, labelled_subset, load_frozen
+from ssl_jax.programs.common import data_config, labelled_subset, load_frozen, log_data
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +134,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     protocol = setup["protocol"]
     mesh = make_mesh(config.mesh.num_devices)
     encode, arrays, spec, info = load_frozen(config, mesh)
-    data = data_config(config, spec["step"])
+    data, origin = data_config(config, spec)
     train_src, test_src = get_source(data, "train"), get_source(data, "test")
+    log_data(data, origin, {"train": train_src, "test": test_src})
     train_src, subset_info = labelled_subset(config, train_src, workdir)
     num_classes = max(train_src.num_classes, test_src.num_classes)
     progress = config.log.progress
@@ -198,6 +200,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "feature_dim": feature_dim,
         "num_classes": num_classes,
         "data": data.name,
+        "dataset": identify(data),
         **subset_info,
         "settings": setup,
     }

@@ -28,6 +28,7 @@ from ssl_jax import config as config_lib
 from ssl_jax.augment.from_config import eval_settings
 from ssl_jax.checkpoint import Checkpointer, CheckpointError, read_config
 from ssl_jax.data import BatchIterator, get_source
+from ssl_jax.data.identity import identify
 from ssl_jax.encoder import make_encode_fn, make_input_spec, make_spec
 from ssl_jax.evaluators import Evaluators, with_online_linear
 from ssl_jax.evaluators.registry import active_entries
@@ -152,12 +153,15 @@ def run(
     workdir: epath.PathLike,
     *,
     should_stop: Callable[[int], bool] | None = None,
+    program: str = "pretrain",
 ) -> dict:
     """Pretrain, checkpoint, evaluate; returns (and writes) ``results.json``'s numbers.
 
     ``workdir`` is a local path or a URI (``gs://bucket/run``). ``should_stop(step)`` lets
     a caller interrupt the run as SIGTERM would: the state after ``step`` steps is
-    checkpointed and the function returns.
+    checkpointed and the function returns. ``program`` names the run in the results
+    (distillation's is ``distill``), beside its ``dataset``, which the export's spec records
+    too.
     """
     workdir = resolve(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -214,6 +218,7 @@ def run(
         method=method.name,
         feature_dim=method.backbone.feature_dim,
         step=start,
+        data=identify(config.data),
     )
     evaluators = Evaluators(
         config.evals, config.data, method.backbone, input_spec, mesh, total_steps=total
@@ -251,7 +256,13 @@ def run(
         progress=config.log.progress,
         desc="pretrain",
     )
-    results = {"start_step": start, "total_steps": total, "steps_per_epoch": steps_per_epoch}
+    results = {
+        "program": program,
+        "dataset": encoder_spec["data"],
+        "start_step": start,
+        "total_steps": total,
+        "steps_per_epoch": steps_per_epoch,
+    }
     if changed:
         results["changed_on_resume"] = changed
     try:

@@ -25,6 +25,7 @@ def distilled(pretrained, tmp_path_factory):
 def test_the_student_trains_and_exports_a_normal_encoder(distilled, pretrained, tmp_path):
     workdir, results = distilled
     assert results["final_step"] == 4 and np.isfinite(results["loss"])
+    assert results["program"] == "distill"
     spec = read_spec(workdir)
     assert spec["network"] == "student" and spec["method"] == "seed"
     assert spec["feature_dim"] == 16  # the width-2 student, not the width-4 teacher (32)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ssl_jax.programs import cluster, few_shot
+from tests.programs.tiny import DIGITS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -37,6 +38,7 @@ def test_few_shot_program_writes_results(pretrained, tmp_path):
     results = few_shot.run(config, str(tmp_path))
     assert json.loads((tmp_path / "results.json").read_text()) == results
     assert results["program"] == "few_shot" and results["encoder"] == "pretrained"
+    assert results["dataset"] == DIGITS  # the export's, as no data flag says otherwise
     assert results["step"] == 6 and results["all_way"] == 10 and results["episodes"] == 20
     assert results["num_train"] == 1437 and results["num_test"] == 360
     names = [f"{c}_{w}way_{k}shot" for c in ("proto", "logreg") for w in (5, "all") for k in (1, 5)]
@@ -102,7 +104,7 @@ def test_cluster_on_other_data_and_both_splits(pretrained, tmp_path):
     }
     results = cluster.run(program_config("cluster", workdir, **fields), str(tmp_path))
     assert results["num_clustered"] == 1797 and results["k"] == 20
-    assert results["data"] == "digits"
+    assert results["data"] == "digits" and results["dataset"] == {**DIGITS, "image_size": 12}
     assert np.isfinite(results["inertia"]) and results["inertia"] > 0
 
 

@@ -7,6 +7,7 @@ validation split. Identical configs compile once per session (the XLA cache of c
 
 import importlib.util
 import json
+import logging
 import os
 
 import jax
@@ -20,6 +21,7 @@ from ssl_jax.encoder import load_export
 from ssl_jax.metrics import read_metrics
 from ssl_jax.parallel import make_mesh
 from ssl_jax.programs import finetune
+from tests.programs.tiny import DIGITS, copy_export
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -89,10 +91,14 @@ def leaves_equal(a, b) -> bool:
     return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
 
+# No data flags: the export's dataset, the 8x8 digits that finetune_config names explicitly.
+FOLLOW_THE_EXPORT = {"data.name": "", "data.image_size": None}
+
+
 @pytest.fixture(scope="module")
 def finetuned(pretrained, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("finetune"))
-    return workdir, finetune.run(finetune_config(pretrained[0]), workdir)
+    return workdir, finetune.run(finetune_config(pretrained[0], **FOLLOW_THE_EXPORT), workdir)
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +112,7 @@ def no_validation(pretrained, tmp_path_factory):
 def test_finetune_writes_results_metrics_subsets_and_checkpoints(finetuned, pretrained):
     workdir, results = finetuned
     assert read_json(os.path.join(workdir, "results.json")) == json.loads(json.dumps(results))
+    assert results["program"] == "finetune" and results["dataset"] == DIGITS
     assert results["split"] == "test" and results["num_test"] == 360
     assert results["encoder"] == "pretrained" and results["pretrained"] == pretrained[0]
     assert results["step"] == 6 and results["encoder_method"] == "simclr"
@@ -134,6 +141,7 @@ def test_finetune_writes_results_metrics_subsets_and_checkpoints(finetuned, pret
     tuned, source = load_export(workdir), load_export(pretrained[0])
     assert tuned.spec["method"] == "finetune" and tuned.spec["input"] == source.spec["input"]
     assert tuned.spec["head"] == {"kind": "bn_linear", "num_classes": 10}  # the head comes too
+    assert tuned.spec["data"] == DIGITS  # what it was fine-tuned on, for the probes after it
     assert source.spec["head"] is False and source.head is None
     assert not leaves_equal(tuned.arrays["params"], source.arrays["params"])
 
@@ -254,7 +262,6 @@ def test_backbone_lr_mult_zero_trains_only_the_head(pretrained, tmp_path):
         ("data.label_fraction", 0.0, r"label_fraction=0.0 must be in \(0, 1\]"),
         ("data.label_fraction", 1.5, r"label_fraction=1.5 must be in \(0, 1\]"),
         ("data.val_fraction", 1.0, r"val_fraction=1.0 must be in \[0, 1\)"),
-        ("data.name", "", "data.name is empty"),
         ("pretrained", "", "config.pretrained is empty"),
         ("finetune.eval_every_steps", -1, "eval_every_steps=-1 must be 0"),
         ("finetune.drop_path_rate", 1.0, r"drop_path_rate=1.0 must be in \[0, 1\)"),
@@ -265,6 +272,23 @@ def test_bad_config_fails_before_anything_is_written(tmp_path, field, value, mat
     with pytest.raises(ValueError, match=match):
         finetune.run(config, str(tmp_path / "w"))
     assert not os.path.exists(tmp_path / "w")
+
+
+def test_an_export_alone_is_enough_and_its_dataset_the_default(pretrained, tmp_path, caplog):
+    """No run config is read: an export copied on its own fine-tunes on the dataset its spec
+    records (the fixture's step, compiled once); one that records none needs data flags."""
+    export = copy_export(pretrained[0], tmp_path / "export")
+    config = finetune_config(export, **FOLLOW_THE_EXPORT)
+    with caplog.at_level(logging.INFO, logger="ssl_jax.programs.common"):
+        results = finetune.run(config, str(tmp_path / "w"), should_stop=lambda step: step == 1)
+    assert results["interrupted_at"] == 1 and results["dataset"] == DIGITS
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("data: ")]
+    assert lines == [
+        "data: digits 8px (the export's dataset): 1437 train and 360 test images, 10 classes"
+    ]
+    old = copy_export(pretrained[0], tmp_path / "old", record_data=False)
+    with pytest.raises(ValueError, match="does not record the dataset.*--config.data.name="):
+        finetune.run(finetune_config(old, **FOLLOW_THE_EXPORT), str(tmp_path / "old_w"))
 
 
 def test_unknown_run_directory_is_an_error(tmp_path):
@@ -295,10 +319,11 @@ def test_resuming_with_another_encoder_is_an_error(finetuned, pretrained):
         finetune.run(finetune_config(pretrained[0], step=4), workdir)
 
 
-def test_the_runlocal_config_is_a_small_run_on_the_embedded_digits():
+def test_the_runlocal_config_is_a_small_run_on_the_exports_data():
     module = load_config_module()
     config, local = module.get_config(), module.get_config("runlocal")
-    assert local.data.name == "digits" and local.total_steps == 20
+    assert local.total_steps == 20 and local.data.batch_size == 64
+    assert config.data.name == local.data.name == ""  # the export's dataset, unless named
     assert config.optim.name == "sgd" and config.optim.nesterov
     assert config.finetune.eval_every_steps % config.log.every_steps == 0
     assert local.finetune.eval_every_steps % local.log.every_steps == 0

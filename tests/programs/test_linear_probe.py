@@ -20,6 +20,8 @@ from ssl_jax.programs.linear_probe import SGD_DEFAULTS, settings
 from tests.programs.test_leakage import PALETTE, colour_images
 from tests.programs.tiny import tiny_probe_config
 
+SPLITS = {"train_split": "train", "test_split": "test"}
+
 
 def colour_images_of(rng, classes):
     """8x8 images of ``classes`` (test_leakage.py's colours plus noise of std 5)."""
@@ -59,6 +61,8 @@ def test_the_label_fraction_subset_is_saved_and_the_only_training_data(
     assert saved["label_fraction"] == 0.1 and saved["seed"] == 0 and saved["split"] == "train"
     assert results["label_subset"] == str(tmp_path / "label_subset.json")
     assert results["num_train"] == 100 and results["label_fraction"] == 0.1
+    assert results["program"] == "linear_probe" and results["protocol"] == protocol
+    assert results["dataset"] == {"name": "npz", "path": folder, **SPLITS}
     # 90% of the training split is mislabelled (y + 1) % 10: only a probe fit on the subset
     # alone predicts the true test labels.
     assert results["top1"] > 90.0, results

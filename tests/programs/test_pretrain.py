@@ -17,7 +17,7 @@ from ssl_jax.metrics import read_metrics
 from ssl_jax.optim import make_optimizer
 from ssl_jax.programs import knn, linear_probe, loop, pretrain
 from tests.programs import toy
-from tests.programs.tiny import tiny_pretrain_config, tiny_probe_config
+from tests.programs.tiny import DIGITS, tiny_pretrain_config, tiny_probe_config
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -65,6 +65,7 @@ def test_pretrain_writes_metrics_checkpoints_and_results(pretrained):
     assert all(0 <= r["online_linear_train_top1"] <= 100 for r in rows)
     assert checkpoint.resolve_step(workdir) == 6
     assert results["final_step"] == 6
+    assert results["program"] == "pretrain" and results["dataset"] == DIGITS
     # One compiled train step for 6 steps with checkpoints and evaluations between them.
     assert results["train_step_compilations"] == 1
     assert 0 < results["first_step_s"] < results["wall_time_s"]

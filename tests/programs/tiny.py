@@ -1,5 +1,9 @@
 """A pretraining config small enough for tests: 8x8 digits, width-4 ResNet-18."""
 
+import json
+import shutil
+from pathlib import Path
+
 import ml_collections
 
 from ssl_jax.config import pretrain_defaults
@@ -68,3 +72,25 @@ def tiny_probe_config(pretrained: str, **fields) -> ml_collections.ConfigDict:
     c.update(fields)
     c.lock()
     return c
+
+
+# The dataset tiny_pretrain_config trains on, as exports and results record it.
+DIGITS = {"name": "digits", "image_size": 8, "train_split": "train", "test_split": "test"}
+
+
+def copy_export(run_dir: str, dest, step: int = 6, *, record_data: bool = True) -> str:
+    """``dest``, holding only checkpoint ``step``'s encoder export of ``run_dir`` (arrays and
+    spec; no train state, run config or data item): an export copied on its own. Without
+    ``record_data`` its spec lacks the dataset, as exports written before specs had it."""
+    src, out = Path(run_dir) / "checkpoints" / str(step), Path(dest) / "checkpoints" / str(step)
+    out.mkdir(parents=True)
+    for name in ("_CHECKPOINT_METADATA", "commit_success.txt"):
+        if (src / name).exists():
+            shutil.copy(src / name, out / name)
+    for item in ("encoder", "encoder_spec"):
+        shutil.copytree(src / item, out / item)
+    if not record_data:
+        spec = json.loads((out / "encoder_spec" / "metadata").read_text())
+        del spec["data"]
+        (out / "encoder_spec" / "metadata").write_text(json.dumps(spec))
+    return str(dest)
