@@ -17,6 +17,7 @@ from ssl_jax.data.identity import FIELDS, TFDS_FIELDS, dataset_label, identify
 from ssl_jax.data.subset import SubsetSource, class_balanced_subset, save_indices, source_labels
 from ssl_jax.encoder import Export, load_export, make_pixel_encode_fn, read_spec
 from ssl_jax.evaluators import extract_features, make_sharded_encode
+from ssl_jax.evaluators.features import extract_bank
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def labelled_subset(config: ml_collections.ConfigDict, source, workdir: str) -> 
 
 
 def split_features(
-    config: ml_collections.ConfigDict, mesh, splits, *, check=None
+    config: ml_collections.ConfigDict, mesh, splits, *, check=None, banks: bool = False
 ) -> tuple[dict, dict]:
     """``({split: (x, y)}, info)``: frozen features of each of ``splits`` (``"train"``,
     ``"test"``) by the encoder :func:`load_frozen` gives, on the data :func:`data_config`
@@ -149,6 +150,8 @@ def split_features(
     ``num_<split>``, ``feature_dim``, ``num_classes``, ``data`` (its name) and ``dataset``
     (its identifying fields) besides the encoder's fields. ``check({split: labels})``, if
     given, runs before any image is encoded (to fail fast on data the program cannot use).
+    ``banks=True``: each split's :class:`~ssl_jax.evaluators.features.FeatureBank` instead,
+    the features left split over the devices (the kNN program's ImageNet-size memory bank).
     """
     encode, arrays, spec, info = load_frozen(config, mesh)
     data, origin = data_config(config, spec)
@@ -158,12 +161,13 @@ def split_features(
         check({split: source_labels(source) for split, source in sources.items()})
     encode = make_sharded_encode(encode, mesh)
     kw = dict(batch_size=data.batch_size, mesh=mesh, progress=config.log.progress)
+    extract = extract_bank if banks else extract_features
     out = {}
     for split, source in sources.items():
-        out[split] = extract_features(encode, arrays, source, desc=f"{split} features", **kw)
-        info[f"num_{split}"] = len(out[split][0])
+        out[split] = extract(encode, arrays, source, desc=f"{split} features", **kw)
+        info[f"num_{split}"] = out[split].count if banks else len(out[split][0])
     info.update(
-        feature_dim=int(out[splits[0]][0].shape[1]),
+        feature_dim=int(out[splits[0]][0].shape[-1]),
         num_classes=max(source.num_classes for source in sources.values()),
         data=data.name,
         dataset=identify(data),
