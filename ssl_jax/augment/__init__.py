@@ -3,7 +3,8 @@
 Images are floating NHWC batches in [0, 1]: float32, bfloat16 or float16, and every op returns
 its input's dtype. The view pipelines take uint8, or floats in [0, 1], which they check where the
 value is concrete (a traced input, under `jax.jit`, cannot be). Each batch op splits its one PRNG
-key into per-example keys and vmaps, so example i depends only on image i and its key.
+key into per-example keys and vmaps, so example i depends only on image i and its key; a batch
+split over devices, on Auto or Explicit mesh axes, gives one device's values.
 """
 
 from ssl_jax.augment.blur import gaussian_blur, gaussian_kernel

@@ -1,13 +1,16 @@
-"""Every public augmentation of ``ssl_jax.augment`` that takes a batch of float images, as
+"""Every public function of ``ssl_jax.augment`` that takes a batch of images, as
 ``fn(images, key, targets)`` with fixed hyperparameters (``targets``: soft labels, for the mixes).
 
-``FLOAT_CASES`` take float images in [0, 1] and return their dtype.
+``FLOAT_CASES`` take float images in [0, 1] and return their dtype; ``VIEW_CASES`` take uint8
+images and return float32 views. Shared by the sharding and dtype tests.
 """
 
 import jax.numpy as jnp
 
 from ssl_jax import augment
+from ssl_jax.augment.multicrop import dino_multicrop, make_multicrop_fn
 
+_FULL_VIEW = augment.ViewSpec(crop_size=4, blur_prob=0.5, solarize_prob=0.5)
 _JITTER = dict(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)
 
 FLOAT_CASES = {
@@ -31,4 +34,32 @@ FLOAT_CASES = {
     "rgb_to_hsv": lambda x, k, t: augment.rgb_to_hsv(x),
     "solarize": lambda x, k, t: augment.solarize(x, k, prob=0.5),
     "to_grayscale": lambda x, k, t: augment.to_grayscale(x),
+}
+
+# Every step in apply_view; crops and flips only in the pipelines built of it (faster to compile).
+_CROP_FLIP = dict(jitter_prob=0.0, gray_prob=0.0, blur_prob=0.0, solarize_prob=0.0)
+
+VIEW_CASES = {
+    "apply_view": lambda x, k, t: augment.apply_view(x, k, _FULL_VIEW),
+    "eval_view": lambda x, k, t: augment.eval_view(x, size=4),
+    "make_multicrop_fn": lambda x, k, t: make_multicrop_fn(*dino_multicrop(4, 2, 2, **_CROP_FLIP))(
+        x, k
+    ),
+    "make_multiview_fn": lambda x, k, t: augment.make_multiview_fn(
+        augment.get_view_specs("byol", crop_size=4, **_CROP_FLIP)
+    )(x, k),
+    "to_unit_float": lambda x, k, t: augment.to_unit_float(x),
+}
+
+# Public names that are not functions of a batch of images.
+NOT_IMAGE_FUNCTIONS = {
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "RECIPES",
+    "ViewSpec",
+    "check_unit_range",
+    "cutmix_box_mask",
+    "gaussian_kernel",
+    "get_view_specs",
+    "one_hot_targets",
 }
