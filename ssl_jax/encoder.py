@@ -31,7 +31,13 @@ import ml_collections
 from flax import nnx
 from jax.sharding import Mesh, SingleDeviceSharding
 
-from ssl_jax.augment import center_crop_resize, normalize, to_grayscale, to_unit_float
+from ssl_jax.augment import (
+    center_crop_resize,
+    check_unit_range,
+    normalize,
+    to_grayscale,
+    to_unit_float,
+)
 from ssl_jax.augment.from_config import eval_settings
 from ssl_jax.checkpoint import (
     CheckpointError,
@@ -328,7 +334,8 @@ def convert_input(x: jax.typing.ArrayLike, input_spec: Mapping[str, Any]) -> jax
 
 def preprocess(images: jax.typing.ArrayLike, input_spec: Mapping[str, Any]) -> jax.Array:
     """uint8 ``(N, H, W, C)`` -> the backbone's input: [0, 1], center crop resized to
-    ``size`` (deterministic), then :func:`convert_input`."""
+    ``size`` (deterministic), then :func:`convert_input`. Float images must already be in
+    [0, 1] (checked when concrete; traced, under ``jax.jit``, they cannot be)."""
     return convert_input(
         center_crop_resize(to_unit_float(images), size=input_spec["size"]), input_spec
     )
@@ -355,7 +362,8 @@ def make_encode_fn(
     output of the backbone (``backbone.apply(..., return_all=True)``: ResNet ``"stem"``,
     ``"stage1"``...; ViT ``"tokens"``, ``"block1"``...; both ``"pooled"``): feature maps are
     globally average-pooled, token sequences give their [CLS] token. Not jitted (wrap it in
-    ``jax.jit`` or ``evaluators.make_sharded_encode``).
+    ``jax.jit`` or ``evaluators.make_sharded_encode``); float images must be in [0, 1], which a
+    jitted ``encode`` cannot check (:meth:`Export.encode` checks before its call).
     """
     input_spec = make_input_spec(**input_spec)
 
@@ -449,14 +457,20 @@ class Export:
         return make_encode_fn(self.backbone, self.spec["input"], layer=layer)
 
     def encode(self, images: jax.typing.ArrayLike, layer: str | None = None) -> jax.Array:
-        """Features ``(N, feature_dim)`` of uint8 images ``(N, H, W, C)``, jitted."""
+        """Features ``(N, feature_dim)`` of uint8 images ``(N, H, W, C)``, jitted.
+
+        Float images must be in [0, 1] (``ValueError`` otherwise: divide 0..255 by 255). The
+        pure :meth:`encode_fn` cannot check a traced input: its callers pass uint8.
+        """
+        check_unit_range(images)
         if layer not in self._jitted:
             self._jitted[layer] = jax.jit(self.encode_fn(layer))
         return self._jitted[layer](self.arrays, images)
 
     def logits(self, images: jax.typing.ArrayLike) -> jax.Array:
         """The categorical head's logits ``(N, num_classes)`` of uint8 images, jitted;
-        ``ValueError`` when the export has no head."""
+        ``ValueError`` when the export has no head, or for float images outside [0, 1]."""
+        check_unit_range(images)
         if self.head is None:
             raise ValueError(
                 f"This {self.spec['method']} export has no categorical head (spec head: "

@@ -18,6 +18,7 @@ from ssl_jax import checkpoint
 from ssl_jax.augment import IMAGENET_MEAN, IMAGENET_STD, eval_view
 from ssl_jax.augment.from_config import eval_settings
 from ssl_jax.encoder import (
+    Export,
     check_spec,
     compute_dtype,
     load_export,
@@ -293,6 +294,24 @@ def test_encode_from_an_intermediate_layer(pretrained, images):
     )
     assert cls.shape == (16, 8)
     np.testing.assert_allclose(cls, pooled, rtol=1e-5, atol=1e-6)  # the normed [CLS] token
+
+
+def test_export_encode_takes_float_images_in_unit_range_only(images):
+    backbone = make_backbone(ml_collections.ConfigDict(MODEL))
+    params, batch_stats = backbone.init(jax.random.key(0))
+    export = Export(
+        spec=make_spec(MODEL, **spec_fields()),
+        arrays={"params": params, "batch_stats": batch_stats},
+        backbone=backbone,
+    )
+    want = np.asarray(export.encode(images))
+    as_255 = images.astype(np.float32)
+    np.testing.assert_allclose(export.encode(as_255 / 255), want, rtol=1e-6, atol=1e-6)
+    error = r"values in \[0, 255\], expected \[0, 1\]; divide 0..255 images by 255, or pass"
+    with pytest.raises(ValueError, match=error):
+        export.encode(as_255)
+    with pytest.raises(ValueError, match=error):
+        export.logits(jnp.asarray(as_255))
 
 
 def test_a_backbone_without_intermediate_outputs_says_so(images):

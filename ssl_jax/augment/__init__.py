@@ -1,7 +1,10 @@
 """Pure, jittable image augmentations `op(images, key, **params)` and multi-view pipelines.
 
-Images are float32 NHWC batches in [0, 1] (pipelines take uint8). Each batch op splits its one
-PRNG key into per-example keys and vmaps, so example i depends only on image i and its key.
+Images are floating NHWC batches in [0, 1]: float32, bfloat16 or float16, and every op returns
+its input's dtype. The view pipelines take uint8, or floats in [0, 1], which they check where the
+value is concrete (a traced input, under `jax.jit`, cannot be). Each batch op splits its one PRNG
+key into per-example keys and vmaps, so example i depends only on image i and its key; a batch
+split over devices, on Auto or Explicit mesh axes, gives one device's values.
 """
 
 from ssl_jax.augment.blur import gaussian_blur, gaussian_kernel
@@ -29,6 +32,7 @@ from ssl_jax.augment.pipeline import (
     RECIPES,
     ViewSpec,
     apply_view,
+    check_unit_range,
     eval_view,
     get_view_specs,
     make_multiview_fn,
@@ -47,6 +51,7 @@ __all__ = [
     "adjust_saturation",
     "apply_view",
     "center_crop_resize",
+    "check_unit_range",
     "color_jitter",
     "cutmix",
     "cutmix_box_mask",

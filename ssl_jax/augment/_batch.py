@@ -10,6 +10,8 @@ from numbers import Integral, Real
 import jax
 import jax.numpy as jnp
 
+from ssl_jax.explicit_sharding import like_leading_axis
+
 
 def check_batch(images: jax.typing.ArrayLike, *, name: str = "images") -> jax.Array:
     """Returns `images` as an array after checking it is a floating NHWC batch of RGB images."""
@@ -87,8 +89,12 @@ def check_size(size: int, *, name: str = "size") -> int:
 def map_examples(
     fn: Callable[[jax.Array, jax.Array], jax.Array], images: jax.Array, key: jax.Array
 ) -> jax.Array:
-    """Applies `fn(image, key)` to each example with keys `jax.random.split(key, N)`, via vmap."""
-    keys = jax.random.split(key, images.shape[0])
+    """Applies `fn(image, key)` to each example with keys `jax.random.split(key, N)`, via vmap.
+
+    The keys are split over devices as the images' batch, which a batch sharded over Explicit
+    mesh axes needs (see :mod:`ssl_jax.explicit_sharding`).
+    """
+    keys = like_leading_axis(jax.random.split(key, images.shape[0]), images)
     return jax.vmap(fn)(images, keys)
 
 

@@ -1,7 +1,8 @@
 """Color transforms: HSV conversion, torchvision-style adjustments, jitter, grayscale, solarize.
 
 Single-image functions (`adjust_*`, `to_grayscale`, `rgb_to_hsv`, `hsv_to_rgb`) accept an image
-`(H, W, 3)` or a batch `(N, H, W, 3)` of floats in [0, 1]. Batch augmentations take
+`(H, W, 3)` or a batch `(N, H, W, 3)` of floats in [0, 1] and return the input's dtype (a
+float32 factor does not promote bfloat16 or float16 images). Batch augmentations take
 `(images, key, **params)` with one PRNG key, split it into per-example keys and vmap.
 """
 
@@ -36,7 +37,9 @@ def _check_rgb(images: jax.typing.ArrayLike, *, image_rank: bool = True) -> jax.
 
 
 def _blend(a: jax.Array, b: jax.Array, factor: jax.typing.ArrayLike) -> jax.Array:
-    return jnp.clip(factor * a + (1.0 - factor) * b, 0.0, 1.0)
+    """``clip(factor * a + (1 - factor) * b)`` in ``a``'s dtype (a float32 factor, such as a
+    random draw, would promote bfloat16 images to float32)."""
+    return jnp.clip(factor * a + (1.0 - factor) * b, 0.0, 1.0).astype(a.dtype)
 
 
 def rgb_to_hsv(rgb: jax.typing.ArrayLike) -> jax.Array:
@@ -94,7 +97,7 @@ def adjust_brightness(images: jax.typing.ArrayLike, factor: jax.typing.ArrayLike
     """Multiplies by `factor` and clips to [0, 1] (torchvision `adjust_brightness`)."""
     _check_factor(factor, "brightness")
     x = _check_rgb(images)
-    return jnp.clip(x * factor, 0.0, 1.0)
+    return jnp.clip(x * factor, 0.0, 1.0).astype(x.dtype)
 
 
 def adjust_contrast(images: jax.typing.ArrayLike, factor: jax.typing.ArrayLike) -> jax.Array:
@@ -122,7 +125,7 @@ def adjust_hue(images: jax.typing.ArrayLike, delta: jax.typing.ArrayLike) -> jax
         raise ValueError(f"hue delta must be in [-0.5, 0.5]; got {delta!r}.")
     x = _check_rgb(images)
     hsv = rgb_to_hsv(x)
-    hsv = hsv.at[..., 0].set(jnp.mod(hsv[..., 0] + delta, 1.0))
+    hsv = hsv.at[..., 0].set(jnp.mod(hsv[..., 0] + delta, 1.0).astype(hsv.dtype))
     return jnp.clip(hsv_to_rgb(hsv), 0.0, 1.0)
 
 

@@ -35,7 +35,8 @@ def make_multicrop_fn(
     ``globals`` holds one ``(N, G, G, 3)`` view per global spec, ``locals`` ``num_local``
     views ``(N, L, L, 3)`` of ``local_spec``. ``key`` is split once into one key per crop
     (globals first); the local crops are one ``vmap`` over their keys, the same views as
-    calling `apply_view` with each key.
+    calling `apply_view` with each key. Float images must be in [0, 1], as for `apply_view`
+    (checked when concrete; a jitted caller's traced images cannot be).
     """
     global_specs = tuple(global_specs)
     if not global_specs or not all(isinstance(s, ViewSpec) for s in global_specs):

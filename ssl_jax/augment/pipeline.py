@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ssl_jax.augment._batch import check_interval, check_nonnegative, check_prob, check_size
 from ssl_jax.augment.blur import gaussian_blur
@@ -68,8 +69,38 @@ class ViewSpec:
             object.__setattr__(self, name, value)
 
 
+def check_unit_range(images: jax.typing.ArrayLike, *, name: str = "images") -> None:
+    """Raises ``ValueError`` if floating ``images`` hold a value outside [0, 1].
+
+    Catches 0..255 images passed as floats, which the clipping augmentations and the encoders
+    would otherwise take silently. Only a concrete value can be read: a traced one (inside
+    ``jax.jit``, ``vmap`` or ``grad``) passes unchecked, so a jitted caller checks its own
+    inputs before the call. Integer and empty inputs pass (their dtype says their range).
+    """
+    if isinstance(images, jax.core.Tracer) or not jnp.issubdtype(
+        jnp.result_type(images), jnp.floating
+    ):
+        return
+    xp = jnp if isinstance(images, jax.Array) else np
+    values = images if xp is jnp else np.asarray(images)
+    if values.size == 0:
+        return
+    low, high = float(xp.min(values)), float(xp.max(values))
+    if low < 0.0 or high > 1.0:
+        raise ValueError(
+            f"{name} are floating point with values in [{low:g}, {high:g}], expected [0, 1]; "
+            "divide 0..255 images by 255, or pass them as uint8."
+        )
+
+
 def to_unit_float(images: jax.typing.ArrayLike) -> jax.Array:
-    """Converts uint8 images to float32 in [0, 1] (x / 255); float images are cast to float32."""
+    """Converts uint8 images to float32 in [0, 1] (x / 255); float images, which must already be
+    in [0, 1], are cast to float32.
+
+    A concrete float input outside [0, 1] raises ``ValueError`` (:func:`check_unit_range`); a
+    traced one, under ``jax.jit``, cannot be checked: jitted callers pass uint8 or check first.
+    """
+    check_unit_range(images)
     images = jnp.asarray(images)
     if images.dtype == jnp.uint8:
         return images.astype(jnp.float32) / 255.0
@@ -98,9 +129,10 @@ def normalize(
 def apply_view(images: jax.typing.ArrayLike, key: jax.Array, spec: ViewSpec) -> jax.Array:
     """Makes one augmented, normalized float32 view (N, crop, crop, 3) of (N, H, W, 3) uint8 images.
 
-    Steps: to [0, 1], `random_resized_crop`, `random_horizontal_flip`, `color_jitter`,
-    `random_grayscale`, `gaussian_blur` (default kernel ~10% of the crop side), `solarize`,
-    `normalize`. Each step gets its own key from one split of `key`.
+    Float images must already be in [0, 1]: checked when concrete, unchecked under `jax.jit`
+    (see `to_unit_float`). Steps: to [0, 1], `random_resized_crop`, `random_horizontal_flip`,
+    `color_jitter`, `random_grayscale`, `gaussian_blur` (default kernel ~10% of the crop side),
+    `solarize`, `normalize`. Each step gets its own key from one split of `key`.
     """
     x = to_unit_float(images)
     k_crop, k_flip, k_jitter, k_gray, k_blur, k_solarize = jax.random.split(key, 6)
@@ -126,7 +158,11 @@ def apply_view(images: jax.typing.ArrayLike, key: jax.Array, spec: ViewSpec) -> 
 def make_multiview_fn(
     specs: Sequence[ViewSpec],
 ) -> Callable[[jax.typing.ArrayLike, jax.Array], tuple[jax.Array, ...]]:
-    """Returns fn(images_uint8, key) -> one `apply_view` output per spec, one key split per view."""
+    """Returns fn(images_uint8, key) -> one `apply_view` output per spec, one key split per view.
+
+    Float images must be in [0, 1] (not 0..255): `to_unit_float` checks a concrete input, but a
+    jitted caller's images are traced and cannot be checked, so pass uint8 there.
+    """
     specs = tuple(specs)
     if not specs or not all(isinstance(s, ViewSpec) for s in specs):
         raise ValueError(f"specs must be a non-empty sequence of ViewSpec; got {specs!r}.")
@@ -146,7 +182,10 @@ def eval_view(
     std: Sequence[float] = IMAGENET_STD,
     crop_fraction: float = 1.0,
 ) -> jax.Array:
-    """Deterministic evaluation view: to [0, 1], `center_crop_resize` to (size, size), normalize."""
+    """Deterministic evaluation view: to [0, 1], `center_crop_resize` to (size, size), normalize.
+
+    Takes uint8 images, or float images in [0, 1] (checked when concrete, see `to_unit_float`).
+    """
     x = center_crop_resize(to_unit_float(images), size=size, crop_fraction=crop_fraction)
     return normalize(x, mean=mean, std=std)
 

@@ -1,4 +1,9 @@
-"""Pure loss functions of arrays: no Flax, no config, no devices."""
+"""Pure loss functions of arrays: no Flax, no config, no devices.
+
+Under a global-view ``jax.jit`` each loss takes its batch split over devices, on Auto or Explicit
+mesh axes (``jax.make_mesh``'s default), and gives one device's value
+(:mod:`ssl_jax.explicit_sharding`).
+"""
 
 from ssl_jax.losses.clustering import sinkhorn_knopp, swav_codes, swav_loss
 from ssl_jax.losses.colorization import ab_regression_loss, rebalanced_cross_entropy

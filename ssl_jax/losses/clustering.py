@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from ssl_jax.explicit_sharding import replicated_result
+
 
 def _check_sinkhorn_args(fn: str, epsilon: float, num_iters: int) -> None:
     if isinstance(epsilon, numbers.Real) and epsilon <= 0:
@@ -219,10 +221,15 @@ def swav_loss(scores: ArrayLike, codes: ArrayLike, *, temperature: float = 0.1) 
     dtype = jnp.promote_types(jnp.result_type(scores, codes), jnp.float32)
     log_p = jax.nn.log_softmax(scores.astype(dtype) / temperature, axis=-1)
     # Batch-mean cross-entropy of every (assigned crop a, predicting crop v) pair, (A, V).
-    cross_entropy = (
-        -jnp.einsum("ank,vnk->av", codes.astype(dtype), log_p, precision=jax.lax.Precision.HIGHEST)
-        / n
+    codes = codes.astype(dtype)
+    cross_entropy = -jnp.einsum(
+        "ank,vnk->av",
+        codes,
+        log_p,
+        precision=jax.lax.Precision.HIGHEST,
+        out_sharding=replicated_result(codes, log_p),
     )
+    cross_entropy = cross_entropy / n
     same_crop = jnp.eye(num_assign, num_views, dtype=bool)
     total = jnp.sum(jnp.where(same_crop, 0.0, cross_entropy))
     return total / (num_assign * (num_views - 1))

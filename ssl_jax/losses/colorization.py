@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from ssl_jax.explicit_sharding import take
+
 
 def _pixel_mask(where: ArrayLike | None, shape: tuple[int, ...], name: str) -> jax.Array | None:
     if where is None:
@@ -87,7 +89,8 @@ def rebalanced_cross_entropy(
     dtype = jnp.promote_types(jnp.result_type(logits, soft_targets, weights), jnp.float32)
     log_probs = jax.nn.log_softmax(logits.astype(dtype), axis=-1)
     soft_targets = soft_targets.astype(dtype)
-    pixel_weight = jnp.take(weights.astype(dtype), jnp.argmax(soft_targets, axis=-1))
+    bins = jnp.argmax(soft_targets, axis=-1)
+    pixel_weight = take(weights.astype(dtype), bins)
     cross_entropy = -jnp.sum(soft_targets * log_probs, axis=-1)
     return _masked_mean(pixel_weight * cross_entropy, mask)
 

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from ssl_jax.explicit_sharding import diagonal, leading_axis_result
 from ssl_jax.losses.normalize import l2_normalize
 
 
@@ -63,7 +64,7 @@ def nt_xent(z1: ArrayLike, z2: ArrayLike, *, temperature: float = 0.1) -> jax.Ar
     z = jnp.concatenate([z1, z2], axis=0)
     z = z.astype(jnp.promote_types(z.dtype, jnp.float32))
     z = z * jax.lax.rsqrt(jnp.maximum(jnp.sum(z * z, axis=-1, keepdims=True), 1e-24))
-    logits = (z @ z.T) / temperature
+    logits = jnp.matmul(z, z.T, out_sharding=leading_axis_result(z)) / temperature
     logits = jnp.where(jnp.eye(2 * n, dtype=bool), -jnp.inf, logits)
     positive = jnp.concatenate([jnp.arange(n, 2 * n), jnp.arange(n)])
     log_prob = jax.nn.log_softmax(logits, axis=-1)
@@ -183,5 +184,6 @@ def moco_v3_ctr(query: ArrayLike, key: ArrayLike, *, temperature: float) -> jax.
     dtype = jnp.promote_types(jnp.result_type(query, key), jnp.float32)
     q = l2_normalize(query.astype(dtype))
     k = l2_normalize(key.astype(dtype))
-    log_prob = jax.nn.log_softmax(q @ k.T / temperature, axis=-1)
-    return -2.0 * temperature * jnp.mean(jnp.diagonal(log_prob))
+    logits = jnp.matmul(q, k.T, out_sharding=leading_axis_result(q))
+    log_prob = jax.nn.log_softmax(logits / temperature, axis=-1)
+    return -2.0 * temperature * jnp.mean(diagonal(log_prob))

@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from ssl_jax.explicit_sharding import replicated_result
+
 
 def _check_positive(fn: str, name: str, value) -> None:
     if isinstance(value, numbers.Real) and value <= 0:
@@ -97,7 +99,14 @@ def dino_loss(
     q = jax.nn.softmax((teacher.astype(dtype) - center.astype(dtype)) / teacher_temp, axis=-1)
     log_p = jax.nn.log_softmax(student.astype(dtype) / student_temp, axis=-1)
     # Batch-mean cross-entropy of every (teacher crop t, student crop s) pair, shape (T, S).
-    cross_entropy = -jnp.einsum("tnk,snk->ts", q, log_p, precision=jax.lax.Precision.HIGHEST) / n
+    cross_entropy = -jnp.einsum(
+        "tnk,snk->ts",
+        q,
+        log_p,
+        precision=jax.lax.Precision.HIGHEST,
+        out_sharding=replicated_result(q, log_p),
+    )
+    cross_entropy = cross_entropy / n
     same_crop = jnp.eye(num_teacher, num_student, dtype=bool)
     total = jnp.sum(jnp.where(same_crop, 0.0, cross_entropy))
     return total / (num_teacher * (num_student - 1))

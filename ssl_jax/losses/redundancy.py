@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from ssl_jax.explicit_sharding import replicated_result
 from ssl_jax.losses.contrastive import _check_pair
 
 
@@ -76,7 +77,8 @@ def barlow_twins_loss(z1: ArrayLike, z2: ArrayLike, *, lambda_: float = 5e-3) ->
         z = z - jnp.mean(z, axis=0)
         return z * jax.lax.rsqrt(jnp.mean(jnp.square(z), axis=0) + 1e-5)
 
-    c = standardise(z1).T @ standardise(z2) / n
+    out_sharding = replicated_result(z1, z2)  # the batch is contracted
+    c = jnp.matmul(standardise(z1).T, standardise(z2), out_sharding=out_sharding) / n
     on_diagonal = jnp.sum(jnp.square(1.0 - jnp.diagonal(c)))
     return on_diagonal + lambda_ * _sum_off_diagonal_squares(c)
 
@@ -121,7 +123,7 @@ def _vicreg_terms(name: str, z1: ArrayLike, z2: ArrayLike) -> dict[str, jax.Arra
     def variance_and_covariance(z: jax.Array) -> tuple[jax.Array, jax.Array]:
         z = z - jnp.mean(z, axis=0)
         std = jnp.sqrt(jnp.sum(jnp.square(z), axis=0) / (n - 1) + 1e-4)
-        cov = z.T @ z / (n - 1)
+        cov = jnp.matmul(z.T, z, out_sharding=replicated_result(z)) / (n - 1)
         return jnp.mean(jax.nn.relu(1.0 - std)), _sum_off_diagonal_squares(cov) / d
 
     variance1, covariance1 = variance_and_covariance(z1)

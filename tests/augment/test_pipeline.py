@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ssl_jax.augment import pipeline
+from ssl_jax.augment.multicrop import dino_multicrop, make_multicrop_fn
 from tests.augment.test_blur import np_blur
 from tests.augment.test_geometric import pil_resize
 
@@ -345,6 +346,41 @@ def test_float_input_accepted_and_bad_dtype_rejected(images_uint8):
     )
     with pytest.raises(ValueError, match="uint8"):
         pipeline.eval_view(np.asarray(images_uint8, np.int32), size=16)
+
+
+UNIT_RANGE_ERROR = r"values in \[0, 255\], expected \[0, 1\]; divide 0..255 images by 255, or pass"
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        pipeline.to_unit_float,
+        lambda x: pipeline.eval_view(x, size=8),
+        lambda x: pipeline.apply_view(x, jax.random.key(0), pipeline.ViewSpec(crop_size=8)),
+        lambda x: pipeline.make_multiview_fn(pipeline.get_view_specs("simclr", crop_size=8))(
+            x, jax.random.key(0)
+        ),
+        lambda x: make_multicrop_fn(*dino_multicrop(8, 4, 2))(x, jax.random.key(0)),
+    ],
+    ids=["to_unit_float", "eval_view", "apply_view", "make_multiview_fn", "make_multicrop_fn"],
+)
+def test_float_images_outside_unit_range_are_refused(images_uint8, view):
+    as_255 = np.asarray(images_uint8, np.float32)
+    assert as_255.min() == 0 and as_255.max() == 255
+    for images in (as_255, jnp.asarray(as_255)):
+        with pytest.raises(ValueError, match=UNIT_RANGE_ERROR):
+            view(images)
+    with pytest.raises(ValueError, match=r"values in \[-0.25, 0.5\], expected \[0, 1\]"):
+        view(np.linspace(-0.25, 0.5, 8 * 16 * 16 * 3, dtype=np.float32).reshape(8, 16, 16, 3))
+
+
+def test_unit_range_is_checked_only_where_the_value_is_concrete(images_uint8):
+    as_255 = np.asarray(images_uint8, np.float32)
+    # Traced under jit: not readable, so not checked (the docstrings say so), and no tracer error.
+    np.testing.assert_array_equal(jax.jit(pipeline.to_unit_float)(as_255), as_255)
+    pipeline.check_unit_range(as_255 / 255)
+    pipeline.check_unit_range(images_uint8)  # integers: the dtype says the range
+    pipeline.check_unit_range(np.zeros((0, 4, 4, 3), np.float32))
 
 
 def test_make_multiview_fn_rejects_bad_specs():

@@ -1,0 +1,95 @@
+"""Every public loss on a batch split over 8 devices, under Explicit and Auto mesh axes, jitted:
+the value of one device.
+
+Explicit axes type each array with its sharding, so a loss whose batch contraction or
+batch-by-batch product has no stated result sharding raises ``ShardingTypeError`` there while
+Auto axes let XLA choose (:mod:`ssl_jax.explicit_sharding`).
+"""
+
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+from ssl_jax import losses
+from tests.meshes import MESH_KINDS, run_sharded
+
+N, D, K, Q = 16, 6, 5, 4  # batch (2 per device), embedding dim, queue length, colour bins
+_rng = np.random.default_rng(0)
+z1, z2 = _rng.normal(size=(2, N, D)).astype(np.float32)
+queue = _rng.normal(size=(K, D)).astype(np.float32)
+student = _rng.normal(size=(4, N, D)).astype(np.float32)  # 2 global + 2 local crops
+teacher = _rng.normal(size=(2, N, D)).astype(np.float32)
+center = _rng.normal(size=(D,)).astype(np.float32)
+codes = _rng.dirichlet(np.ones(D), size=(2, N)).astype(np.float32)
+pixels = _rng.normal(size=(N, 3, 3, Q)).astype(np.float32)
+soft_targets = _rng.dirichlet(np.ones(Q), size=(N, 3, 3)).astype(np.float32)
+pixel_mask = _rng.uniform(size=(N, 3, 3)) > 0.3
+
+# name -> (function, arguments, the batch axis of each argument (None: not batched)).
+CASES = {
+    "ab_regression_loss": (
+        lambda p, t, m: losses.ab_regression_loss(p, t, where=m),
+        (pixels[..., :2], pixels[..., 2:], pixel_mask),
+        (0, 0, 0),
+    ),
+    "barlow_twins_loss": (losses.barlow_twins_loss, (z1, z2), (0, 0)),
+    "byol_loss": (losses.byol_loss, (z1, z2), (0, 0)),
+    "dino_center_update": (losses.dino_center_update, (center, teacher), (None, 1)),
+    "dino_loss": (
+        functools.partial(losses.dino_loss, teacher_temp=0.07),
+        (student, teacher, center),
+        (1, 1, None),
+    ),
+    "embedding_cosine": (losses.embedding_cosine, (z1, z2), (0, 0)),
+    "embedding_mse": (losses.embedding_mse, (z1, z2), (0, 0)),
+    "info_nce": (
+        functools.partial(losses.info_nce, temperature=0.2),
+        (z1, z2, queue),
+        (0, 0, None),
+    ),
+    "kd_loss": (losses.kd_loss, (z1, z2), (0, 0)),
+    "l2_normalize": (losses.l2_normalize, (z1,), (0,)),
+    "masked_mse": (losses.masked_mse, (pixels, 0.5 * pixels[::-1], pixel_mask), (0, 0, 0)),
+    "moco_v3_ctr": (functools.partial(losses.moco_v3_ctr, temperature=0.2), (z1, z2), (0, 0)),
+    "nt_xent": (losses.nt_xent, (z1, z2), (0, 0)),
+    "rebalanced_cross_entropy": (
+        lambda x, t, w, m: losses.rebalanced_cross_entropy(x, t, w, where=m),
+        (pixels, soft_targets, np.arange(1.0, Q + 1, dtype=np.float32), pixel_mask),
+        (0, 0, None, 0),
+    ),
+    "seed_loss": (losses.seed_loss, (z1, z2, queue), (0, 0, None)),
+    "simsiam_loss": (losses.simsiam_loss, (z1, z2), (0, 0)),
+    "sinkhorn_knopp": (losses.sinkhorn_knopp, (z1 / 3,), (0,)),
+    "swav_codes": (
+        lambda s, q: losses.swav_codes(s, queue_scores=q),
+        (teacher / 3, student[:2] / 3),
+        (1, 1),
+    ),
+    "swav_loss": (losses.swav_loss, (student, codes), (1, 1)),
+    "vicreg_loss": (losses.vicreg_loss, (z1, z2), (0, 0)),
+    "vicreg_terms": (losses.vicreg_terms, (z1, z2), (0, 0)),
+}
+# A schedule of the training step, not a function of a batch.
+NOT_BATCHED = {"dino_teacher_temperature"}
+
+
+def test_every_public_loss_is_covered():
+    assert set(CASES) | NOT_BATCHED == set(losses.__all__)
+
+
+@functools.cache
+def one_device(name):
+    fn, args, _ = CASES[name]
+    return jax.tree.map(np.asarray, jax.jit(fn)(*args))
+
+
+@pytest.mark.parametrize("kind", MESH_KINDS)
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_batch_sharded_loss_equals_one_device(name, kind):
+    fn, args, batch_axes = CASES[name]
+    got = run_sharded(fn, args, batch_axes, kind)
+    jax.tree.map(
+        lambda g, w: np.testing.assert_allclose(g, w, rtol=2e-5, atol=1e-6), got, one_device(name)
+    )
