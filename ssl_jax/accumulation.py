@@ -32,7 +32,7 @@ def _has_batch_norm(method_state: Any) -> bool:
     return any("batch_stats" in str(getattr(k, "key", "")) for path, _ in leaves for k in path)
 
 
-def check(method, abstract_method_state: Any, steps: int, *, batch_size: int, mesh: Mesh):
+def check(method, steps: int, *, batch_size: int, mesh: Mesh):
     """Raise ``ValueError`` (one line with the fix) unless ``method`` can accumulate ``steps``
     micro-batches of ``batch_size / steps`` that split over ``mesh``."""
     if steps == 1:
@@ -45,7 +45,7 @@ def check(method, abstract_method_state: Any, steps: int, *, batch_size: int, me
             f"optim.accumulation_steps={steps}: {method.name} cannot accumulate gradients "
             f"exactly: {method.batch_terms}; {fix}."
         )
-    if _has_batch_norm(abstract_method_state):
+    if _has_batch_norm(jax.eval_shape(method.init, jax.random.key(0))[1]):
         raise ValueError(
             f"optim.accumulation_steps={steps}: this {method.name} network has BatchNorm, "
             "whose statistics would be those of each micro-batch, not of the batch; use a "

@@ -136,13 +136,7 @@ def build_step(
         method, tx, mesh, fsdp=config.mesh.fsdp, min_size=config.mesh.fsdp_min_size
     )
     steps = config.optim.accumulation_steps
-    accumulation.check(
-        method,
-        jax.eval_shape(method.init, jax.random.key(0))[1],
-        steps,
-        batch_size=config.data.batch_size,
-        mesh=mesh,
-    )
+    accumulation.check(method, steps, batch_size=config.data.batch_size, mesh=mesh)
     init_fn = make_init_fn(method, tx, mesh, sharding)
     train_step = make_train_step(method, tx, schedule, mesh, sharding, accumulation_steps=steps)
     return Step(total, schedule, tx, method, input_spec, init_fn, train_step)
