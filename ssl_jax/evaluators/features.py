@@ -30,27 +30,13 @@ def extract_features(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(features (N, D) float32, labels (N,) int32)`` for every example, in source order.
 
-    ``encode`` comes from :func:`make_sharded_encode`. Every process ends with all rows.
+    ``encode`` comes from :func:`make_sharded_encode`. Every process ends with all rows:
+    :func:`extract_bank`'s bank, gathered to the host.
     """
-    check_batch_size(batch_size, mesh)
-    feats, labels = [], []
-    batches = iterate_eval(
-        source,
-        batch_size=batch_size,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
+    bank = extract_bank(
+        encode, export, source, batch_size=batch_size, mesh=mesh, desc=desc, progress=progress
     )
-    total = -(-len(source) // batch_size)
-    for local in tqdm(batches, total=total, desc=desc, disable=not progress, leave=False):
-        batch = global_batch(local, mesh)
-        out = encode(export, batch["images"])
-        f, y, m = (
-            np.asarray(multihost_utils.process_allgather(x, tiled=True))
-            for x in (out, batch["labels"], batch["mask"])
-        )
-        feats.append(f[m])
-        labels.append(y[m])
-    return np.concatenate(feats).astype(np.float32), np.concatenate(labels).astype(np.int32)
+    return bank.to_host()
 
 
 class FeatureBank(NamedTuple):
