@@ -20,13 +20,12 @@ Step times are lower bounds from compiled FLOPs and bytes at the chip's peak rat
 """
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from plan_imagenet import REPO, cell, plan_one  # noqa: E402
+from plan_imagenet import REPO, cell, load_results, plan_one, save_results  # noqa: E402
 
 # name: (config, overrides, paper batch, where the batch comes from)
 RECIPES = {
@@ -106,10 +105,7 @@ def main() -> None:
     recipes, topologies = args.recipes.split(","), args.topologies.split(",")
     variants = args.variants.split(",")
     path = os.path.join(args.out, "plan_big_models.json")
-    results = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            results = json.load(f)["results"]
+    results = load_results(path)
     command = "python benchmarks/plan_big_models.py --python .venv-tpu/bin/python"
     for topology in topologies:
         for name in recipes:
@@ -126,11 +122,8 @@ def main() -> None:
                 )
                 results[key]["overrides"] = flags
                 print(entry_cell(results[key]), flush=True)
-                os.makedirs(args.out, exist_ok=True)
-                with open(path, "w") as f:
-                    json.dump({"command": command, "results": results}, f, indent=2)
-                with open(os.path.join(args.out, "plan_big_models.md"), "w") as f:
-                    f.write(markdown(results, list(RECIPES), TOPOLOGIES, list(VARIANTS), command))
+                table = markdown(results, list(RECIPES), TOPOLOGIES, list(VARIANTS), command)
+                save_results(path, command, results, table)
 
 
 if __name__ == "__main__":

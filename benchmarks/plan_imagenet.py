@@ -80,6 +80,23 @@ def plan_one(
     }
 
 
+def load_results(path: str) -> dict:
+    """The results a previous run wrote to ``path`` (none: ``{}``), to resume from."""
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)["results"]
+
+
+def save_results(path: str, command: str, results: dict, table: str) -> None:
+    """``path`` (JSON) and the Markdown ``table`` beside it (``.md``), after each compile."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"command": command, "results": results}, f, indent=2)
+    with open(path.removesuffix(".json") + ".md", "w") as f:
+        f.write(table)
+
+
 def cell(r: dict | None) -> str:
     if r is None:
         return "not run"
@@ -151,10 +168,7 @@ def main() -> None:
     args = parser.parse_args()
     configs, topologies = args.configs.split(","), args.topologies.split(",")
     path = os.path.join(args.out, "plan_imagenet.json")
-    results = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            results = json.load(f)["results"]
+    results = load_results(path)
     command = "python benchmarks/plan_imagenet.py --python .venv-tpu/bin/python"
     for topology in topologies:  # a whole column first: the table fills evenly
         for name in configs:
@@ -165,11 +179,8 @@ def main() -> None:
             print(f"{key} ...", end=" ", flush=True)
             results[key] = plan_one(args.python, name, topology, workdir, args.timeout)
             print(cell(results[key]), flush=True)
-            os.makedirs(args.out, exist_ok=True)
-            with open(path, "w") as f:
-                json.dump({"command": command, "results": results}, f, indent=2)
-            with open(os.path.join(args.out, "plan_imagenet.md"), "w") as f:
-                f.write(markdown(results, all_configs(), list(TOPOLOGIES), command))
+            table = markdown(results, all_configs(), list(TOPOLOGIES), command)
+            save_results(path, command, results, table)
 
 
 if __name__ == "__main__":
