@@ -16,7 +16,8 @@ From the compiled program, per chip (the SPMD-partitioned module is one device's
   ``fits`` when the compile succeeds and the peak is at most the chip's HBM. XLA:TPU refuses a
   program that cannot fit (RESOURCE_EXHAUSTED): that is a "does not fit" result too, with the
   sizes its message names.
-- cost (``cost_analysis()``): FLOPs and bytes accessed of one step on one device.
+- cost (``cost_analysis()``): FLOPs and bytes accessed of one step on one device (with
+  ``optim.accumulation_steps`` = k the micro-batch loop, which XLA counts once, scaled by k).
 - collectives in ``compiled.as_text()``: count and result bytes per kind.
 - a lower bound on the step time, ``max(FLOPs / peak FLOP/s, bytes / HBM bandwidth)`` with the
   chip's public bf16 peak, and the images/s it allows: a projection from compiled counts, not
@@ -163,6 +164,10 @@ def compile_step(
     memory = memory_bytes(compiled.memory_analysis())
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list | tuple) else cost
+    # XLA's cost analysis counts a loop's body once: the micro-batch loop of gradient
+    # accumulation runs it ``steps`` times, so the counts are scaled by ``steps`` (which also
+    # counts the once-per-step optimizer update ``steps`` times: approximate, not a bound).
+    steps = int(config.optim.get("accumulation_steps", 1))
     return {
         **result,
         "compiled": True,
@@ -170,8 +175,9 @@ def compile_step(
         "peak_bytes": memory["peak"],
         "peak_estimated": False,
         "fits": memory["peak"] <= target.hbm_bytes,
-        "flops": float(cost.get("flops", 0.0)),
-        "bytes_accessed": float(cost.get("bytes accessed", 0.0)),
+        "flops": steps * float(cost.get("flops", 0.0)),
+        "bytes_accessed": steps * float(cost.get("bytes accessed", 0.0)),
+        "cost_scaled_by": steps,
         "collectives": collectives(compiled.as_text()),
     }
 
@@ -303,8 +309,15 @@ def _report(config, target: Target, chips: int, data: SourceShape, step: dict) -
         compute_s = step["flops"] / target.peak_flops
         memory_s = step["bytes_accessed"] / target.hbm_bandwidth
         bound = max(compute_s, memory_s)
+        note = "a lower bound from compiled FLOPs and bytes at peak rates, not a measurement"
+        if step.get("cost_scaled_by", 1) > 1:
+            note = (
+                f"approximate (the micro-batch loop's counts x {step['cost_scaled_by']}, the "
+                "optimizer update counted as often) from compiled FLOPs and bytes at peak "
+                "rates, not a measurement"
+            )
         plan["bound"] = {
-            "note": "a lower bound from compiled FLOPs and bytes at peak rates, not a measurement",
+            "note": note,
             "compute_s": compute_s,
             "memory_s": memory_s,
             "step_time_lower_bound_s": bound,
