@@ -6,8 +6,7 @@ A run directory holds ``checkpoints/<step>/`` with five items:
 - ``encoder``: the encoder export's arrays ``{"params", "batch_stats"}`` that downstream
   programs restore without touching optimizer state;
 - ``encoder_spec``: what the export is, as JSON (architecture, expected input, network,
-  method, feature dim, step; see :func:`ssl_jax.encoder.make_spec`). Checkpoints written
-  before it existed lack this item;
+  method, feature dim, step; see :func:`ssl_jax.export.make_spec`);
 - ``config``: the run's config as JSON;
 - ``data``: the data iterator state as JSON.
 
@@ -270,7 +269,7 @@ def read_config(run_dir: epath.PathLike, step: int | None = None) -> dict:
 
 
 def read_encoder_spec(run_dir: epath.PathLike, step: int) -> dict | None:
-    """The ``encoder_spec`` item of ``step``; None for checkpoints written without one."""
+    """The ``encoder_spec`` item of ``step``; None when the checkpoint has none."""
     return _read_json_item(run_dir, step, "encoder_spec", "encoder spec")
 
 

@@ -279,7 +279,7 @@ def test_async_save_then_wait(tmp_path, checkpointers):
 
 
 def test_a_checkpoint_without_the_spec_item_reads_as_none(tmp_path, checkpointers):
-    """Checkpoints written before exports carried a spec (encoder.py derives one then)."""
+    """A checkpoint without the item (``load_export`` then raises a ``CheckpointError``)."""
     save_steps(checkpointers(tmp_path), [1])
     assert read_encoder_spec(str(tmp_path), 1) == {**SPEC, "step": 1}
     shutil.rmtree(tmp_path / "checkpoints" / "1" / "encoder_spec")

@@ -2,7 +2,7 @@
 
 Pure config -> :class:`~ssl_jax.augment.ViewSpec` adapters. Pretraining builds its views
 with them; downstream programs never do: they read the encoder export's spec
-(:func:`ssl_jax.encoder.load_export`), which records the input an encoder expects.
+(:func:`ssl_jax.export.load_export`), which records the input an encoder expects.
 """
 
 import ml_collections

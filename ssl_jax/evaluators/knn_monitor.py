@@ -2,7 +2,7 @@
 
 It encodes as downstream programs do, through the step's shared
 :class:`~ssl_jax.evaluators.features.SplitFeatures` (the sharded
-:func:`ssl_jax.encoder.make_encode_fn` of the export's backbone and spec ``input`` section),
+:func:`ssl_jax.export.make_encode_fn` of the export's backbone and spec ``input`` section),
 and keeps both splits' features split over the devices (:func:`~ssl_jax.evaluators.knn.
 bank_accuracies`).
 """

@@ -25,12 +25,12 @@ import ml_collections
 from jax.sharding import Mesh
 
 from ssl_jax.data import get_source
-from ssl_jax.encoder import make_encode_fn
 from ssl_jax.evaluators.clustering import ClusterEvaluator
 from ssl_jax.evaluators.features import SplitFeatures, make_sharded_encode
 from ssl_jax.evaluators.few_shot import FewShotEvaluator
 from ssl_jax.evaluators.knn_monitor import KnnMonitor
 from ssl_jax.evaluators.online_linear import OnlineLinearEvaluator, with_online_linear
+from ssl_jax.export import make_encode_fn
 
 EVALUATORS = {
     "knn": KnnMonitor,

@@ -32,7 +32,7 @@ hyperparameters, and closes over them; jitted code never sees a config.
   (``original``, what the network saw as ``input``, its ``output``); pretraining draws them
   for a few test images at the end of the run (``WORKDIR/reconstructions.png``).
 - ``input_spec`` (optional): the export's ``input`` section
-  (:func:`ssl_jax.encoder.make_input_spec`) when the method decides it — a pretext task
+  (:func:`ssl_jax.export.make_input_spec`) when the method decides it — a pretext task
   whose network takes another colour space (colorization: the L channel); ``None``: the run's
   augment recipe gives it (size, mean, std of its first view, RGB).
 - ``batch_terms``: what in the loss couples the examples of a batch (in-batch negatives, a

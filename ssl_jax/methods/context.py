@@ -10,7 +10,7 @@ The gap between patches, the jitter of their positions and the chromatic-aberrat
 
 import jax.numpy as jnp
 
-from ssl_jax.encoder import convert_input
+from ssl_jax.export import convert_input
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.networks import mlp_head
 from ssl_jax.methods.pretext_task import make_classification_pretext

@@ -13,7 +13,7 @@ not exported); KD's teacher outputs are the logits of the categorical head its e
 import jax
 import jax.numpy as jnp
 
-from ssl_jax.encoder import convert_input
+from ssl_jax.export import convert_input
 from ssl_jax.losses import embedding_cosine, embedding_mse, kd_loss, l2_normalize, seed_loss
 from ssl_jax.methods.base import Method, no_state_update
 from ssl_jax.methods.common import make_init, online_export

@@ -16,7 +16,7 @@ decoder reads the backbone's last feature map directly.
 import jax
 import jax.numpy as jnp
 
-from ssl_jax.encoder import convert_input
+from ssl_jax.export import convert_input
 from ssl_jax.losses import masked_mse
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.pretext_task import (

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ssl_jax.encoder import convert_input
+from ssl_jax.export import convert_input
 from ssl_jax.losses import masked_mse
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.pretext_task import eval_view, one_view, pretext_method, to_display

@@ -3,7 +3,7 @@ method around it.
 
 A pretext method gets one augmented view in [0, 1] (``views(images_uint8, key) -> x``, no
 normalisation: the task builds its input and target from raw pixels) and the export's
-``input_spec``; :func:`ssl_jax.encoder.convert_input` turns whatever the task feeds the
+``input_spec``; :func:`ssl_jax.export.convert_input` turns whatever the task feeds the
 backbone into the backbone's input exactly as evaluation's ``preprocess`` does.
 """
 

@@ -22,7 +22,7 @@ from ssl_jax.augment.from_config import (
     view_specs_from_config,
 )
 from ssl_jax.augment.multicrop import make_multicrop_fn
-from ssl_jax.encoder import make_backbone, make_input_spec
+from ssl_jax.export import make_input_spec
 from ssl_jax.methods.barlow_twins import make_barlow_twins
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.byol import make_byol
@@ -41,6 +41,7 @@ from ssl_jax.methods.simclr import make_simclr
 from ssl_jax.methods.simsiam import make_simsiam
 from ssl_jax.methods.swav import make_swav
 from ssl_jax.methods.vicreg import make_vicreg
+from ssl_jax.models import make_backbone
 
 METHODS: dict[str, Callable[..., Method]] = {
     "barlow_twins": make_barlow_twins,

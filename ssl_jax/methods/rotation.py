@@ -7,7 +7,7 @@ paper trains ("we found that ... feeding all four rotated copies of an image sim
 on the pooled features is a Linear layer (``head_layers=1``) or an MLP.
 """
 
-from ssl_jax.encoder import convert_input
+from ssl_jax.export import convert_input
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.networks import apply_chain, mlp_head
 from ssl_jax.methods.pretext_task import make_classification_pretext
@@ -19,7 +19,7 @@ def make_rotation(
 ) -> Method:
     """RotNet on ``backbone``: the one view ``views(images_uint8, key) -> x`` in [0, 1], its
     four rotations, a ``head_layers``-layer classifier (hidden width ``head_hidden_dim``)
-    over 4 classes; ``input_spec`` is the export's (:func:`ssl_jax.encoder.make_input_spec`).
+    over 4 classes; ``input_spec`` is the export's (:func:`ssl_jax.export.make_input_spec`).
     """
     parts = {
         "backbone": backbone,

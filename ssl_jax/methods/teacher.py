@@ -18,9 +18,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from ssl_jax.encoder import convert_input, export_head, load_export, make_backbone, read_spec
+from ssl_jax.export import convert_input, export_head, load_export, read_spec
 from ssl_jax.methods.networks import mlp_head
-from ssl_jax.models import ModuleDef
+from ssl_jax.models import ModuleDef, make_backbone
 
 
 class Teacher(NamedTuple):

@@ -1,5 +1,7 @@
-"""Flax NNX backbones and heads, and the functional bridge the train step uses (``ModuleDef``)."""
+"""Flax NNX backbones and heads, the functional bridge the train step uses (``ModuleDef``),
+and the backbone of a ``model`` config section (:func:`make_backbone`)."""
 
+from ssl_jax.models.build import FAMILIES, compute_dtype, make_backbone
 from ssl_jax.models.decoders import ConvDecoder, MAEDecoder, sincos_pos_embed_2d
 from ssl_jax.models.functional import (
     apply_module,
@@ -31,6 +33,7 @@ from ssl_jax.models.vit import (
 
 __all__ = [
     "BACKBONES",
+    "FAMILIES",
     "RESNETS",
     "VITS",
     "BasicBlock",
@@ -45,8 +48,10 @@ __all__ = [
     "VisionTransformer",
     "WeightNormLinear",
     "apply_module",
+    "compute_dtype",
     "get_backbone",
     "interpolate_pos_embed",
+    "make_backbone",
     "module_def",
     "resnet18",
     "resnet34",

@@ -1,14 +1,16 @@
-"""The backbone registry: every backbone family's factories by name."""
+"""The backbone registry: every backbone family's factories by name (from
+:data:`ssl_jax.models.build.FAMILIES`, where a family is added)."""
 
 from collections.abc import Callable
 from typing import Any
 
 from flax import nnx
 
-from ssl_jax.models.resnet import RESNETS
-from ssl_jax.models.vit import VITS
+from ssl_jax.models.build import FAMILIES
 
-BACKBONES: dict[str, Callable[..., nnx.Module]] = {**RESNETS, **VITS}
+BACKBONES: dict[str, Callable[..., nnx.Module]] = {
+    name: factory for family in FAMILIES.values() for name, factory in family.factories.items()
+}
 
 
 def get_backbone(name: str, *, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:

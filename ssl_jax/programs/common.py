@@ -1,6 +1,6 @@
 """What the downstream programs share: the encoder export of a pretraining run and its features.
 
-The encoder comes only through :func:`ssl_jax.encoder.load_export` (its spec says the
+The encoder comes only through :func:`ssl_jax.export.load_export` (its spec says the
 architecture, the input it expects and the dataset it was trained on); nothing here reads
 the pretraining run's config or augment recipe.
 """
@@ -15,9 +15,9 @@ from ssl_jax import config as config_lib
 from ssl_jax.data import get_source
 from ssl_jax.data.identity import FIELDS, TFDS_FIELDS, dataset_label, identify
 from ssl_jax.data.subset import SubsetSource, class_balanced_subset, save_indices, source_labels
-from ssl_jax.encoder import Export, load_export, make_pixel_encode_fn, read_spec
 from ssl_jax.evaluators import extract_features, make_sharded_encode
 from ssl_jax.evaluators.features import extract_bank
+from ssl_jax.export import Export, load_export, make_pixel_encode_fn, read_spec
 
 log = logging.getLogger(__name__)
 

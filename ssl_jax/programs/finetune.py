@@ -10,7 +10,7 @@ validation top-1 (the first one on ties) is kept in ``WORKDIR/best`` and is the 
 on the test split: the epoch is chosen without looking at test. With ``val_fraction=0`` the
 last step is reported.
 
-Only the encoder export of ``config.pretrained`` is read (:func:`ssl_jax.encoder.load_export`),
+Only the encoder export of ``config.pretrained`` is read (:func:`ssl_jax.export.load_export`),
 never its config or optimizer state. The labelled data is the dataset the export's spec records
 (that it was trained on) unless ``data.name`` names another; other ``data.*`` fields set change
 the export's dataset field by field (:func:`ssl_jax.programs.common.data_config`).
@@ -50,11 +50,11 @@ from ssl_jax.data.subset import (
     source_labels,
     validation_split,
 )
-from ssl_jax.encoder import Export, load_export, make_backbone, make_head_spec, make_spec
 from ssl_jax.evaluators import extract_features, make_sharded_encode
 from ssl_jax.evaluators.linear import topk_accuracy
+from ssl_jax.export import Export, load_export, make_head_spec, make_spec
 from ssl_jax.metrics import MetricsWriter, read_metrics, truncate_after, write_results
-from ssl_jax.models import VITS, ModuleDef
+from ssl_jax.models import VITS, ModuleDef, make_backbone
 from ssl_jax.optim import make_optimizer, make_schedule
 from ssl_jax.parallel import check_batch_size, make_mesh, replicated
 from ssl_jax.paths import resolve

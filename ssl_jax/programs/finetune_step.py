@@ -9,7 +9,7 @@ import the pretraining methods (``tests/test_imports.py``).
 
 The supervised view is made on the device inside the step: uint8 -> [0, 1] -> Inception-style
 random resized crop to the export's input size -> horizontal flip -> the export's colour space
-and normalisation (:func:`ssl_jax.encoder.preprocess`, the evaluation path, on the crop). Then
+and normalisation (:func:`ssl_jax.export.preprocess`, the evaluation path, on the crop). Then
 optional Mixup / CutMix (:mod:`ssl_jax.augment.mix`) and the cross-entropy against (smoothed)
 one-hot targets. BatchNorm runs in train mode on the global batch.
 """
@@ -28,7 +28,7 @@ from ssl_jax.augment import (
     random_resized_crop,
     to_unit_float,
 )
-from ssl_jax.encoder import HEAD_KINDS, make_head, make_head_spec, make_input_spec, preprocess
+from ssl_jax.export import HEAD_KINDS, make_head, make_head_spec, make_input_spec, preprocess
 from ssl_jax.models import ModuleDef
 
 PyTree = Any
@@ -42,7 +42,7 @@ class Classifier(NamedTuple):
 
     ``init``, ``loss``, ``update_state``, ``export``, ``project_params`` follow the
     :class:`~ssl_jax.methods.Method` protocol; ``logits(arrays, images_uint8)`` is the
-    evaluation forward pass (:func:`~ssl_jax.encoder.preprocess`, eval-mode BatchNorm) on
+    evaluation forward pass (:func:`~ssl_jax.export.preprocess`, eval-mode BatchNorm) on
     ``arrays = {"params", "method_state"}``.
     """
 
@@ -63,7 +63,7 @@ def get_head(name: str, in_features: int, num_classes: int) -> ModuleDef:
     """The head called ``name`` (:data:`HEADS`): ``linear``, a zero-initialised
     :class:`~ssl_jax.models.LinearClassifier` (SimCLR's ``zero_init_logits_layer``: every class
     starts equally likely), or ``bn_linear``, the same after an affine-free BatchNorm of the
-    features (MAE's head). :func:`ssl_jax.encoder.make_head` builds it, as it rebuilds the head
+    features (MAE's head). :func:`ssl_jax.export.make_head` builds it, as it rebuilds the head
     of a fine-tuned export."""
     if name not in HEADS:
         raise ValueError(f"finetune.head={name!r} is not a head; valid: {list(HEADS)}.")

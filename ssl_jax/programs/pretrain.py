@@ -29,9 +29,9 @@ from ssl_jax.augment.from_config import eval_settings
 from ssl_jax.checkpoint import Checkpointer, CheckpointError, read_config
 from ssl_jax.data import BatchIterator, get_source
 from ssl_jax.data.identity import identify
-from ssl_jax.encoder import make_encode_fn, make_input_spec, make_spec
 from ssl_jax.evaluators import Evaluators, with_online_linear
 from ssl_jax.evaluators.registry import active_entries
+from ssl_jax.export import make_encode_fn, make_input_spec, make_spec
 from ssl_jax.methods import Method, get_method
 from ssl_jax.metrics import MetricsWriter, truncate_after, write_results
 from ssl_jax.optim import make_optimizer, make_schedule

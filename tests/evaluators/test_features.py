@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from ssl_jax.data import ArraySource
-from ssl_jax.encoder import make_backbone, make_encode_fn, make_input_spec
 from ssl_jax.evaluators import extract_features, make_sharded_encode
 from ssl_jax.evaluators.features import extract_bank
+from ssl_jax.export import make_encode_fn, make_input_spec
+from ssl_jax.models import make_backbone
 from ssl_jax.parallel import make_mesh
 
 NUM_IMAGES = 37  # not a multiple of any batch size below: the last batch is padded

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from ssl_jax.data import make_digits_source
-from ssl_jax.encoder import convert_input, load_export
 from ssl_jax.evaluators import kmeans
+from ssl_jax.export import convert_input, load_export
 from ssl_jax.methods import clusterfit, get_method
 from ssl_jax.methods.networks import mlp_head
 from ssl_jax.methods.registry import make_views

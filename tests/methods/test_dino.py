@@ -11,11 +11,11 @@ import pytest
 from ssl_jax.augment.from_config import eval_settings, multicrop_from_config
 from ssl_jax.augment.multicrop import make_multicrop_fn
 from ssl_jax.data import make_digits_source
-from ssl_jax.encoder import make_backbone
 from ssl_jax.losses import dino_loss, dino_teacher_temperature
 from ssl_jax.methods import get_method
 from ssl_jax.methods.momentum import cosine_momentum
 from ssl_jax.methods.networks import dino_head, embed_crops
+from ssl_jax.models import make_backbone
 from ssl_jax.programs import pretrain
 from tests.programs.tiny import tiny_pretrain_config
 

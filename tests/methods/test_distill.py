@@ -9,7 +9,7 @@ import pytest
 
 from ssl_jax.checkpoint import Checkpointer
 from ssl_jax.data import make_digits_source
-from ssl_jax.encoder import convert_input, load_export, make_head
+from ssl_jax.export import convert_input, load_export, make_head
 from ssl_jax.losses import embedding_cosine, embedding_mse, kd_loss, l2_normalize, seed_loss
 from ssl_jax.methods import get_method
 from ssl_jax.methods.networks import mlp_head

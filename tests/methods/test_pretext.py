@@ -12,7 +12,7 @@ import pytest
 from ssl_jax.augment.pipeline import IMAGENET_MEAN, IMAGENET_STD
 from ssl_jax.config import pretext_recipe, pretrain_defaults
 from ssl_jax.data import make_digits_source
-from ssl_jax.encoder import make_input_spec
+from ssl_jax.export import make_input_spec
 from ssl_jax.losses import rebalanced_cross_entropy
 from ssl_jax.methods import get_method, method_config
 from ssl_jax.methods.mae import make_mae

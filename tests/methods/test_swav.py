@@ -11,9 +11,9 @@ import pytest
 from ssl_jax.augment.from_config import multicrop_from_config
 from ssl_jax.augment.multicrop import make_multicrop_fn
 from ssl_jax.data import make_digits_source
-from ssl_jax.encoder import make_backbone
 from ssl_jax.methods import get_method
 from ssl_jax.methods.networks import embed_crops, mlp_head
+from ssl_jax.models import make_backbone
 from ssl_jax.programs import pretrain
 from tests.losses.test_clustering import sinkhorn_reference, swav_loss_reference
 from tests.programs.tiny import tiny_pretrain_config

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from ssl_jax.encoder import make_backbone
-from ssl_jax.models import module_def
+from ssl_jax.models import make_backbone, module_def
 from ssl_jax.models.resnet import BasicBlock, ResNet
 from ssl_jax.models.vit import VisionTransformer
 

@@ -9,12 +9,10 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
 
-from ssl_jax.encoder import make_backbone
 from ssl_jax.models import (
     BACKBONES,
     RESNETS,
@@ -377,31 +375,6 @@ def test_registry():
     names = str(sorted(BACKBONES))
     with pytest.raises(ValueError, match="'vit_enormous'.*" + names.replace("[", r"\[")):
         get_backbone("vit_enormous", rngs=nnx.Rngs(0))
-
-
-def model_config(**fields):
-    base = {"width": 64, "stem": "cifar", "zero_init_residual": True}
-    return ml_collections.ConfigDict({**base, **fields})
-
-
-def test_encoder_builds_vit_from_model_config():
-    backbone = make_backbone(model_config(backbone="vit_tiny", patch_size=4, img_size=32))
-    assert backbone.feature_dim == 192
-    params, stats = jax.eval_shape(backbone.init, jax.random.key(0))
-    assert params["pos_embed"].shape == (1, 65, 192) and not jax.tree.leaves(stats)
-    feats, _ = jax.eval_shape(
-        lambda p, s, x: backbone.apply(p, s, x, train=True),
-        params,
-        stats,
-        jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32),
-    )
-    assert feats.shape == (2, 192)
-    # Configs without ViT fields get ViT/16 at 224 pixels; ResNet configs are unchanged.
-    params, _ = jax.eval_shape(
-        make_backbone(model_config(backbone="vit_small")).init, jax.random.key(0)
-    )
-    assert params["pos_embed"].shape == (1, 197, 384)
-    assert make_backbone(model_config(backbone="resnet18")).feature_dim == 512
 
 
 # MAE-style keep indices, return_all, dropout and drop path.

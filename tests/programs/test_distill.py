@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from ssl_jax.encoder import read_spec
+from ssl_jax.export import read_spec
 from ssl_jax.metrics import read_metrics
 from ssl_jax.programs import distill, knn
 from tests.methods.test_distill import distill_config

@@ -113,8 +113,8 @@ def test_pretraining_runs_both_as_evaluators(pretrained, monkeypatch):
     defaults of ssl_jax/config.py, switched on) and prefixes their metrics; the two share
     the test split's features (encoded once per evaluation)."""
     from ssl_jax.config import pretrain_defaults
-    from ssl_jax.encoder import load_export
     from ssl_jax.evaluators import Evaluators, features
+    from ssl_jax.export import load_export
     from ssl_jax.parallel import make_mesh
 
     encoded = []

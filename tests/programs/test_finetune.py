@@ -17,7 +17,7 @@ import pytest
 from ssl_jax import checkpoint
 from ssl_jax.data import DataError, get_source
 from ssl_jax.data.subset import class_balanced_subset, source_labels
-from ssl_jax.encoder import load_export
+from ssl_jax.export import load_export
 from ssl_jax.metrics import read_metrics
 from ssl_jax.parallel import make_mesh
 from ssl_jax.programs import finetune

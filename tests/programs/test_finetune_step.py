@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssl_jax.encoder import load_export, make_input_spec, preprocess
+from ssl_jax.export import load_export, make_input_spec, preprocess
 from ssl_jax.models import module_def, vit_tiny
 from ssl_jax.programs.finetune_step import get_head, make_classifier, supervised_view
 

@@ -13,7 +13,7 @@ import pytest
 
 from ssl_jax.augment import normalize
 from ssl_jax.data.subset import class_balanced_subset
-from ssl_jax.encoder import make_pixel_encode_fn, read_spec
+from ssl_jax.export import make_pixel_encode_fn, read_spec
 from ssl_jax.metrics import read_metrics
 from ssl_jax.programs import knn, linear_probe
 from ssl_jax.programs.linear_probe import SGD_DEFAULTS, settings

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from ssl_jax.encoder import load_export, read_spec
+from ssl_jax.export import load_export, read_spec
 from ssl_jax.programs import knn, pretrain
 from tests.methods.test_pretext import DEVICE_CONFIGS
 from tests.programs.tiny import tiny_pretrain_config, tiny_probe_config

@@ -79,7 +79,7 @@ def test_online_linear_top1_is_the_saved_probe_on_the_exported_test_features(pre
     """Step 6's logged ``online_linear_top1`` recomputed from the checkpoint: the saved
     classifier on ``load_export(...).encode`` of every test image."""
     from ssl_jax.data import get_source
-    from ssl_jax.encoder import load_export
+    from ssl_jax.export import load_export
 
     workdir, _ = pretrained
     logged = {r["step"]: r for r in read_metrics(os.path.join(workdir, "metrics.jsonl"))}
