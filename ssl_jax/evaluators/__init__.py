@@ -8,7 +8,7 @@ from ssl_jax.evaluators.few_shot import FewShotEvaluator, few_shot_accuracies
 from ssl_jax.evaluators.knn import knn_accuracy, knn_scores
 from ssl_jax.evaluators.knn_monitor import KnnMonitor
 from ssl_jax.evaluators.online_linear import OnlineLinearEvaluator, with_online_linear
-from ssl_jax.evaluators.registry import EVALUATORS, Evaluators, add_online_linear
+from ssl_jax.evaluators.registry import EVALUATORS, Evaluators, maybe_with_online_linear
 
 __all__ = [
     "EVALUATORS",
@@ -17,7 +17,6 @@ __all__ = [
     "FewShotEvaluator",
     "KnnMonitor",
     "OnlineLinearEvaluator",
-    "add_online_linear",
     "cluster_scores",
     "extract_features",
     "few_shot_accuracies",
@@ -25,6 +24,7 @@ __all__ = [
     "kmeans",
     "knn_scores",
     "make_sharded_encode",
+    "maybe_with_online_linear",
     "sample_episodes",
     "with_online_linear",
 ]
