@@ -9,7 +9,7 @@ weights (its ``C * sum_i CE + ||W||^2 / 2`` divided by ``C * N``). They differ i
 
 - :func:`logistic_regression` (the offline linear probe, :mod:`ssl_jax.evaluators.linear`):
   full-batch L-BFGS to a gradient-norm tolerance, per-example weights, a warm start; one fit
-  at a time on the host's device.
+  at a time, on one device.
 - :func:`logistic_regression_logits` (few-shot episodes, :mod:`ssl_jax.evaluators.few_shot`):
   Nesterov's accelerated gradient for a number of steps fixed by its convergence bound
   (:func:`logistic_regression_steps`), written as matrix products only, so it is jitted and
