@@ -13,9 +13,9 @@ few DINO fields listed in ``SHORT_RUN_OVERRIDES`` that are stated for a 1,000-ep
 would otherwise freeze a part of the method, or keep the exported teacher random, for the
 whole short run.
 ``--linear-protocol`` picks the linear probe's protocol (``configs/linear_probe.py``:
-``offline``, the default, ``augmented``, or ``sgd_features``, the only one before issue #8:
-results files without the setting hold such rows, and resuming one needs
-``--linear-protocol sgd_features``).
+``offline``, the default, or ``augmented``). Results files without the setting hold rows of
+``sgd_features``, the only protocol before issue #8, since removed from the library: they are
+still read and rendered, but not resumed (``--force`` starts the file over).
 
 Results go to OUT/cifar10_methods.json (commands, settings, every number),
 OUT/cifar10_methods.md (the table) and OUT/cifar10_methods.png (bars of the test accuracies);
@@ -287,8 +287,8 @@ def main():
     parser.add_argument(
         "--linear-protocol",
         default="offline",
-        choices=("offline", "augmented", "sgd_features"),
-        help="config.probe.protocol of the linear probe (sgd_features: before issue #8)",
+        choices=("offline", "augmented"),
+        help="config.probe.protocol of the linear probe",
     )
     parser.add_argument(
         "--set",

@@ -11,14 +11,12 @@ Protocols (--config.probe.protocol=...):
                      crop + flip views through the frozen encoder (SimCLR B.6, MoCo, BYOL,
                      MAE's BatchNorm head); probe.epochs etc. default to 90 epochs of 256,
                      lr 0.1, no weight decay.
-  sgd_features       earlier versions' probe: AdamW on standardised features, 100 epochs of
-                     256, lr 1e-3, weight decay 1e-4 (reproduces their numbers).
 
 The data defaults to the dataset the export records; set --config.data.name etc. to probe on
 another dataset. --config.data.label_fraction=0.01 trains on a class-balanced 1% of the
 training labels. Baselines: --config.random_init=True (a random encoder of the same
 architecture), --config.raw_pixels=True (the encoder's preprocessed input, flattened).
-Variant :runlocal: 10 epochs for the SGD protocols.
+Variant :runlocal: 10 epochs for the augmented protocol.
 """
 
 import ml_collections
@@ -38,12 +36,12 @@ def get_config(arg=None):
     c.data.val_fraction = 0.2  # of the (labelled) training split, for the offline L2 choice
     c.probe = ml_collections.ConfigDict(
         dict(
-            protocol="offline",  # offline | augmented | sgd_features
+            protocol="offline",  # offline | augmented
             # offline
             l2_grid=L2_GRID,
             max_iter=1000,  # L-BFGS iterations per fit
             tol=1e-5,  # ... or until the objective's gradient norm is below this
-            # augmented and sgd_features; None: the protocol's default (docstring)
+            # augmented; None: the protocol's default (docstring)
             epochs=placeholder(int),
             batch_size=placeholder(int),
             learning_rate=placeholder(float),

@@ -1,4 +1,5 @@
-"""The one metrics writer of a program: JSON lines, optional TensorBoard, console.
+"""The one metrics writer of a program (JSON lines, optional TensorBoard, console), and
+:func:`topk_accuracy`, the classification metric every probe reports.
 
 Paths may be URIs (``gs://bucket/run``, :mod:`ssl_jax.paths`).
 """
@@ -113,3 +114,13 @@ def write_results(workdir: epath.PathLike, results: dict) -> str:
         text = json.dumps({k: _to_python(v) for k, v in results.items()}, indent=2)
         path.write_text(text + "\n")
     return str(path)
+
+
+def topk_accuracy(logits: np.ndarray, labels: np.ndarray, ks=(1, 5)) -> dict:
+    """``{"top{k}": %}``: the percentage of rows of ``logits`` ``(N, C)`` whose int ``labels``
+    ``(N,)`` is among their ``k`` largest; ties rank the lower class index first."""
+    ranked = np.argsort(-logits, axis=1, kind="stable")
+    return {
+        f"top{k}": 100.0 * float(np.mean(np.any(ranked[:, :k] == labels[:, None], axis=1)))
+        for k in ks
+    }

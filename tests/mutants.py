@@ -350,21 +350,21 @@ MUTANTS = (
     Mutant(
         "few_shot_queries_include_the_support",
         "#8: few-shot",
-        "ssl_jax/evaluators/few_shot.py",
+        "ssl_jax/evaluators/episodes.py",
         "support_pos, query_pos = pos[:, :shots], pos[:, shots:]",
         "support_pos, query_pos = pos[:, :shots], pos[:, :-shots]",
         (
-            "tests/evaluators/test_few_shot.py::"
+            "tests/evaluators/test_episodes.py::"
             "test_queries_from_the_support_pool_are_disjoint_from_the_support",
         ),
     ),
     Mutant(
         "few_shot_logreg_penalty_not_scaled_by_n",
         "#8: few-shot",
-        "ssl_jax/evaluators/few_shot.py",
+        "ssl_jax/evaluators/logreg.py",
         "    mu = 1.0 / (n * c)\n",
         "    mu = 1.0 / c\n",
-        ("tests/evaluators/test_few_shot.py::test_logistic_regression_matches_scikit_learn",),
+        ("tests/evaluators/test_logreg.py::test_logistic_regression_matches_scikit_learn",),
     ),
     Mutant(
         "cluster_accuracy_without_hungarian_matching",

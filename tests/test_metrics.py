@@ -4,8 +4,15 @@ import os
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from ssl_jax.metrics import MetricsWriter, read_metrics, truncate_after, write_results
+from ssl_jax.metrics import (
+    MetricsWriter,
+    read_metrics,
+    topk_accuracy,
+    truncate_after,
+    write_results,
+)
 
 
 def _reject_constant(name):
@@ -104,3 +111,15 @@ def test_write_results(tmp_path):
     with open(path) as f:
         results = json.load(f)
     assert results == {"top1": 87.5, "n": 3, "x": 2}
+
+
+def test_topk_accuracy_hand_cases():
+    logits = np.array([[0.1, 0.5, 0.4], [0.9, 0.05, 0.05], [0.2, 0.3, 0.5], [0.0, 0.1, 0.2]])
+    labels = np.array([2, 0, 0, 2])
+    acc = topk_accuracy(logits, labels, ks=(1, 2, 3))
+    assert acc == pytest.approx({"top1": 50.0, "top2": 75.0, "top3": 100.0})
+
+
+def test_topk_accuracy_ties_go_to_lower_index():
+    logits = np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
+    assert topk_accuracy(logits, np.array([0, 1]), ks=(1,)) == {"top1": 50.0}

@@ -2,12 +2,13 @@
 registry of evaluators run during training."""
 
 from ssl_jax.evaluators.clustering import ClusterEvaluator, cluster_scores, kmeans
+from ssl_jax.evaluators.episodes import sample_episodes
 from ssl_jax.evaluators.features import extract_features, make_sharded_encode
-from ssl_jax.evaluators.few_shot import FewShotEvaluator, few_shot_accuracies, sample_episodes
+from ssl_jax.evaluators.few_shot import FewShotEvaluator, few_shot_accuracies
 from ssl_jax.evaluators.knn import knn_accuracy, knn_scores
 from ssl_jax.evaluators.knn_monitor import KnnMonitor
 from ssl_jax.evaluators.online_linear import OnlineLinearEvaluator, with_online_linear
-from ssl_jax.evaluators.registry import EVALUATORS, Evaluators, add_online_linear
+from ssl_jax.evaluators.registry import EVALUATORS, Evaluators, maybe_with_online_linear
 
 __all__ = [
     "EVALUATORS",
@@ -16,7 +17,6 @@ __all__ = [
     "FewShotEvaluator",
     "KnnMonitor",
     "OnlineLinearEvaluator",
-    "add_online_linear",
     "cluster_scores",
     "extract_features",
     "few_shot_accuracies",
@@ -24,6 +24,7 @@ __all__ = [
     "kmeans",
     "knn_scores",
     "make_sharded_encode",
+    "maybe_with_online_linear",
     "sample_episodes",
     "with_online_linear",
 ]

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from ssl_jax.augment import random_horizontal_flip, random_resized_crop, to_unit_float
 from ssl_jax.data import BatchIterator, stream
 from ssl_jax.evaluators.features import extract_features, make_sharded_encode
-from ssl_jax.evaluators.linear import topk_accuracy
+from ssl_jax.metrics import topk_accuracy
 from ssl_jax.parallel import batch_sharded, check_batch_size, global_batch, replicated
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def head_logits(params: dict, stats: dict, features, *, head_norm: str):
     return features @ params["w"] + params["b"]
 
 
-def make_train_step(encode, views, tx: optax.GradientTransformation, *, head_norm: str):
+def make_head_train_step(encode, views, tx: optax.GradientTransformation, *, head_norm: str):
     """``step(params, stats, opt_state, arrays, images, labels, key) -> (params, stats,
     opt_state, {"loss", "train_top1"})``: one SGD step of the head on fresh views.
 
@@ -115,7 +115,7 @@ def make_train_step(encode, views, tx: optax.GradientTransformation, *, head_nor
     return step
 
 
-def make_optimizer(
+def make_head_optimizer(
     learning_rate: float, total_steps: int, *, momentum: float = 0.9, weight_decay: float = 0.0
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """SGD with Nesterov momentum and a cosine decay to 0 over ``total_steps``, no warm-up;
@@ -192,13 +192,13 @@ def augmented_linear_probe(
         process_count=jax.process_count(),
     )
     total = epochs * batches.steps_per_epoch
-    tx, schedule = make_optimizer(
+    tx, schedule = make_head_optimizer(
         learning_rate, total, momentum=momentum, weight_decay=weight_decay
     )
     views = make_views_fn(input_size, crop_scale=tuple(crop_scale), flip_prob=flip_prob)
     rep, split = replicated(mesh), batch_sharded(mesh)
     step_fn = jax.jit(
-        make_train_step(encode, views, tx, head_norm=head_norm),
+        make_head_train_step(encode, views, tx, head_norm=head_norm),
         in_shardings=(rep, rep, rep, rep, split, split, rep),
         out_shardings=rep,
         donate_argnums=(0, 1, 2),

@@ -1,11 +1,10 @@
 """Few-shot classification on frozen features: N-way K-shot episodes.
 
-An episode draws N classes, K support images of each from the support pool (the train
-split) and up to ``queries`` query images of each from the query pool (the test split,
-clipped to what the class has; or, with the same pool for both, disjoint from the support,
-up to what is left of the class after the K support images). A classifier fitted on the
-N*K support features labels the queries; an episode's accuracy is the fraction of its
-queries labelled right, and a setting reports the mean over episodes with the 95%
+An episode (:mod:`ssl_jax.evaluators.episodes`) draws N classes, K support images of each
+from the support pool (the train split) and up to ``queries`` query images of each from the
+query pool (the test split, or the support pool, disjoint from the support). A classifier
+fitted on the N*K support features labels the queries; an episode's accuracy is the
+fraction of its queries labelled right, and a setting reports the mean over episodes with the 95%
 confidence interval ``1.96 * std / sqrt(episodes)`` (std with ``ddof=1``), both in %.
 Features are L2-normalised first. Classifiers:
 
@@ -18,17 +17,15 @@ Features are L2-normalised first. Classifiers:
   features. The same objective, ``sum_i CE_i + ||W||^2 / (2 C)`` with an unpenalised bias,
   is minimised here, batched over episodes, by Nesterov's accelerated gradient for as
   many steps as its convergence bound needs to reach ``tol``: see
-  :func:`logistic_regression_logits`.
+  :func:`~ssl_jax.evaluators.logreg.logistic_regression_logits`.
 
 Episodes are drawn with NumPy from ``seed`` (each setting from ``(seed, N, K)``, so adding
 a shot count to the list changes no other setting's episodes); the classifiers run jitted
 and vmapped over chunks of episodes.
 """
 
-import math
 from collections.abc import Sequence
 from functools import partial
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +34,9 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from ssl_jax.data.subset import source_labels
+from ssl_jax.evaluators.episodes import sample_episodes
 from ssl_jax.evaluators.features import SplitFeatures
+from ssl_jax.evaluators.logreg import logistic_regression_logits, logistic_regression_steps
 from ssl_jax.losses import l2_normalize
 
 CLASSIFIERS = ("proto", "logreg")
@@ -45,213 +44,11 @@ CLASSIFIERS = ("proto", "logreg")
 _CHUNK_FLOATS = 1 << 25
 
 
-class Episodes(NamedTuple):
-    """``episodes`` N-way K-shot episodes with up to Q queries per class, as pool indices.
-
-    ``classes`` ``(E, N)``: the class ids, way ``i`` of episode ``e`` is ``classes[e, i]``;
-    ``support`` ``(E, N, K)``: indices into the support pool (images of that class);
-    ``query`` ``(E, N, Q)``: indices into the query pool, valid where ``query_mask``
-    ``(E, N, Q)`` is true (padding indices are 0).
-    """
-
-    classes: np.ndarray
-    support: np.ndarray
-    query: np.ndarray
-    query_mask: np.ndarray
-
-
-def _sample_positions(
-    rng: np.random.Generator, pool: np.ndarray, take: np.ndarray, width: int
-) -> np.ndarray:
-    """``(R, width)`` int: row ``r`` starts with ``take[r]`` distinct positions of
-    ``range(pool[r])`` in uniformly random order (the rest 0).
-
-    Floyd's algorithm over all rows at once (``width`` steps, memory ``R * width``), then a
-    shuffle of each row's valid part: the cost does not grow with the pool sizes.
-    """
-    rows = len(pool)
-    out = np.zeros((rows, width), np.int64)
-    for i in range(width):
-        active = i < take
-        top = np.where(active, pool - take + i, 0)  # Floyd: j = n - m + i, t ~ U{0..j}
-        t = np.minimum((rng.random(rows) * (top + 1)).astype(np.int64), top)
-        seen = (out[:, :i] == t[:, None]).any(axis=1)
-        out[:, i] = np.where(active, np.where(seen, top, t), 0)
-    keys = rng.random((rows, width))
-    keys[np.arange(width) >= take[:, None]] = np.inf
-    return np.take_along_axis(out, np.argsort(keys, axis=1), axis=1)
-
-
-def _counts(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Images of each of ``classes`` (sorted, a superset of ``labels``) in ``labels``."""
-    return np.bincount(np.searchsorted(classes, labels), minlength=len(classes))
-
-
-def _class_index(labels: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(order, starts)``: ``order[starts[c] + j]`` is the j-th example of ``classes[c]``."""
-    order = np.argsort(labels, kind="stable")
-    return order, np.searchsorted(labels[order], classes)
-
-
-def sample_episodes(
-    support_labels: ArrayLike,
-    query_labels: ArrayLike | None = None,
-    *,
-    ways: int,
-    shots: int,
-    queries: int,
-    episodes: int,
-    seed: int | Sequence[int],
-    support_name: str = "train",
-    query_name: str = "test",
-) -> Episodes:
-    """Seeded N-way (``ways``; -1 = every class) K-shot (``shots``) episodes.
-
-    The classes are those of either pool; an episode's N classes are distinct, its support
-    images distinct. ``query_labels=None`` draws queries from the support pool too,
-    disjoint from the episode's support (a class then needs K + 1 images). Queries per class:
-    ``queries``, clipped to what the class has. Raises ``ValueError`` (naming the pool by
-    ``support_name`` / ``query_name``) when a class has fewer than K support images (or no
-    query), or when N exceeds the number of classes.
-    """
-    support_labels = np.asarray(support_labels)
-    same_pool = query_labels is None
-    query_labels = support_labels if same_pool else np.asarray(query_labels)
-    for name, value, low in (
-        ("shots", shots, 1),
-        ("queries", queries, 1),
-        ("episodes", episodes, 1),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-            raise ValueError(f"few-shot {name} must be an int >= {low}, got {value!r}.")
-    if isinstance(ways, bool) or not isinstance(ways, int | np.integer):
-        raise ValueError(f"few-shot ways must be an int (-1: all-way), got {ways!r}.")
-    classes = np.union1d(support_labels, query_labels)
-    if ways == -1:
-        ways = len(classes)
-    if not 2 <= ways <= len(classes):
-        raise ValueError(
-            f"{ways}-way episodes need {ways} classes, but the {support_name}/{query_name} "
-            f"data has {len(classes)}; use ways between 2 and {len(classes)} (or -1 for "
-            "all-way)."
-        )
-    support_count = _counts(support_labels, classes)
-    need = shots + 1 if same_pool else shots
-    if (short := np.flatnonzero(support_count < need)).size:
-        c = short[0]
-        extra = " (K support + at least 1 query from the same split)" if same_pool else ""
-        raise ValueError(
-            f"class {classes[c]} has {support_count[c]} {support_name} images, K={shots} needs "
-            f"{need}{extra}; {len(short)} class(es) have too few. Lower the shots or use data "
-            "with more images per class."
-        )
-    query_count = support_count if same_pool else _counts(query_labels, classes)
-    if not same_pool and (empty := np.flatnonzero(query_count == 0)).size:
-        raise ValueError(
-            f"class {classes[empty[0]]} has no {query_name} images to query; every class of "
-            f"the {support_name} split needs some in the {query_name} split."
-        )
-
-    rng = np.random.default_rng(seed)
-    chosen = np.argsort(rng.random((episodes, len(classes))), axis=1)[:, :ways]
-    rows = chosen.ravel()
-    s_order, s_start = _class_index(support_labels, classes)
-    if same_pool:
-        take = np.minimum(queries, support_count[rows] - shots)
-        width = shots + int(take.max())
-        pos = _sample_positions(rng, support_count[rows], shots + take, width)
-        support_pos, query_pos = pos[:, :shots], pos[:, shots:]
-        q_order, q_start = s_order, s_start
-    else:
-        support_pos = _sample_positions(rng, support_count[rows], np.full(len(rows), shots), shots)
-        take = np.minimum(queries, query_count[rows])
-        query_pos = _sample_positions(rng, query_count[rows], take, int(take.max()))
-        q_order, q_start = _class_index(query_labels, classes)
-    mask = np.arange(query_pos.shape[1]) < take[:, None]
-    support = s_order[s_start[rows, None] + support_pos]
-    query = np.where(mask, q_order[q_start[rows, None] + query_pos], 0)
-    shape = (episodes, ways, -1)
-    return Episodes(
-        classes=classes[chosen],
-        support=support.reshape(shape),
-        query=query.reshape(shape),
-        query_mask=mask.reshape(shape),
-    )
-
-
 def prototype_logits(support: ArrayLike, query: ArrayLike) -> jax.Array:
     """Cosine similarities ``(M, N)`` of queries ``(M, D)`` to the normalised means of each
     class's normalised support features ``(N, K, D)`` (Snell et al. 2017, cosine)."""
     protos = l2_normalize(jnp.mean(l2_normalize(jnp.asarray(support)), axis=1))
     return l2_normalize(jnp.asarray(query)) @ protos.T
-
-
-def logistic_regression_steps(n: int, c: float = 1.0, tol: float = 1e-4) -> int:
-    """Steps :func:`logistic_regression_logits` takes for ``n`` support features:
-    ``ceil(sqrt(kappa) * ln(1 / tol))``, ``kappa = 1 + n c / 2`` the condition number bound
-    for unit-norm features, so that Nesterov's bound ``(1 - 1 / sqrt(kappa)) ** steps`` on
-    the remaining suboptimality is below ``tol``: 18 steps for 5-way 1-shot, 104 for 10-way
-    25-shot (``tol=1e-4``)."""
-    if not 0 < tol < 1:
-        raise ValueError(f"logistic regression tol must be in (0, 1), got {tol}.")
-    if not c > 0:
-        raise ValueError(f"logistic regression C must be positive, got {c}.")
-    return math.ceil(math.sqrt(1.0 + n * c / 2.0) * math.log(1.0 / tol))
-
-
-def logistic_regression_logits(
-    support: ArrayLike,
-    labels: ArrayLike,
-    query: ArrayLike,
-    *,
-    num_classes: int,
-    c: float = 1.0,
-    tol: float = 1e-4,
-) -> jax.Array:
-    """Logits ``(M, num_classes)`` of queries ``(M, D)`` under a multinomial logistic
-    regression fitted on ``support`` ``(n, D)`` (unit-norm rows) with int ``labels``.
-
-    The objective is scikit-learn's ``LogisticRegression(C=c)``: ``sum_i CE(W^T x_i + b,
-    y_i) + ||W||^2 / (2 c)``, the bias unpenalised. Features are centred on the support
-    mean first (``W^T (x - m) + b'`` is the same model and penalty, so the same optimum),
-    which decouples ``W`` from ``b`` in Böhning's bound of the Hessian (the softmax Hessian
-    is at most 1/2): divided by ``n``, the objective's gradient is ``L``-Lipschitz in ``W``
-    with ``L = mean ||x - m||^2 / 2 + mu``, ``mu = 1 / (n c)``, and 1/2-Lipschitz in ``b``.
-    It is minimised from zero by Nesterov's method with steps ``1 / L`` (``W``) and ``2``
-    (``b``), momentum ``(sqrt(kappa) - 1) / (sqrt(kappa) + 1)``, ``kappa = L / mu``, for
-    :func:`logistic_regression_steps` ``(n, c, tol)`` steps. When ``n < D`` the same
-    iterates run in the span of the support (``W = X^T A``: every gradient lies in it), at
-    ``n^2`` instead of ``n D`` per step and class. Only matrix products: XLA's CPU
-    factorisations and triangular solves are slow for batches of small matrices.
-    """
-    x = jnp.asarray(support, jnp.float32)
-    q = jnp.asarray(query, jnp.float32)
-    n, dim = x.shape
-    steps = logistic_regression_steps(n, c, tol)
-    y = jax.nn.one_hot(jnp.asarray(labels), num_classes, dtype=jnp.float32)
-    mean = jnp.mean(x, axis=0)
-    x, q = x - mean, q - mean
-    mu = 1.0 / (n * c)
-    lipschitz = jnp.mean(jnp.sum(x * x, axis=1)) / 2.0 + mu
-    root = jnp.sqrt(lipschitz / mu)
-    momentum = (root - 1.0) / (root + 1.0)
-    dual = n < dim
-    design, query_design = (x @ x.T, q @ x.T) if dual else (x, q)
-
-    def descend(params):
-        w, b = params
-        residual = (jax.nn.softmax(design @ w + b) - y) / n
-        grad_w = residual if dual else x.T @ residual  # dual: W = X^T A, X^T (R + mu A)
-        return w - (grad_w + mu * w) / lipschitz, b - 2.0 * jnp.sum(residual, axis=0)
-
-    def step(_, carry):
-        params, previous = carry
-        look = jax.tree.map(lambda p, o: p + momentum * (p - o), params, previous)
-        return descend(look), params
-
-    zero = (jnp.zeros((design.shape[1], num_classes)), jnp.zeros((num_classes,)))
-    (w, b), _ = jax.lax.fori_loop(0, steps, step, (zero, zero))
-    return query_design @ w + b
 
 
 @partial(jax.jit, static_argnames=("classifiers", "logreg_c", "logreg_tol"))
@@ -267,8 +64,9 @@ def episode_accuracies(
     logreg_tol: float = 1e-4,
 ) -> dict:
     """``{classifier: accuracy (E,)}`` (fractions) of episodes given as pool indices
-    (:class:`Episodes` fields ``support`` ``(E, N, K)``, ``query``, ``query_mask``
-    ``(E, N, Q)``) over features ``(n, D)`` of the two pools (normalised here)."""
+    (:class:`~ssl_jax.evaluators.episodes.Episodes` fields ``support`` ``(E, N, K)``,
+    ``query``, ``query_mask`` ``(E, N, Q)``) over features ``(n, D)`` of the two pools
+    (normalised here)."""
     s = l2_normalize(jnp.asarray(support_pool, jnp.float32)[support])  # (E, N, K, D)
     q = l2_normalize(jnp.asarray(query_pool, jnp.float32)[query])  # (E, N, Q, D)
     e, ways, shots, dim = s.shape

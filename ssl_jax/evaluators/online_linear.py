@@ -13,7 +13,8 @@ normalisation of the uint8 batch). The encoder gets exactly zero gradient from t
 classifier gets gradient only from the probe. Logged per step: ``online_linear_loss`` and
 ``online_linear_train_top1`` (%, on the batch, before the update); the logged ``loss`` is the
 sum being minimised. :class:`OnlineLinearEvaluator` reports ``online_linear_top1`` on the test
-split. Its parameter group is ``online_linear`` (``optim.param_groups``).
+split. Its parameter group is ``online_linear`` (``optim.param_groups``). A program applies the
+wrapper from its config with :func:`ssl_jax.evaluators.registry.maybe_with_online_linear`.
 """
 
 import jax

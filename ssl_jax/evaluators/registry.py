@@ -24,7 +24,6 @@ config file; shipped configs carry ``knn``, ``online_linear``, ``few_shot`` and 
 import ml_collections
 from jax.sharding import Mesh
 
-from ssl_jax.data import get_source
 from ssl_jax.evaluators.clustering import ClusterEvaluator
 from ssl_jax.evaluators.features import SplitFeatures, make_sharded_encode
 from ssl_jax.evaluators.few_shot import FewShotEvaluator
@@ -61,11 +60,12 @@ def active_entries(evals: ml_collections.ConfigDict) -> dict:
     return active
 
 
-def add_online_linear(method, evals, data, input_spec: dict):
-    """``method`` with the online linear probe if an ``online_linear`` entry is active."""
+def maybe_with_online_linear(method, evals, *, num_classes: int, input_spec: dict):
+    """:func:`~ssl_jax.evaluators.online_linear.with_online_linear` of ``method`` (a
+    ``num_classes``-way probe on the features of ``input_spec``'s inputs) when an
+    ``online_linear`` entry of ``evals`` (``config.evals``) is active; else ``method``."""
     if not any(e.type == "online_linear" for e in active_entries(evals).values()):
         return method
-    num_classes = get_source(data, "train").num_classes
     encode = make_encode_fn(method.backbone, input_spec)
     return with_online_linear(method, num_classes=num_classes, encode=encode)
 

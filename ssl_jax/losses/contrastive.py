@@ -1,4 +1,11 @@
-"""Contrastive losses over two batches of embeddings."""
+"""Contrastive losses: one InfoNCE cross-entropy, and its paper-named forms.
+
+:func:`contrastive_loss` is the family: each anchor scores its positive against a set of
+negatives (the other keys of the batch, the other anchors, a bank such as MoCo's queue) with
+temperature-scaled cosine similarities. :func:`nt_xent` (SimCLR), :func:`info_nce` (MoCo) and
+:func:`moco_v3_ctr` (MoCo v3) are that function with their paper's options; NNCLR's loss is
+it with the nearest neighbours of a support set passed as the anchors.
+"""
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +27,133 @@ def _check_pair(name: str, z1: jax.Array, z2: jax.Array) -> None:
         )
 
 
+def _check_temperature(name: str, temperature: float) -> None:
+    if temperature <= 0:
+        raise ValueError(f"{name} needs temperature > 0, got {temperature}.")
+
+
+def contrastive_loss(
+    anchors: ArrayLike,
+    positives: ArrayLike,
+    negatives: ArrayLike | None = None,
+    *,
+    temperature: float,
+    in_batch_negatives: bool = True,
+    symmetric: bool = False,
+    scale: float = 1.0,
+) -> jax.Array:
+    r"""InfoNCE: the cross-entropy of each anchor's positive among its candidates.
+
+    With every vector L2-normalised, ``anchors[i]`` (:math:`a_i`) has the positive
+    ``positives[i]`` (:math:`p_i`) and a set :math:`\mathcal{N}_i` of negatives:
+
+    .. math::
+        \ell_i = -\log \frac{\exp(a_i^\top p_i/\tau)}
+                            {\exp(a_i^\top p_i/\tau) + \sum_{n \in \mathcal{N}_i}
+                             \exp(a_i^\top n/\tau)},
+        \qquad \mathcal{L} = \frac{\text{scale}}{|I|} \sum_{i \in I} \ell_i
+
+    (van den Oord et al. 2018, eq. 4). The options choose the anchors :math:`I` and
+    :math:`\mathcal{N}_i`:
+
+    - ``in_batch_negatives=True``: the other positives :math:`p_j, j \ne i` are negatives
+      (MoCo v3, NNCLR); ``False``: only the bank is (MoCo).
+    - ``negatives``: a ``(K, D)`` bank shared by every anchor (MoCo's queue), added to
+      :math:`\mathcal{N}_i`.
+    - ``symmetric=True``: the positives are anchors too (:math:`p_i`'s positive is
+      :math:`a_i`), so there are 2N anchors; with ``in_batch_negatives`` each one's
+      negatives are the other 2N - 2 embeddings of both arrays (SimCLR's NT-Xent),
+      without it only the bank.
+    - ``scale``: a factor on the mean (MoCo v3's :math:`2\tau`).
+
+    Computed with a log-softmax, so a small ``temperature`` is stable. Gradients reach every
+    input: a method that trains only the anchors' encoder wraps the others in
+    ``jax.lax.stop_gradient``. Under a global-view ``jax.jit`` the batch axis already spans
+    every device, so in-batch negatives come from the global batch without a collective.
+
+    Args:
+      anchors: ``(N, D)`` anchor embeddings (queries).
+      positives: ``(N, D)``, ``positives[i]`` the positive of ``anchors[i]`` (keys).
+      negatives: optional ``(K, D)`` bank of negatives.
+      temperature: :math:`\tau > 0`.
+      in_batch_negatives: whether the batch's other embeddings are negatives.
+      symmetric: whether the positives are anchors too.
+      scale: a Python float multiplying the mean.
+
+    Returns:
+      Scalar loss, float32 (float64 for float64 inputs).
+
+    Raises:
+      ValueError: on mismatched shapes, ``temperature <= 0``, or no negatives at all
+        (``in_batch_negatives=False`` without a bank).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> e = jnp.eye(4)
+      >>> round(float(contrastive_loss(e[:2], e[:2], e[2:], temperature=1.0)), 4)
+      0.7437
+
+    References:
+      van den Oord, Li, Vinyals, "Representation Learning with Contrastive Predictive
+      Coding", 2018. https://arxiv.org/abs/1807.03748
+    """
+    anchors = jnp.asarray(anchors)
+    positives = jnp.asarray(positives)
+    arrays = (anchors, positives)
+    if negatives is not None:
+        negatives = jnp.asarray(negatives)
+        arrays += (negatives,)
+    if anchors.ndim != 2 or anchors.shape != positives.shape:
+        raise ValueError(
+            "contrastive_loss expects anchors and positives of the same (N, D) shape (one "
+            f"positive per anchor), got {anchors.shape} and {positives.shape}."
+        )
+    if negatives is not None and (negatives.ndim != 2 or negatives.shape[1] != anchors.shape[1]):
+        raise ValueError(
+            f"contrastive_loss expects a (K, D) bank of negatives with the anchors' D="
+            f"{anchors.shape[1]}, got negatives of shape {negatives.shape}."
+        )
+    if not in_batch_negatives and negatives is None:
+        raise ValueError(
+            "contrastive_loss with in_batch_negatives=False needs a bank of negatives: pass "
+            "negatives=(K, D) or set in_batch_negatives=True."
+        )
+    _check_temperature("contrastive_loss", temperature)
+    dtype = jnp.promote_types(jnp.result_type(*arrays), jnp.float32)
+    bank = None if negatives is None else l2_normalize(negatives.astype(dtype))
+    n = anchors.shape[0]
+    if in_batch_negatives and symmetric:
+        z = l2_normalize(jnp.concatenate([anchors, positives], axis=0).astype(dtype))
+        logits = jnp.matmul(z, z.T, out_sharding=leading_axis_result(z)) / temperature
+        logits = jnp.where(jnp.eye(2 * n, dtype=bool), -jnp.inf, logits)
+        if bank is not None:
+            logits = jnp.concatenate([logits, (z @ bank.T) / temperature], axis=-1)
+        positive = jnp.concatenate([jnp.arange(n, 2 * n), jnp.arange(n)])
+        log_prob = jax.nn.log_softmax(logits, axis=-1)
+        log_prob = jnp.take_along_axis(log_prob, positive[:, None], axis=-1)
+    elif in_batch_negatives:
+        q = l2_normalize(anchors.astype(dtype))
+        k = l2_normalize(positives.astype(dtype))
+        logits = jnp.matmul(q, k.T, out_sharding=leading_axis_result(q))
+        if bank is not None:
+            logits = jnp.concatenate([logits, q @ bank.T], axis=-1)
+        log_prob = diagonal(jax.nn.log_softmax(logits / temperature, axis=-1))
+    else:
+        if symmetric:
+            anchors, positives = (
+                jnp.concatenate([anchors, positives], axis=0),
+                jnp.concatenate([positives, anchors], axis=0),
+            )
+        q = l2_normalize(anchors.astype(dtype))
+        k = l2_normalize(positives.astype(dtype))
+        positive = jnp.sum(q * k, axis=-1, keepdims=True)
+        logits = jnp.concatenate([positive, q @ bank.T], axis=-1) / temperature
+        log_prob = jax.nn.log_softmax(logits, axis=-1)[:, 0]
+    if scale == 1.0:
+        return -jnp.mean(log_prob)
+    return -scale * jnp.mean(log_prob)
+
+
 def nt_xent(z1: ArrayLike, z2: ArrayLike, *, temperature: float = 0.1) -> jax.Array:
     r"""Normalised temperature-scaled cross entropy (NT-Xent), the SimCLR loss.
 
@@ -33,9 +167,7 @@ def nt_xent(z1: ArrayLike, z2: ArrayLike, *, temperature: float = 0.1) -> jax.Ar
         \qquad s_{i,k} = \frac{z_i^\top z_k}{\lVert z_i\rVert \lVert z_k\rVert}
 
     and the loss is the mean of :math:`\ell` over all 2N anchors (SimCLR eq. 1 and
-    Algorithm 1). Computed with a log-sum-exp, so large ``1/temperature`` is stable.
-    Under a global-view ``jax.jit`` the batch axis already spans every device, so the
-    negatives come from the global batch without any collective.
+    Algorithm 1): :func:`contrastive_loss` ``(z1, z2, symmetric=True)``.
 
     Args:
       z1: ``(N, D)`` projections of the first views.
@@ -58,17 +190,8 @@ def nt_xent(z1: ArrayLike, z2: ArrayLike, *, temperature: float = 0.1) -> jax.Ar
     z1 = jnp.asarray(z1)
     z2 = jnp.asarray(z2)
     _check_pair("nt_xent", z1, z2)
-    if temperature <= 0:
-        raise ValueError(f"nt_xent needs temperature > 0, got {temperature}.")
-    n = z1.shape[0]
-    z = jnp.concatenate([z1, z2], axis=0)
-    z = z.astype(jnp.promote_types(z.dtype, jnp.float32))
-    z = z * jax.lax.rsqrt(jnp.maximum(jnp.sum(z * z, axis=-1, keepdims=True), 1e-24))
-    logits = jnp.matmul(z, z.T, out_sharding=leading_axis_result(z)) / temperature
-    logits = jnp.where(jnp.eye(2 * n, dtype=bool), -jnp.inf, logits)
-    positive = jnp.concatenate([jnp.arange(n, 2 * n), jnp.arange(n)])
-    log_prob = jax.nn.log_softmax(logits, axis=-1)
-    return -jnp.mean(jnp.take_along_axis(log_prob, positive[:, None], axis=-1))
+    _check_temperature("nt_xent", temperature)
+    return contrastive_loss(z1, z2, temperature=temperature, symmetric=True)
 
 
 def info_nce(
@@ -86,8 +209,8 @@ def info_nce(
                             {\exp(q_i^\top k_i/\tau) + \sum_{j=1}^{K} \exp(q_i^\top n_j/\tau)}
 
     and the loss is the mean of :math:`\ell_i` over the N queries (MoCo eq. 1 and
-    Algorithm 1: logits ``[l_pos, l_neg] / T``, cross-entropy with label 0). Computed
-    with a log-softmax, so small ``temperature`` is stable.
+    Algorithm 1: logits ``[l_pos, l_neg] / T``, cross-entropy with label 0):
+    :func:`contrastive_loss` ``(query, key, negatives, in_batch_negatives=False)``.
 
     All three inputs are normalised here. The authors' ``moco/builder.py`` normalises
     ``q`` and ``k`` in the forward pass and stores normalised keys in the queue, so for
@@ -133,15 +256,10 @@ def info_nce(
             f"info_nce expects negatives of the embedding size D={query.shape[1]} of the "
             f"queries, got negatives of shape {negatives.shape}; pass the queue as (K, D)."
         )
-    if temperature <= 0:
-        raise ValueError(f"info_nce needs temperature > 0, got {temperature}.")
-    dtype = jnp.promote_types(jnp.result_type(query, key, negatives), jnp.float32)
-    q = l2_normalize(query.astype(dtype))
-    k = l2_normalize(key.astype(dtype))
-    n = l2_normalize(negatives.astype(dtype))
-    positive = jnp.sum(q * k, axis=-1, keepdims=True)
-    logits = jnp.concatenate([positive, q @ n.T], axis=-1) / temperature
-    return -jnp.mean(jax.nn.log_softmax(logits, axis=-1)[:, 0])
+    _check_temperature("info_nce", temperature)
+    return contrastive_loss(
+        query, key, negatives, temperature=temperature, in_batch_negatives=False
+    )
 
 
 def moco_v3_ctr(query: ArrayLike, key: ArrayLike, *, temperature: float) -> jax.Array:
@@ -154,9 +272,10 @@ def moco_v3_ctr(query: ArrayLike, key: ArrayLike, *, temperature: float) -> jax.
             -\log \frac{\exp(q_i^\top k_i/\tau)}{\sum_{j=1}^{N} \exp(q_i^\top k_j/\tau)}
 
     (the authors' ``CrossEntropyLoss()(q @ k.T / T, arange(N)) * (2 * T)``; the ``2 T`` factor
-    makes the gradient's scale independent of ``T``). Unlike :func:`~ssl_jax.losses.info_nce`
-    with a queue, the negatives are the other ``N - 1`` keys of the same batch and the positive
-    is on the diagonal. ``key`` should be wrapped in ``jax.lax.stop_gradient`` by the caller.
+    makes the gradient's scale independent of ``T``): :func:`contrastive_loss` ``(query, key,
+    scale=2 T)``. Unlike :func:`info_nce` with a queue, the negatives are the other ``N - 1``
+    keys of the same batch and the positive is on the diagonal. ``key`` should be wrapped in
+    ``jax.lax.stop_gradient`` by the caller.
 
     Args:
       query: ``(N, D)`` base-encoder predictions.
@@ -171,6 +290,10 @@ def moco_v3_ctr(query: ArrayLike, key: ArrayLike, *, temperature: float) -> jax.
       >>> e = jnp.eye(2)
       >>> round(float(moco_v3_ctr(e, e, temperature=1.0)), 4)
       0.6265
+
+    References:
+      Chen, Xie, He, "An Empirical Study of Training Self-Supervised Vision Transformers",
+      ICCV 2021. https://arxiv.org/abs/2104.02057
     """
     query = jnp.asarray(query)
     key = jnp.asarray(key)
@@ -179,11 +302,5 @@ def moco_v3_ctr(query: ArrayLike, key: ArrayLike, *, temperature: float) -> jax.
             f"moco_v3_ctr expects query and key of the same (N, D) shape, got {query.shape} "
             f"and {key.shape}."
         )
-    if temperature <= 0:
-        raise ValueError(f"moco_v3_ctr needs temperature > 0, got {temperature}.")
-    dtype = jnp.promote_types(jnp.result_type(query, key), jnp.float32)
-    q = l2_normalize(query.astype(dtype))
-    k = l2_normalize(key.astype(dtype))
-    logits = jnp.matmul(q, k.T, out_sharding=leading_axis_result(q))
-    log_prob = jax.nn.log_softmax(logits / temperature, axis=-1)
-    return -2.0 * temperature * jnp.mean(diagonal(log_prob))
+    _check_temperature("moco_v3_ctr", temperature)
+    return contrastive_loss(query, key, temperature=temperature, scale=2.0 * temperature)

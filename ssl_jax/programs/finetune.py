@@ -51,9 +51,14 @@ from ssl_jax.data.subset import (
     validation_split,
 )
 from ssl_jax.evaluators import extract_features, make_sharded_encode
-from ssl_jax.evaluators.linear import topk_accuracy
 from ssl_jax.export import Export, load_export, make_head_spec, make_spec
-from ssl_jax.metrics import MetricsWriter, read_metrics, truncate_after, write_results
+from ssl_jax.metrics import (
+    MetricsWriter,
+    read_metrics,
+    topk_accuracy,
+    truncate_after,
+    write_results,
+)
 from ssl_jax.models import VITS, ModuleDef, make_backbone
 from ssl_jax.optim import make_optimizer, make_schedule
 from ssl_jax.parallel import check_batch_size, make_mesh, replicated

@@ -1,4 +1,4 @@
-"""Linear probe of a frozen encoder, ``run(config, workdir)``: three protocols, two baselines.
+"""Linear probe of a frozen encoder, ``run(config, workdir)``: two protocols, two baselines.
 
 Restores only the encoder export of ``config.pretrained`` (never optimizer state), trains a
 linear classifier on the training split (or a class-balanced ``data.label_fraction`` of it,
@@ -9,7 +9,7 @@ top-1/top-5 on the test split in ``WORKDIR/results.json``. ``config.probe.protoc
   Better?" (CVPR 2019), the protocol SimCLR (Chen et al. 2020, appendix B.8) uses for its
   linear evaluation on other datasets: features of the un-augmented images (the export's
   resize), L2-regularised multinomial logistic regression solved to convergence by L-BFGS
-  (:func:`~ssl_jax.evaluators.linear.logistic_regression`), the L2 strength chosen from
+  (:func:`~ssl_jax.evaluators.logreg.logistic_regression`), the L2 strength chosen from
   ``probe.l2_grid`` by the top-1 on a validation split carved from the training split
   (``data.val_fraction``, class-balanced, seeded; indices in ``WORKDIR/val_split.json``;
   never the test split), then refit on the whole training split with that strength. The
@@ -24,12 +24,9 @@ top-1/top-5 on the test split in ``WORKDIR/results.json``. ``config.probe.protoc
   normalises its input with a BatchNorm without affine parameters (MAE's) unless
   ``probe.head_norm="none"`` (SimCLR's, MoCo's, BYOL's plain layer).
   See :mod:`ssl_jax.evaluators.augmented_linear`.
-- ``"sgd_features"``: the probe of earlier versions, kept to reproduce their numbers:
-  AdamW on minibatches of standardised pre-computed features, fixed weight decay, no
-  validation (:func:`~ssl_jax.evaluators.linear.linear_probe`).
 
-``probe.epochs``, ``batch_size``, ``learning_rate`` and ``weight_decay`` serve the two SGD
-protocols; unset (None) they take the protocol's defaults, :data:`SGD_DEFAULTS`. The
+``probe.epochs``, ``batch_size``, ``learning_rate`` and ``weight_decay`` serve the augmented
+protocol; unset (None) they take its defaults, :data:`SGD_DEFAULTS`. The
 settings used are in ``results["settings"]``.
 
 Baselines, same protocols: ``config.random_init`` probes a freshly initialised encoder of the
@@ -48,7 +45,7 @@ from ssl_jax.data.identity import identify
 from ssl_jax.data.subset import SubsetSource, save_indices, validation_split
 from ssl_jax.evaluators import extract_features, make_sharded_encode
 from ssl_jax.evaluators.augmented_linear import HEAD_NORMS, augmented_linear_probe
-from ssl_jax.evaluators.linear import linear_probe, offline_linear_probe
+from ssl_jax.evaluators.linear import offline_linear_probe
 from ssl_jax.metrics import MetricsWriter, write_results
 from ssl_jax.parallel import make_mesh
 from ssl_jax.paths import resolve
@@ -56,13 +53,11 @@ from ssl_jax.programs.common import data_config, labelled_subset, load_frozen, l
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("offline", "augmented", "sgd_features")
-# Defaults of the SGD protocols' probe.epochs / batch_size / learning_rate / weight_decay.
+PROTOCOLS = ("offline", "augmented")
+# Defaults of the augmented protocol's probe.epochs / batch_size / learning_rate / weight_decay.
 SGD_DEFAULTS = {
     # SimCLR's 90 epochs; lr 0.1 at batch 256 (SimCLR's and MAE's 0.1 x batch / 256), no wd.
     "augmented": dict(epochs=90, batch_size=256, learning_rate=0.1, weight_decay=0.0),
-    # The values of earlier versions' configs/linear_probe.py.
-    "sgd_features": dict(epochs=100, batch_size=256, learning_rate=1e-3, weight_decay=1e-4),
 }
 
 
@@ -164,31 +159,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             encode, arrays, train_src, test_src, data=data, mesh=mesh, progress=progress
         )
         feature_dim = int(train_x.shape[1])
-        if protocol == "offline":
-            acc = offline_linear_probe(
-                train_x,
-                train_y,
-                test_x,
-                test_y,
-                num_classes=num_classes,
-                val_indices=_val_split(config, train_y, train_src, workdir),
-                l2_grid=setup["l2_grid"],
-                max_iter=setup["max_iter"],
-                tol=setup["tol"],
-            )
-        else:
-            acc = linear_probe(
-                train_x,
-                train_y,
-                test_x,
-                test_y,
-                num_classes=num_classes,
-                epochs=setup["epochs"],
-                batch_size=setup["batch_size"],
-                learning_rate=setup["learning_rate"],
-                weight_decay=setup["weight_decay"],
-                seed=config.seed,
-            )
+        acc = offline_linear_probe(
+            train_x,
+            train_y,
+            test_x,
+            test_y,
+            num_classes=num_classes,
+            val_indices=_val_split(config, train_y, train_src, workdir),
+            l2_grid=setup["l2_grid"],
+            max_iter=setup["max_iter"],
+            tol=setup["tol"],
+        )
     results = {
         **acc,
         "program": "linear_probe",

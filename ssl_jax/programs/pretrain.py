@@ -29,9 +29,8 @@ from ssl_jax.augment.from_config import eval_settings
 from ssl_jax.checkpoint import Checkpointer, CheckpointError, read_config
 from ssl_jax.data import BatchIterator, get_source
 from ssl_jax.data.identity import identify
-from ssl_jax.evaluators import Evaluators, with_online_linear
-from ssl_jax.evaluators.registry import active_entries
-from ssl_jax.export import make_encode_fn, make_input_spec, make_spec
+from ssl_jax.evaluators import Evaluators, maybe_with_online_linear
+from ssl_jax.export import make_input_spec, make_spec
 from ssl_jax.methods import Method, get_method
 from ssl_jax.metrics import MetricsWriter, truncate_after, write_results
 from ssl_jax.optim import make_optimizer, make_schedule
@@ -129,9 +128,9 @@ def build_step(
     tx = make_optimizer(config.optim, schedule)
     method = get_method(config, total_steps=total)
     input_spec = method.input_spec or make_input_spec(**eval_settings(config.augment))
-    if any(e.type == "online_linear" for e in active_entries(config.evals).values()):
-        encode = make_encode_fn(method.backbone, input_spec)
-        method = with_online_linear(method, num_classes=num_classes, encode=encode)
+    method = maybe_with_online_linear(
+        method, config.evals, num_classes=num_classes, input_spec=input_spec
+    )
     sharding = state_sharding(
         method, tx, mesh, fsdp=config.mesh.fsdp, min_size=config.mesh.fsdp_min_size
     )

@@ -8,8 +8,8 @@ from ssl_jax.evaluators.augmented_linear import (
     fit_batch_size,
     head_logits,
     init_head,
-    make_optimizer,
-    make_train_step,
+    make_head_optimizer,
+    make_head_train_step,
     make_views_fn,
 )
 from ssl_jax.parallel import make_mesh
@@ -58,8 +58,8 @@ def batch():
 def test_first_step_is_nesterov_sgd_on_the_batchnormed_features(batch):
     arrays, x, y = batch
     lr, momentum = 0.5, 0.9
-    tx, _ = make_optimizer(lr, 10, momentum=momentum)
-    step = jax.jit(make_train_step(flat_encode, identity_views, tx, head_norm="batchnorm"))
+    tx, _ = make_head_optimizer(lr, 10, momentum=momentum)
+    step = jax.jit(make_head_train_step(flat_encode, identity_views, tx, head_norm="batchnorm"))
     params, stats = init_head(4, 3)
     new_params, new_stats, _, metrics = step(
         params, stats, tx.init(params), arrays, x, y, jax.random.key(0)
@@ -83,8 +83,8 @@ def test_first_step_is_nesterov_sgd_on_the_batchnormed_features(batch):
 )
 def test_steps_on_a_fixed_batch_lower_the_loss(batch, head_norm, lr):
     arrays, x, y = batch
-    tx, _ = make_optimizer(lr, 30)
-    step = jax.jit(make_train_step(flat_encode, identity_views, tx, head_norm=head_norm))
+    tx, _ = make_head_optimizer(lr, 30)
+    step = jax.jit(make_head_train_step(flat_encode, identity_views, tx, head_norm=head_norm))
     params, stats = init_head(4, 3)
     opt_state = tx.init(params)
     losses = []
@@ -105,13 +105,13 @@ def test_steps_on_a_fixed_batch_lower_the_loss(batch, head_norm, lr):
 
 
 def test_unknown_head_norm_is_an_error():
-    tx, _ = make_optimizer(0.1, 10)
+    tx, _ = make_head_optimizer(0.1, 10)
     with pytest.raises(ValueError, match="head_norm"):
-        make_train_step(flat_encode, identity_views, tx, head_norm="layernorm")
+        make_head_train_step(flat_encode, identity_views, tx, head_norm="layernorm")
 
 
 def test_weight_decay_reaches_the_weights_only():
-    tx, _ = make_optimizer(1.0, 10, momentum=0.0, weight_decay=0.5)
+    tx, _ = make_head_optimizer(1.0, 10, momentum=0.0, weight_decay=0.5)
     params = {"w": jnp.ones((2, 2)), "b": jnp.ones((2,))}
     zero = jax.tree.map(jnp.zeros_like, params)
     updates, _ = tx.update(zero, tx.init(params), params)

@@ -1,88 +1,21 @@
 import numpy as np
 import pytest
-from sklearn.linear_model import LogisticRegression
 
 from ssl_jax.evaluators import few_shot
+from ssl_jax.evaluators.episodes import sample_episodes
 from ssl_jax.evaluators.few_shot import (
     episode_accuracies,
     few_shot_accuracies,
-    logistic_regression_logits,
-    logistic_regression_steps,
     mean_and_ci95,
     prototype_logits,
-    sample_episodes,
 )
-
-# 6 classes; class 3 has 4 test images (queries clipped), class 5 only 6 train images.
-TRAIN_COUNTS = [30, 25, 40, 20, 33, 6]
-TEST_COUNTS = [20, 16, 18, 4, 25, 17]
-
-
-def labels_of(counts, seed):
-    return np.random.default_rng(seed).permutation(np.repeat(np.arange(len(counts)), counts))
+from tests.evaluators.test_episodes import TEST_COUNTS, TRAIN_COUNTS, labels_of
 
 
 def gaussian_features(labels, *, dim=16, spread=0.05, seed=0, centers_seed=7):
     centers = np.random.default_rng(centers_seed).normal(size=(labels.max() + 1, dim))
     noise = np.random.default_rng(seed).normal(size=(len(labels), dim))
     return (centers[labels] + spread * noise).astype(np.float32)
-
-
-def test_episodes_have_the_right_shapes_and_classes_and_clip_queries():
-    train_y, test_y = labels_of(TRAIN_COUNTS, 0), labels_of(TEST_COUNTS, 1)
-    ep = sample_episodes(train_y, test_y, ways=5, shots=3, queries=15, episodes=40, seed=0)
-    assert ep.classes.shape == (40, 5) and ep.support.shape == (40, 5, 3)
-    assert ep.query.shape == ep.query_mask.shape == (40, 5, 15)
-    for e in range(40):
-        assert len(set(ep.classes[e])) == 5  # distinct classes
-        assert len(set(ep.support[e].ravel())) == 15  # distinct support images
-        assert np.all(train_y[ep.support[e]] == ep.classes[e][:, None])
-        for i, c in enumerate(ep.classes[e]):
-            q = ep.query[e, i][ep.query_mask[e, i]]
-            assert len(q) == min(15, TEST_COUNTS[c]) == len(set(q))
-            assert np.all(test_y[q] == c)
-    assert set(np.unique(ep.classes)) == set(range(6))
-
-
-def test_all_way_uses_every_class():
-    train_y, test_y = labels_of(TRAIN_COUNTS, 0), labels_of(TEST_COUNTS, 1)
-    ep = sample_episodes(train_y, test_y, ways=-1, shots=1, queries=2, episodes=5, seed=0)
-    assert ep.classes.shape == (5, 6)
-    assert all(sorted(row) == list(range(6)) for row in ep.classes)
-
-
-def test_episodes_are_seeded():
-    train_y, test_y = labels_of(TRAIN_COUNTS, 0), labels_of(TEST_COUNTS, 1)
-    kw = dict(ways=5, shots=2, queries=5, episodes=10)
-    a = sample_episodes(train_y, test_y, seed=3, **kw)
-    b = sample_episodes(train_y, test_y, seed=3, **kw)
-    c = sample_episodes(train_y, test_y, seed=4, **kw)
-    for x, y in zip(a, b, strict=True):
-        np.testing.assert_array_equal(x, y)
-    assert not np.array_equal(a.support, c.support)
-
-
-def test_queries_from_the_support_pool_are_disjoint_from_the_support():
-    train_y = labels_of(TRAIN_COUNTS, 0)
-    ep = sample_episodes(train_y, None, ways=4, shots=5, queries=15, episodes=50, seed=0)
-    for e in range(50):
-        support = set(ep.support[e].ravel())
-        queries = ep.query[e][ep.query_mask[e]]
-        assert not support & set(queries) and len(set(queries)) == len(queries)
-        for i, c in enumerate(ep.classes[e]):
-            assert ep.query_mask[e, i].sum() == min(15, TRAIN_COUNTS[c] - 5)
-            assert np.all(train_y[ep.query[e, i][ep.query_mask[e, i]]] == c)
-
-
-def test_every_image_is_equally_likely_to_be_support_or_query():
-    """Floyd's sampling + shuffle: each of a class's 8 images is support with probability
-    3/8 and query with probability 4/8 (same pool, 3 shots, up to 4 queries)."""
-    labels = np.repeat([0, 1], [8, 8])
-    ep = sample_episodes(labels, None, ways=2, shots=3, queries=4, episodes=4000, seed=0)
-    support = np.bincount(ep.support.ravel(), minlength=16) / 4000
-    query = np.bincount(ep.query[ep.query_mask], minlength=16) / 4000
-    np.testing.assert_allclose(support, 3 / 8, atol=0.03)  # std ~0.008
-    np.testing.assert_allclose(query, 4 / 8, atol=0.03)
 
 
 def test_too_few_images_or_classes_are_clear_errors():
@@ -114,33 +47,6 @@ def test_prototypes_are_cosine_to_normalised_class_means():
     protos /= np.linalg.norm(protos, axis=-1, keepdims=True)
     expected = query / np.linalg.norm(query, axis=-1, keepdims=True) @ protos.T
     np.testing.assert_allclose(prototype_logits(support, query), expected, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("dim", [64, 8], ids=["dual", "primal"])  # n = 40 support features
-def test_logistic_regression_matches_scikit_learn(dim):
-    """Tian et al.'s classifier: scikit-learn's C=1 multinomial logistic regression, here in
-    float64 to convergence; logits agree up to a per-query constant (softmax's gauge)."""
-    rng = np.random.default_rng(dim)
-    labels = np.repeat(np.arange(4), 10)
-    x = rng.normal(size=(4, dim))[labels] + 1.5 * rng.normal(size=(40, dim))
-    q = rng.normal(size=(30, dim))
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    reference = LogisticRegression(C=1.0, tol=1e-12, max_iter=10_000).fit(x, labels)
-    expected = reference.decision_function(q)
-    got = np.asarray(logistic_regression_logits(x, labels, q, num_classes=4, c=1.0))
-    centred = lambda a: a - a.mean(axis=1, keepdims=True)
-    np.testing.assert_allclose(centred(got), centred(expected), atol=1e-3)
-    # A looser tolerance takes fewer steps and is further from the optimum.
-    rough = np.asarray(logistic_regression_logits(x, labels, q, num_classes=4, tol=0.5))
-    assert np.abs(centred(rough) - centred(expected)).max() > 1e-3
-
-
-def test_logistic_regression_steps_follow_the_bound():
-    assert logistic_regression_steps(5, 1.0, 1e-4) == 18
-    assert logistic_regression_steps(250, 1.0, 1e-4) == 104
-    with pytest.raises(ValueError, match="tol must be in"):
-        logistic_regression_steps(5, 1.0, 1.5)
 
 
 def test_confidence_interval_formula():

@@ -9,7 +9,7 @@ from jax.sharding import PartitionSpec as P
 from jax.test_util import check_grads
 
 from ssl_jax.losses import contrastive, nt_xent
-from ssl_jax.losses.contrastive import info_nce
+from ssl_jax.losses.contrastive import contrastive_loss, info_nce, moco_v3_ctr
 
 
 def nt_xent_reference(z1, z2, temperature):
@@ -181,3 +181,123 @@ def test_info_nce_shape_errors(shapes, message):
 def test_info_nce_temperature_error():
     with pytest.raises(ValueError, match="temperature > 0"):
         info_nce(jnp.ones((2, 3)), jnp.ones((2, 3)), jnp.ones((4, 3)), temperature=-1.0)
+
+
+def contrastive_reference(anchors, positives, negatives, temperature, in_batch, symmetric, scale):
+    """van den Oord et al. eq. 4 per anchor, its candidates listed by hand, in float64."""
+    unit = lambda v: v / np.linalg.norm(v)
+    a = [unit(v) for v in anchors.astype(np.float64)]
+    p = [unit(v) for v in positives.astype(np.float64)]
+    bank = [] if negatives is None else [unit(v) for v in negatives.astype(np.float64)]
+    rows = [
+        (a[i], p[i], [p[j] for j in range(len(a)) if j != i] if in_batch else [])
+        for i in range(len(a))
+    ]
+    if symmetric:
+        for i in range(len(a)):
+            rows[i][2].extend(a[j] for j in range(len(a)) if j != i and in_batch)
+            others = [p[j] for j in range(len(a)) if j != i] + [
+                a[j] for j in range(len(a)) if j != i
+            ]
+            rows.append((p[i], a[i], others if in_batch else []))
+    total = 0.0
+    for anchor, positive, negs in rows:
+        scores = [anchor @ positive / temperature] + [anchor @ n / temperature for n in negs + bank]
+        total += -scores[0] + np.log(np.sum(np.exp(scores)))
+    return scale * total / len(rows)
+
+
+OPTIONS = [
+    dict(in_batch_negatives=True, symmetric=False),
+    dict(in_batch_negatives=True, symmetric=True),
+    dict(in_batch_negatives=False, symmetric=False),
+    dict(in_batch_negatives=False, symmetric=True),
+]
+
+
+@pytest.mark.parametrize(
+    "options, bank",
+    [(o, b) for o in OPTIONS for b in (True, False) if b or o["in_batch_negatives"]],
+)
+@pytest.mark.parametrize("temperature", [0.1, 1.0])
+def test_contrastive_loss_matches_numpy_reference(options, bank, temperature):
+    q, k, negatives = _moco_batch(20, n=6, k=9, d=5)
+    negatives = negatives if bank else None
+    fn = jax.jit(
+        lambda a, b, c: contrastive_loss(a, b, c, temperature=temperature, scale=0.7, **options)
+    )
+    want = contrastive_reference(
+        q, k, negatives, temperature, options["in_batch_negatives"], options["symmetric"], 0.7
+    )
+    np.testing.assert_allclose(fn(q, k, negatives), want, rtol=1e-5)
+
+
+def test_the_paper_losses_are_contrastive_loss_with_their_options_bit_for_bit():
+    args = _moco_batch(21)
+    t = 0.3
+    pairs = [
+        (
+            lambda a, b, c: nt_xent(a, b, temperature=t),
+            lambda a, b, c: contrastive_loss(a, b, temperature=t, symmetric=True),
+        ),
+        (
+            lambda a, b, c: info_nce(a, b, c, temperature=t),
+            lambda a, b, c: contrastive_loss(a, b, c, temperature=t, in_batch_negatives=False),
+        ),
+        (
+            lambda a, b, c: moco_v3_ctr(a, b, temperature=t),
+            lambda a, b, c: contrastive_loss(a, b, temperature=t, scale=2 * t),
+        ),
+    ]
+    for wrapper, direct in pairs:
+        assert np.array_equal(jax.jit(wrapper)(*args), jax.jit(direct)(*args))
+
+
+def test_nnclr_is_contrastive_loss_with_support_set_neighbours_as_anchors():
+    """Dwibedi et al. 2021 eq. 1: ``NN(z_i, Q)`` from the support set is the anchor, the other
+    view's ``z_i^+`` its positive, the batch's other ``z_k^+`` the negatives."""
+    rng = np.random.default_rng(22)
+    z1, z2 = rng.normal(size=(2, 8, 5)).astype(np.float32)
+    support = rng.normal(size=(30, 5)).astype(np.float32)
+    unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)
+    nn = support[np.argmax(unit(z1) @ unit(support).T, axis=1)]
+    tau = 0.1
+    scores = unit(nn).astype(np.float64) @ unit(z2).astype(np.float64).T / tau
+    want = np.mean(np.log(np.exp(scores).sum(axis=1)) - np.diag(scores))
+    got = jax.jit(lambda a, b: contrastive_loss(a, b, temperature=tau))(nn, z2)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_contrastive_loss_gradients_match_finite_differences():
+    q, k, negatives = _moco_batch(23, n=4, k=3, d=3)
+    with jax.enable_x64(True):
+        args = tuple(jnp.asarray(x, dtype=jnp.float64) for x in (q, k, negatives))
+        for options in OPTIONS:
+            fn = jax.jit(lambda a, b, c, o=options: contrastive_loss(a, b, c, temperature=0.5, **o))
+            check_grads(fn, args, order=2, modes=["rev"])
+
+
+def test_contrastive_loss_invariant_to_permutation_and_scale():
+    q, k, negatives = _moco_batch(24)
+    rng = np.random.default_rng(24)
+    perm, bank_perm = rng.permutation(len(q)), rng.permutation(len(negatives))
+    for options in OPTIONS:
+        loss = lambda a, b, c, o=options: contrastive_loss(a, b, c, temperature=0.2, **o)
+        base = loss(q, k, negatives)
+        permuted = loss(3.0 * q[perm], 0.5 * k[perm], 2.0 * negatives[bank_perm])
+        np.testing.assert_allclose(permuted, base, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "shapes, kwargs, message",
+    [
+        (((4, 3), (5, 3)), {}, "same"),
+        (((4, 3), (4, 3), (6, 2)), {}, "D=3"),
+        (((4, 3), (4, 3)), {"in_batch_negatives": False}, "needs a bank"),
+        (((4, 3), (4, 3)), {"temperature": 0.0}, "temperature > 0"),
+    ],
+)
+def test_contrastive_loss_errors(shapes, kwargs, message):
+    kwargs = {"temperature": 0.1, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        contrastive_loss(*(jnp.ones(s) for s in shapes), **kwargs)

@@ -36,6 +36,15 @@ CASES = {
     ),
     "barlow_twins_loss": (losses.barlow_twins_loss, (z1, z2), (0, 0)),
     "byol_loss": (losses.byol_loss, (z1, z2), (0, 0)),
+    "contrastive_loss": (
+        lambda a, p, n: (
+            losses.contrastive_loss(a, p, n, temperature=0.2, symmetric=True),
+            losses.contrastive_loss(a, p, n, temperature=0.2),
+            losses.contrastive_loss(a, p, n, temperature=0.2, in_batch_negatives=False),
+        ),
+        (z1, z2, queue),
+        (0, 0, None),
+    ),
     "dino_center_update": (losses.dino_center_update, (center, teacher), (None, 1)),
     "dino_loss": (
         functools.partial(losses.dino_loss, teacher_temp=0.07),

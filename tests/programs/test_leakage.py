@@ -95,7 +95,6 @@ def knn_results(run_dir, folders, tmp_path_factory):
 # The augmented protocol's SGD needs more steps and a larger learning rate on these views.
 PROTOCOLS = {
     "offline": {},
-    "sgd_features": {},
     "augmented": dict(epochs=3, learning_rate=0.1),
 }
 

@@ -117,11 +117,10 @@ def test_settings_fill_in_the_protocol_defaults_and_reject_unknown_values(pretra
     assert setup["epochs"] == SGD_DEFAULTS["augmented"]["epochs"]
     assert setup["learning_rate"] == SGD_DEFAULTS["augmented"]["learning_rate"]
     assert setup["batch_size"] == 64  # set in the config: kept
-    config.probe.protocol = "sgd_features"
-    assert settings(config)["learning_rate"] == SGD_DEFAULTS["sgd_features"]["learning_rate"]
-    config.probe.protocol = "online"
-    with pytest.raises(ValueError, match="offline"):
-        settings(config)
+    for removed_or_unknown in ("sgd_features", "online"):
+        config.probe.protocol = removed_or_unknown
+        with pytest.raises(ValueError, match="offline"):
+            settings(config)
     config.probe.update(protocol="augmented", head_norm="layernorm")
     with pytest.raises(ValueError, match="head_norm"):
         settings(config)
