@@ -1,7 +1,7 @@
 """Fine-tuning as a method for the shared train step: a backbone and a head trained together.
 
 :func:`make_classifier` returns a :class:`Classifier`, shaped like
-:class:`ssl_jax.methods.Method` (``init``, ``loss``, ``update_state``, ``export``), so
+:class:`ssl_jax.method.Method` (``init``, ``loss``, ``update_state``, ``export``), so
 :func:`ssl_jax.train_step.make_init_fn` and :func:`~ssl_jax.train_step.make_train_step` build
 its sharded state and jitted step exactly as they do for pretraining. It is defined here, not in
 ``ssl_jax.methods``: downstream programs reach an encoder only through its export and do not
@@ -41,7 +41,7 @@ class Classifier(NamedTuple):
     ``params = {"backbone", "head"}`` and ``method_state = {"backbone", "head"}`` (batch stats).
 
     ``init``, ``loss``, ``update_state``, ``export``, ``project_params`` follow the
-    :class:`~ssl_jax.methods.Method` protocol; ``logits(arrays, images_uint8)`` is the
+    :class:`~ssl_jax.method.Method` protocol; ``logits(arrays, images_uint8)`` is the
     evaluation forward pass (:func:`~ssl_jax.encoder.preprocess`, eval-mode BatchNorm) on
     ``arrays = {"params", "method_state"}``.
     """

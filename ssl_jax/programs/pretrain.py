@@ -32,7 +32,8 @@ from ssl_jax.data.identity import identify
 from ssl_jax.encoder import make_encode_fn, make_input_spec, make_spec
 from ssl_jax.evaluators import Evaluators, with_online_linear
 from ssl_jax.evaluators.registry import active_entries
-from ssl_jax.methods import Method, get_method
+from ssl_jax.method import Method
+from ssl_jax.methods import get_method
 from ssl_jax.metrics import MetricsWriter, truncate_after, write_results
 from ssl_jax.optim import make_optimizer, make_schedule
 from ssl_jax.parallel import check_batch_size, make_mesh
