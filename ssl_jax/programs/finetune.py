@@ -4,7 +4,7 @@ SimCLR's semi-supervised protocol (Chen et al., 2020, appendix B.5): a class-bal
 ``data.label_fraction`` (0.01, 0.1, 1.0) of the training labels, drawn with ``config.seed``
 (:func:`ssl_jax.data.subset.class_balanced_subset`), so every encoder fine-tuned with one seed
 sees the same images; their indices are written to ``WORKDIR/label_subset.json``. A
-class-balanced ``data.val_fraction`` of that subset is held out (``val_subset.json``) and
+class-balanced ``data.val_fraction`` of that subset is held out (``val_split.json``) and
 evaluated every ``finetune.eval_every_steps`` steps and at the last; the state with the best
 validation top-1 (the first one on ties) is kept in ``WORKDIR/best`` and is the one evaluated
 on the test split: the epoch is chosen without looking at test. With ``val_fraction=0`` the
@@ -30,30 +30,22 @@ state, and the fine-tuned backbone with its head as an encoder export, spec ``he
 export) and the two index files.
 """
 
-import json
 import logging
 from collections.abc import Callable
 
 import jax
 import ml_collections
-import numpy as np
 from etils import epath
 
 from ssl_jax import config as config_lib
-from ssl_jax.checkpoint import Checkpointer, CheckpointError, checkpoint_dir, read_config
-from ssl_jax.data import BatchIterator, DataError, get_source
+from ssl_jax.checkpoint import BestCheckpoint, Checkpointer, CheckpointError, read_config
+from ssl_jax.data import BatchIterator, get_source
 from ssl_jax.data.identity import identify
-from ssl_jax.data.subset import (
-    SubsetSource,
-    class_balanced_subset,
-    save_indices,
-    source_labels,
-    validation_split,
-)
+from ssl_jax.data.subset import SubsetSource, label_splits
 from ssl_jax.encoder import Export, load_export, make_backbone, make_head_spec, make_spec
 from ssl_jax.evaluators import extract_features, make_sharded_encode
 from ssl_jax.evaluators.linear import topk_accuracy
-from ssl_jax.metrics import MetricsWriter, read_metrics, truncate_after, write_results
+from ssl_jax.metrics import MetricsWriter, truncate_after, write_results
 from ssl_jax.models import VITS, ModuleDef
 from ssl_jax.optim import make_optimizer, make_schedule
 from ssl_jax.parallel import check_batch_size, make_mesh, replicated
@@ -66,8 +58,6 @@ from ssl_jax.train_step import make_init_fn, make_train_step
 log = logging.getLogger(__name__)
 
 __all__ = ["NonFiniteLossError", "run"]
-
-BEST_DIR = "best"
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -141,54 +131,6 @@ def load_source(config: ml_collections.ConfigDict, mesh, saved: dict | None) -> 
     return export, info
 
 
-def _check_saved(workdir: epath.Path, name: str, indices: np.ndarray) -> None:
-    path = workdir / f"{name}.json"
-    if not path.exists():
-        return
-    saved = np.asarray(json.loads(path.read_text())["indices"], np.int64)
-    if not np.array_equal(saved, indices):
-        raise DataError(
-            f"{path} holds another subset than this config draws ({len(saved)} vs "
-            f"{len(indices)} images): the data, data.label_fraction, data.val_fraction or the "
-            "seed changed. Use the original settings to resume, or a new workdir."
-        )
-
-
-def label_splits(config: ml_collections.ConfigDict, source, workdir: epath.Path, name: str = ""):
-    """``(train_indices, val_indices)`` into ``source``: the class-balanced labelled subset
-    minus its class-balanced validation part; both saved (and, when resuming, checked) with
-    the data's ``name`` (default ``config.data.name``)."""
-    data = config.data
-    labels = source_labels(source)
-    labelled = class_balanced_subset(labels, data.label_fraction, seed=config.seed)
-    if data.val_fraction > 0:
-        train_pos, val_pos = validation_split(labels[labelled], data.val_fraction, seed=config.seed)
-        train_idx, val_idx = labelled[train_pos], labelled[val_pos]
-        if not len(val_idx):
-            raise DataError(
-                f"data.val_fraction={data.val_fraction} of the {len(labelled)} labelled images "
-                f"(data.label_fraction={data.label_fraction}) holds out none: each class keeps "
-                "one training image. Use data.val_fraction=0 (report the last step) or a larger "
-                "fraction."
-            )
-    else:
-        train_idx, val_idx = labelled, np.zeros((0,), np.int64)
-    if len(np.unique(labels[train_idx])) < 2:
-        raise DataError(
-            f"The {len(train_idx)} training images of {source.name} hold "
-            f"{len(np.unique(labels[train_idx]))} class; fine-tuning a classifier needs 2."
-        )
-    info = dict(seed=config.seed, data=name or data.name, num_source=len(labels))
-    subsets = [("label_subset", labelled, dict(label_fraction=data.label_fraction, **info))]
-    if len(val_idx):
-        subsets.append(("val_subset", val_idx, dict(val_fraction=data.val_fraction, **info)))
-    for name, indices, extra in subsets:
-        _check_saved(workdir, name, indices)
-        if jax.process_index() == 0:
-            save_indices(workdir, name, indices, **extra)
-    return train_idx, val_idx
-
-
 def finetune_backbone(export: Export, drop_path_rate: float) -> ModuleDef:
     """The export's backbone, with ViT stochastic depth at ``drop_path_rate`` (0: as is).
 
@@ -235,58 +177,6 @@ def _with_backbone(state, arrays, tx):
     params = {**state.params, "backbone": arrays["params"]}
     stats = {**state.method_state, "backbone": arrays["batch_stats"]}
     return state.replace(params=params, method_state=stats, opt_state=tx.init(params))
-
-
-class BestCheckpoint:
-    """The state with the best validation top-1 so far, kept in ``WORKDIR/best`` (one step).
-
-    On a resumed run the best so far is read from the ``val_top1`` rows of ``metrics.jsonl``
-    up to the resumed step; a best checkpoint saved after that step (the run stopped between
-    it and the next regular checkpoint) is dropped: the resumed run, continuing the same
-    trajectory, writes it again.
-    """
-
-    def __init__(self, workdir: epath.Path, start: int, *, async_save: bool):
-        self.dir = workdir / BEST_DIR
-        if jax.process_index() == 0:
-            _drop_steps_after(checkpoint_dir(self.dir), start)
-        self.ckpt = Checkpointer(self.dir, keep=1, async_save=async_save)
-        self.step, self.top1 = None, -np.inf
-        path = workdir / "metrics.jsonl"
-        rows = read_metrics(path) if path.exists() else []
-        for row in rows:
-            if row["step"] <= start and "val_top1" in row and row["val_top1"] > self.top1:
-                self.step, self.top1 = row["step"], row["val_top1"]
-
-    def update(self, step: int, top1: float, save: Callable[[Checkpointer], object]) -> bool:
-        """Save (with ``save(checkpointer)``) when ``top1`` beats the best so far."""
-        if top1 <= self.top1:
-            return False
-        self.step, self.top1 = step, top1
-        save(self.ckpt)
-        return True
-
-    def restore(self, abstract: dict) -> dict:
-        self.ckpt.wait()
-        saved = self.ckpt.latest_step()
-        if saved != self.step:
-            raise CheckpointError(
-                f"The best validation step is {self.step} (metrics.jsonl), but {self.dir} "
-                f"holds step {saved}. Was the workdir edited? Rerun in a new workdir."
-            )
-        arrays, _ = self.ckpt.restore(saved, abstract)
-        return arrays
-
-    def close(self) -> None:
-        self.ckpt.close()
-
-
-def _drop_steps_after(directory: epath.Path, step: int) -> None:
-    if not directory.is_dir():
-        return
-    for child in directory.iterdir():
-        if child.name.isdigit() and int(child.name) > step:
-            child.rmtree()
 
 
 def accuracy(predict, arrays: dict, source, *, batch_size: int, mesh, desc: str) -> dict:
@@ -347,7 +237,14 @@ def run(
         train_src, test_src = get_source(data, "train"), get_source(data, "test")
         log_data(data, origin, {"train": train_src, "test": test_src})
         num_classes = max(train_src.num_classes, test_src.num_classes)
-        train_idx, val_idx = label_splits(config, train_src, workdir, data.name)
+        train_idx, val_idx = label_splits(
+            train_src,
+            label_fraction=data.label_fraction,
+            val_fraction=data.val_fraction,
+            seed=config.seed,
+            workdir=workdir,
+            data_name=data.name,
+        )
         name = f"{train_src.name} train (label_fraction {data.label_fraction:g})"
         train_set = SubsetSource(train_src, train_idx, name=name)
         val_set = SubsetSource(train_src, val_idx, name="validation") if len(val_idx) else None
