@@ -17,9 +17,9 @@ the export's dataset field by field (:func:`ssl_jax.programs.common.data_config`
 ``random_init=True`` starts from a fresh initialisation of the same architecture (seed
 ``config.seed``), the from-scratch baseline. The network is the export's backbone plus a head
 (:mod:`ssl_jax.programs.finetune_step`) trained in the shared loop (:mod:`~ssl_jax.programs.loop`)
-by the shared train step (:func:`ssl_jax.train_step.make_train_step`). Rerunning the same command
-resumes from the workdir's newest checkpoint and continues the same trajectory; the source
-export is read again at the step recorded in the saved config.
+after the setup every training program shares (:mod:`ssl_jax.programs.setup`). Rerunning the
+same command resumes from the workdir's newest checkpoint and continues the same trajectory;
+the source export is read again at the step recorded in the saved config.
 
 The workdir holds ``metrics.jsonl`` (``loss``, ``train_top1``, ``learning_rate``, ... and
 ``val_top1``/``val_top5`` at evaluations), ``results.json``, ``checkpoints/<step>`` (the train
@@ -37,9 +37,8 @@ import jax
 import ml_collections
 from etils import epath
 
-from ssl_jax import config as config_lib
-from ssl_jax.checkpoint import BestCheckpoint, Checkpointer, CheckpointError, read_config
-from ssl_jax.data import BatchIterator, get_source
+from ssl_jax.checkpoint import BestCheckpoint, CheckpointError, read_config
+from ssl_jax.data import get_source
 from ssl_jax.data.identity import identify
 from ssl_jax.data.subset import SubsetSource, label_splits
 from ssl_jax.encoder import Export, load_export, make_backbone, make_head_spec, make_spec
@@ -47,13 +46,18 @@ from ssl_jax.evaluators import extract_features, make_sharded_encode
 from ssl_jax.evaluators.linear import topk_accuracy
 from ssl_jax.metrics import MetricsWriter, truncate_after, write_results
 from ssl_jax.models import VITS, ModuleDef
-from ssl_jax.optim import make_optimizer, make_schedule
-from ssl_jax.parallel import check_batch_size, make_mesh, replicated
 from ssl_jax.paths import resolve
 from ssl_jax.programs.common import data_config, log_data
-from ssl_jax.programs.finetune_step import Classifier, get_head, make_classifier
+from ssl_jax.programs.finetune_step import get_head, make_classifier, make_logits_fn
 from ssl_jax.programs.loop import Loop, NonFiniteLossError, on_devices, train
-from ssl_jax.train_step import make_init_fn, make_train_step
+from ssl_jax.programs.setup import (
+    make_batch_iterator,
+    make_checkpointer,
+    make_optimization,
+    make_train_fns,
+    make_training_mesh,
+    restore_or_start,
+)
 
 log = logging.getLogger(__name__)
 
@@ -147,13 +151,17 @@ def finetune_backbone(export: Export, drop_path_rate: float) -> ModuleDef:
     return make_backbone(ml_collections.ConfigDict({**model, "drop_path_rate": drop_path_rate}))
 
 
-def make_classifier_from_config(config, export: Export, num_classes: int) -> Classifier:
+def make_classifier_from_config(config, export: Export, num_classes: int) -> tuple:
+    """``(classifier, logits)``: the :class:`~ssl_jax.method.Method` that fine-tunes the
+    export's backbone with a fresh ``finetune.head``, and its evaluation forward pass."""
     ft = config.finetune
-    return make_classifier(
-        finetune_backbone(export, ft.drop_path_rate),
+    backbone = finetune_backbone(export, ft.drop_path_rate)
+    head = get_head(ft.head, export.feature_dim, num_classes)
+    classifier = make_classifier(
+        backbone,
         export.spec["input"],
         num_classes=num_classes,
-        head=get_head(ft.head, export.feature_dim, num_classes),
+        head=head,
         label_smoothing=ft.label_smoothing,
         mixup_alpha=ft.mixup_alpha,
         cutmix_alpha=ft.cutmix_alpha,
@@ -163,14 +171,16 @@ def make_classifier_from_config(config, export: Export, num_classes: int) -> Cla
         flip_prob=ft.flip_prob,
         backbone_rngs=ft.drop_path_rate > 0,
     )
+    return classifier, make_logits_fn(backbone, head, export.spec["input"])
 
 
-def make_start_fn(init_fn, tx, mesh):
+def make_start_fn(init_fn, tx, sharding):
     """``start(seed, encoder_arrays) -> TrainState``: ``init_fn(seed)``'s state with the
     export's backbone (params and batch statistics) and the optimizer state initialised on
-    these params. One program: the backbone initialisation it replaces is compiled away."""
+    these params, laid out as ``sharding``. One program: the backbone initialisation it
+    replaces is compiled away."""
     start = lambda seed, arrays: _with_backbone(init_fn(seed), arrays, tx)
-    return jax.jit(start, static_argnums=0, out_shardings=replicated(mesh))
+    return jax.jit(start, static_argnums=0, out_shardings=sharding)
 
 
 def _with_backbone(state, arrays, tx):
@@ -216,17 +226,10 @@ def run(
     check_config(config)
     workdir = resolve(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    mesh = make_mesh(config.mesh.num_devices)
     ft = config.finetune
-    check_batch_size(config.data.batch_size, mesh)
-    check_batch_size(ft.eval_batch_size, mesh)
+    mesh = make_training_mesh(config, config.data.batch_size, ft.eval_batch_size)
 
-    ckpt = Checkpointer(
-        workdir,
-        every_steps=config.ckpt.every_steps,
-        keep=config.ckpt.keep,
-        async_save=config.ckpt.async_save,
-    )
+    ckpt = make_checkpointer(config, workdir)
     best = None
     try:
         latest = ckpt.latest_step()
@@ -248,24 +251,16 @@ def run(
         name = f"{train_src.name} train (label_fraction {data.label_fraction:g})"
         train_set = SubsetSource(train_src, train_idx, name=name)
         val_set = SubsetSource(train_src, val_idx, name="validation") if len(val_idx) else None
-        iterator = BatchIterator(
-            train_set,
-            global_batch_size=data.batch_size,
-            seed=config.seed,
-            process_index=jax.process_index(),
-            process_count=jax.process_count(),
-        )
+        iterator = make_batch_iterator(train_set, batch_size=data.batch_size, seed=config.seed)
         steps_per_epoch = iterator.steps_per_epoch
-        total = config_lib.total_steps(config, steps_per_epoch)
 
-        classifier = make_classifier_from_config(config, export, num_classes)
-        schedule = make_schedule(config, steps_per_epoch=steps_per_epoch, total_steps=total)
+        classifier, logits = make_classifier_from_config(config, export, num_classes)
         abstract_params = jax.eval_shape(classifier.init, jax.random.key(0))[0]
-        tx = make_optimizer(config.optim, schedule, params=abstract_params)
-        init_fn = make_init_fn(classifier, tx, mesh)
-        abstract_state = jax.eval_shape(init_fn, config.seed)
-        train_step = make_train_step(classifier, tx, schedule, mesh)
-        predict = make_sharded_encode(classifier.logits, mesh)
+        opt = make_optimization(config, steps_per_epoch, params=abstract_params)
+        total = opt.total
+        fns = make_train_fns(config, classifier, opt, mesh)
+        abstract_state = jax.eval_shape(fns.init_fn, config.seed)
+        predict = make_sharded_encode(logits, mesh)
         spec = make_spec(
             export.spec["model"],
             input=export.spec["input"],
@@ -277,18 +272,15 @@ def run(
             data=identify(data),
         )
 
-        if latest is not None:
-            state, data_state = ckpt.restore(latest, abstract_state)
-            if iterator.step_from_state(data_state) != latest:
-                raise CheckpointError(
-                    f"Checkpoint data position {data_state} does not match step {latest}."
-                )
-            origin = f"resumed from {workdir} at step {latest}"
-        else:
-            state = make_start_fn(init_fn, tx, mesh)(config.seed, export.arrays)
+        def start_from_export(arrays=export.arrays):
+            state = make_start_fn(fns.init_fn, opt.tx, fns.sharding)(config.seed, arrays)
             origin = f"started from the {info['encoder']} encoder of {config.pretrained}"
-        del export  # its arrays now live in the state
-        start = int(jax.device_get(state.step))
+            return state, {"step": 0}, origin
+
+        state, start, origin = restore_or_start(
+            ckpt, workdir, abstract_state, iterator, start_from_export
+        )
+        del export, start_from_export  # its arrays now live in the state
         log.info(
             "%s; %d steps of %d images (%d per epoch); %d train, %d validation images",
             origin,
@@ -331,7 +323,7 @@ def run(
             return {"val_top1": acc["top1"], "val_top5": acc["top5"]}
 
         loop = Loop(
-            train_step=train_step,
+            train_step=fns.train_step,
             batches=on_devices(iterator.iterate(start, workers=config.data.workers), mesh),
             save=save,
             total_steps=total,
