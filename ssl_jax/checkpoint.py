@@ -20,17 +20,21 @@ Run directories may be URIs (``gs://bucket/run``): see :mod:`ssl_jax.paths`.
 
 import contextlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
 
+from ssl_jax.metrics import read_metrics
 from ssl_jax.paths import resolve
 
 CHECKPOINT_DIR = "checkpoints"
 ITEMS = ("state", "encoder", "encoder_spec", "config", "data")
+BEST_DIR = "best"  # BestCheckpoint's run directory inside the workdir
 
 
 class CheckpointError(RuntimeError):
@@ -355,3 +359,56 @@ def first_difference(saved, abstract, partial: bool = False) -> str | None:
             if path not in named:
                 return f"{path}: checkpoint {shape}, not in the model"
     return None
+
+
+class BestCheckpoint:
+    """The state with the best validation top-1 so far, kept in ``WORKDIR/best`` (one step).
+
+    On a resumed run the best so far is read from the ``val_top1`` rows of ``metrics.jsonl``
+    up to the resumed step; a best checkpoint saved after that step (the run stopped between
+    it and the next regular checkpoint) is dropped: the resumed run, continuing the same
+    trajectory, writes it again.
+    """
+
+    def __init__(self, workdir: epath.PathLike, start: int, *, async_save: bool):
+        self.dir = epath.Path(workdir) / BEST_DIR
+        if jax.process_index() == 0:
+            _drop_steps_after(checkpoint_dir(self.dir), start)
+        self.ckpt = Checkpointer(self.dir, keep=1, async_save=async_save)
+        self.step, self.top1 = None, -np.inf
+        path = epath.Path(workdir) / "metrics.jsonl"
+        rows = read_metrics(path) if path.exists() else []
+        for row in rows:
+            if row["step"] <= start and "val_top1" in row and row["val_top1"] > self.top1:
+                self.step, self.top1 = row["step"], row["val_top1"]
+
+    def update(self, step: int, top1: float, save: Callable[[Checkpointer], object]) -> bool:
+        """Save (with ``save(checkpointer)``) when ``top1`` beats the best so far."""
+        if top1 <= self.top1:
+            return False
+        self.step, self.top1 = step, top1
+        save(self.ckpt)
+        return True
+
+    def restore(self, abstract: dict) -> dict:
+        """The arrays of the best step, restored into ``abstract``'s structure."""
+        self.ckpt.wait()
+        saved = self.ckpt.latest_step()
+        if saved != self.step:
+            raise CheckpointError(
+                f"The best validation step is {self.step} (metrics.jsonl), but {self.dir} "
+                f"holds step {saved}. Was the workdir edited? Rerun in a new workdir."
+            )
+        arrays, _ = self.ckpt.restore(saved, abstract)
+        return arrays
+
+    def close(self) -> None:
+        self.ckpt.close()
+
+
+def _drop_steps_after(directory: epath.Path, step: int) -> None:
+    if not directory.is_dir():
+        return
+    for child in directory.iterdir():
+        if child.name.isdigit() and int(child.name) > step:
+            child.rmtree()

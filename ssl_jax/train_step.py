@@ -14,7 +14,7 @@ from ssl_jax.parallel import batch_sharded, replicated
 from ssl_jax.sharding import DEFAULT_MIN_SIZE, state_shardings
 
 if TYPE_CHECKING:  # Only a type: the fine-tuning program uses this step without the methods.
-    from ssl_jax.methods import Method
+    from ssl_jax.method import Method
 
 
 @flax.struct.dataclass

@@ -250,7 +250,7 @@ MUTANTS = (
     Mutant(
         "label_fraction_ignored",
         "#8: linear probe",
-        "ssl_jax/programs/common.py",
+        "ssl_jax/data/subset.py",
         "    return SubsetSource(source, indices), info",
         "    return source, info",
         (

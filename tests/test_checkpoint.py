@@ -1,5 +1,6 @@
 import gc
 import glob
+import json
 import os
 import shutil
 
@@ -13,6 +14,8 @@ from jax.sharding import PartitionSpec as P
 
 from ssl_jax import checkpoint
 from ssl_jax.checkpoint import (
+    BEST_DIR,
+    BestCheckpoint,
     Checkpointer,
     CheckpointError,
     first_difference,
@@ -360,3 +363,43 @@ def test_a_full_filesystem_is_recognised_through_the_errors_it_is_wrapped_in():
         assert checkpoint.is_no_space(e)
     assert not checkpoint.is_no_space(ValueError("shape mismatch"))
     assert not checkpoint.is_no_space(OSError(13, "Permission denied"))
+
+
+def _save_best(arrays, step):
+    def save(ckpt):
+        ckpt.save(
+            step,
+            state=arrays,
+            encoder=arrays,
+            encoder_spec={},
+            config={},
+            data={"step": step},
+            force=True,
+        )
+
+    return save
+
+
+def test_best_checkpoint_keeps_the_best_top1_and_resumes_from_the_metrics(tmp_path):
+    arrays = {"w": jnp.arange(3.0)}
+    best = BestCheckpoint(tmp_path, 0, async_save=False)
+    assert best.update(2, 50.0, _save_best(arrays, 2))
+    assert not best.update(4, 50.0, _save_best(arrays, 4))  # a tie keeps the first
+    assert best.update(6, 60.0, _save_best({"w": arrays["w"] + 1}, 6))
+    np.testing.assert_array_equal(best.restore(arrays)["w"], [1.0, 2.0, 3.0])
+    best.close()
+
+    # A resume at step 4: the best so far (step 2) is read from metrics.jsonl, and the best
+    # checkpoint written after step 4 is dropped (the resumed run writes it again).
+    rows = [
+        {"step": 2, "val_top1": 50.0},
+        {"step": 4, "val_top1": 40.0},
+        {"step": 6, "val_top1": 60.0},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    resumed = BestCheckpoint(tmp_path, 4, async_save=False)
+    assert (resumed.step, resumed.top1) == (2, 50.0)
+    assert not (tmp_path / BEST_DIR / "checkpoints" / "6").exists()
+    with pytest.raises(CheckpointError, match="best validation step is 2"):
+        resumed.restore(arrays)  # it holds no step 2 (replaced by step 6, keep=1): named
+    resumed.close()

@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from ssl_jax.methods.base import Method, no_state_update
+from ssl_jax.method import Method, no_state_update
 from ssl_jax.parallel import make_mesh
 from ssl_jax.train_step import all_finite, make_init_fn, make_train_step
 

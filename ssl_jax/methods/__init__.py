@@ -1,11 +1,10 @@
-"""SSL methods: one file per method, each a :class:`Method` of pure functions.
+"""SSL methods: one file per method, each a :class:`~ssl_jax.method.Method` of pure functions.
 
 ``make_<name>(backbone, views, *, hyperparameters...)`` builds a method in plain JAX code;
 :func:`get_method` builds one from a run's config (:mod:`ssl_jax.methods.registry`).
 """
 
 from ssl_jax.methods.barlow_twins import make_barlow_twins
-from ssl_jax.methods.base import Method
 from ssl_jax.methods.byol import make_byol
 from ssl_jax.methods.dino import make_dino
 from ssl_jax.methods.moco import make_mocov2
@@ -18,7 +17,6 @@ from ssl_jax.methods.vicreg import make_vicreg
 
 __all__ = [
     "METHODS",
-    "Method",
     "get_method",
     "hyperparameters",
     "make_barlow_twins",

@@ -11,7 +11,7 @@ https://arxiv.org/abs/2103.03230
 import jax.numpy as jnp
 
 from ssl_jax.losses import barlow_twins_loss
-from ssl_jax.methods.base import Method
+from ssl_jax.method import Method
 from ssl_jax.methods.common import embed_views, embedding_std, make_two_view_method
 from ssl_jax.methods.networks import mlp_head
 

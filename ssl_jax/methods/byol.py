@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.losses import byol_loss
-from ssl_jax.methods.base import Method
+from ssl_jax.method import Method
 from ssl_jax.methods.common import embedding_std, two_views
 from ssl_jax.methods.momentum import (
     check_export_network,

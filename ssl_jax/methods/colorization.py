@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from ssl_jax.export import convert_input, make_input_spec
 from ssl_jax.losses import ab_regression_loss, rebalanced_cross_entropy
-from ssl_jax.methods.base import Method
+from ssl_jax.method import Method
 from ssl_jax.methods.common import make_init
 from ssl_jax.methods.pretext_task import (
     eval_view,

@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 
 from ssl_jax.losses import l2_normalize
-from ssl_jax.methods.base import Method, no_state_update
+from ssl_jax.method import Method, no_state_update
 from ssl_jax.methods.networks import apply_chain, init_parts
 
 

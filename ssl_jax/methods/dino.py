@@ -33,7 +33,7 @@ from ssl_jax.losses import (
     dino_loss,
     dino_teacher_temperature,
 )
-from ssl_jax.methods.base import Method
+from ssl_jax.method import Method
 from ssl_jax.methods.collapse import entropy_of_mean, mean_entropy, uniform_collapse_check
 from ssl_jax.methods.momentum import (
     check_export_network,

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from ssl_jax.export import convert_input
 from ssl_jax.losses import embedding_cosine, embedding_mse, kd_loss, l2_normalize, seed_loss
-from ssl_jax.methods.base import Method, no_state_update
+from ssl_jax.method import Method, no_state_update
 from ssl_jax.methods.common import make_init, online_export
 from ssl_jax.methods.networks import apply_chain
 from ssl_jax.methods.pretext_task import one_view

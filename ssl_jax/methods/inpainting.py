@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from ssl_jax.export import convert_input
 from ssl_jax.losses import masked_mse
-from ssl_jax.methods.base import Method
+from ssl_jax.method import Method
 from ssl_jax.methods.pretext_task import (
     eval_view,
     feature_decoder,

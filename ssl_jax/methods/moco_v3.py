@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.losses import moco_v3_ctr
-from ssl_jax.methods.base import Method
+from ssl_jax.method import Method
 from ssl_jax.methods.common import embedding_std, mean_cosine, two_views
 from ssl_jax.methods.momentum import (
     check_export_network,

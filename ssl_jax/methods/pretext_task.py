@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from ssl_jax.augment import center_crop_resize, to_unit_float
-from ssl_jax.methods.base import UNCHECKED, Method, no_state_update
+from ssl_jax.method import UNCHECKED, Method, no_state_update
 from ssl_jax.methods.common import make_init, online_export
 from ssl_jax.models import ConvDecoder, ModuleDef, module_def
 

@@ -23,8 +23,8 @@ from ssl_jax.augment.from_config import (
 )
 from ssl_jax.augment.multicrop import make_multicrop_fn
 from ssl_jax.export import make_input_spec
+from ssl_jax.method import Method
 from ssl_jax.methods.barlow_twins import make_barlow_twins
-from ssl_jax.methods.base import Method
 from ssl_jax.methods.byol import make_byol
 from ssl_jax.methods.clusterfit import make_clusterfit
 from ssl_jax.methods.colorization import make_colorization

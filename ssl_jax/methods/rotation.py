@@ -8,7 +8,7 @@ on the pooled features is a Linear layer (``head_layers=1``) or an MLP.
 """
 
 from ssl_jax.export import convert_input
-from ssl_jax.methods.base import Method
+from ssl_jax.method import Method
 from ssl_jax.methods.networks import apply_chain, mlp_head
 from ssl_jax.methods.pretext_task import make_classification_pretext
 from ssl_jax.pretext.rotation import rotate_batch

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.losses import simsiam_loss
-from ssl_jax.methods.base import Method
+from ssl_jax.method import Method
 from ssl_jax.methods.common import embed_views, embedding_std, make_two_view_method
 from ssl_jax.methods.networks import apply_chain, mlp_head
 

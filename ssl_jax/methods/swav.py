@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.losses import l2_normalize, swav_codes, swav_loss
-from ssl_jax.methods.base import Method, no_state_update
+from ssl_jax.method import Method, no_state_update
 from ssl_jax.methods.collapse import mean_entropy, uniform_collapse_check
 from ssl_jax.methods.common import embedding_std, online_export
 from ssl_jax.methods.networks import embed_crops, init_parts, mlp_head

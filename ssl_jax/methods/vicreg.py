@@ -7,7 +7,7 @@ A 3-layer expander; the three terms are logged as ``vicreg_invariance``,
 import jax.numpy as jnp
 
 from ssl_jax.losses import vicreg_loss, vicreg_terms
-from ssl_jax.methods.base import Method
+from ssl_jax.method import Method
 from ssl_jax.methods.common import embed_views, embedding_std, make_two_view_method
 from ssl_jax.methods.networks import mlp_head
 

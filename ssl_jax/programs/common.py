@@ -8,13 +8,12 @@ the pretraining run's config or augment recipe.
 import logging
 from collections.abc import Mapping
 
-import jax
 import ml_collections
 
 from ssl_jax import config as config_lib
 from ssl_jax.data import get_source
 from ssl_jax.data.identity import FIELDS, TFDS_FIELDS, dataset_label, identify
-from ssl_jax.data.subset import SubsetSource, class_balanced_subset, save_indices, source_labels
+from ssl_jax.data.subset import source_labels
 from ssl_jax.evaluators import extract_features, make_sharded_encode
 from ssl_jax.evaluators.features import extract_bank
 from ssl_jax.export import Export, load_export, make_pixel_encode_fn, read_spec
@@ -96,7 +95,7 @@ def log_data(data: ml_collections.ConfigDict, origin: str, sources: Mapping) -> 
     )
 
 
-def load_frozen(config: ml_collections.ConfigDict, mesh) -> tuple:
+def load_feature_fn(config: ml_collections.ConfigDict, mesh) -> tuple:
     """``(encode, arrays, spec, info)``: the frozen feature function a program evaluates.
 
     ``encode(arrays, images_uint8) -> (N, D)`` is the export's (:func:`load_encoder`, random
@@ -128,24 +127,11 @@ def load_frozen(config: ml_collections.ConfigDict, mesh) -> tuple:
     return make_pixel_encode_fn(spec["input"]), {}, spec, info
 
 
-def labelled_subset(config: ml_collections.ConfigDict, source, workdir: str) -> tuple:
-    """``(source, info)``: a class-balanced ``config.data.label_fraction`` of ``source`` (seed
-    ``config.seed``), its indices saved as ``WORKDIR/label_subset.json``; all of it at 1."""
-    fraction = float(config.data.get("label_fraction", 1.0))
-    if fraction == 1.0:
-        return source, {"label_fraction": 1.0}
-    indices = class_balanced_subset(source_labels(source), fraction, seed=config.seed)
-    info = {"label_fraction": fraction, "seed": config.seed}
-    if jax.process_index() == 0:
-        info["label_subset"] = save_indices(workdir, "label_subset", indices, split="train", **info)
-    return SubsetSource(source, indices), info
-
-
 def split_features(
     config: ml_collections.ConfigDict, mesh, splits, *, check=None, banks: bool = False
 ) -> tuple[dict, dict]:
     """``({split: (x, y)}, info)``: frozen features of each of ``splits`` (``"train"``,
-    ``"test"``) by the encoder :func:`load_frozen` gives, on the data :func:`data_config`
+    ``"test"``) by the encoder :func:`load_feature_fn` gives, on the data :func:`data_config`
     says (the export's dataset unless ``config.data`` names one); ``info`` holds
     ``num_<split>``, ``feature_dim``, ``num_classes``, ``data`` (its name) and ``dataset``
     (its identifying fields) besides the encoder's fields. ``check({split: labels})``, if
@@ -153,7 +139,7 @@ def split_features(
     ``banks=True``: each split's :class:`~ssl_jax.evaluators.features.FeatureBank` instead,
     the features left split over the devices (the kNN program's ImageNet-size memory bank).
     """
-    encode, arrays, spec, info = load_frozen(config, mesh)
+    encode, arrays, spec, info = load_feature_fn(config, mesh)
     data, origin = data_config(config, spec)
     sources = {split: get_source(data, split) for split in splits}
     log_data(data, origin, sources)

@@ -4,7 +4,7 @@ SimCLR's semi-supervised protocol (Chen et al., 2020, appendix B.5): a class-bal
 ``data.label_fraction`` (0.01, 0.1, 1.0) of the training labels, drawn with ``config.seed``
 (:func:`ssl_jax.data.subset.class_balanced_subset`), so every encoder fine-tuned with one seed
 sees the same images; their indices are written to ``WORKDIR/label_subset.json``. A
-class-balanced ``data.val_fraction`` of that subset is held out (``val_subset.json``) and
+class-balanced ``data.val_fraction`` of that subset is held out (``val_split.json``) and
 evaluated every ``finetune.eval_every_steps`` steps and at the last; the state with the best
 validation top-1 (the first one on ties) is kept in ``WORKDIR/best`` and is the one evaluated
 on the test split: the epoch is chosen without looking at test. With ``val_fraction=0`` the
@@ -17,9 +17,9 @@ the export's dataset field by field (:func:`ssl_jax.programs.common.data_config`
 ``random_init=True`` starts from a fresh initialisation of the same architecture (seed
 ``config.seed``), the from-scratch baseline. The network is the export's backbone plus a head
 (:mod:`ssl_jax.programs.finetune_step`) trained in the shared loop (:mod:`~ssl_jax.programs.loop`)
-by the shared train step (:func:`ssl_jax.train_step.make_train_step`). Rerunning the same command
-resumes from the workdir's newest checkpoint and continues the same trajectory; the source
-export is read again at the step recorded in the saved config.
+after the setup every training program shares (:mod:`ssl_jax.programs.setup`). Rerunning the
+same command resumes from the workdir's newest checkpoint and continues the same trajectory;
+the source export is read again at the step recorded in the saved config.
 
 The workdir holds ``metrics.jsonl`` (``loss``, ``train_top1``, ``learning_rate``, ... and
 ``val_top1``/``val_top5`` at evaluations), ``results.json``, ``checkpoints/<step>`` (the train
@@ -30,49 +30,37 @@ state, and the fine-tuned backbone with its head as an encoder export, spec ``he
 export) and the two index files.
 """
 
-import json
 import logging
 from collections.abc import Callable
 
 import jax
 import ml_collections
-import numpy as np
 from etils import epath
 
-from ssl_jax import config as config_lib
-from ssl_jax.checkpoint import Checkpointer, CheckpointError, checkpoint_dir, read_config
-from ssl_jax.data import BatchIterator, DataError, get_source
+from ssl_jax.checkpoint import BestCheckpoint, CheckpointError, read_config
+from ssl_jax.data import get_source
 from ssl_jax.data.identity import identify
-from ssl_jax.data.subset import (
-    SubsetSource,
-    class_balanced_subset,
-    save_indices,
-    source_labels,
-    validation_split,
-)
+from ssl_jax.data.subset import SubsetSource, label_splits
 from ssl_jax.evaluators import extract_features, make_sharded_encode
 from ssl_jax.export import Export, load_export, make_head_spec, make_spec
-from ssl_jax.metrics import (
-    MetricsWriter,
-    read_metrics,
-    topk_accuracy,
-    truncate_after,
-    write_results,
-)
+from ssl_jax.metrics import MetricsWriter, topk_accuracy, truncate_after, write_results
 from ssl_jax.models import VITS, ModuleDef, make_backbone
-from ssl_jax.optim import make_optimizer, make_schedule
-from ssl_jax.parallel import check_batch_size, make_mesh, replicated
 from ssl_jax.paths import resolve
 from ssl_jax.programs.common import data_config, log_data
-from ssl_jax.programs.finetune_step import Classifier, get_head, make_classifier
+from ssl_jax.programs.finetune_step import get_head, make_classifier, make_logits_fn
 from ssl_jax.programs.loop import Loop, NonFiniteLossError, on_devices, train
-from ssl_jax.train_step import make_init_fn, make_train_step
+from ssl_jax.programs.setup import (
+    make_batch_iterator,
+    make_checkpointer,
+    make_optimization,
+    make_train_fns,
+    make_training_mesh,
+    restore_or_start,
+)
 
 log = logging.getLogger(__name__)
 
 __all__ = ["NonFiniteLossError", "run"]
-
-BEST_DIR = "best"
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -146,54 +134,6 @@ def load_source(config: ml_collections.ConfigDict, mesh, saved: dict | None) -> 
     return export, info
 
 
-def _check_saved(workdir: epath.Path, name: str, indices: np.ndarray) -> None:
-    path = workdir / f"{name}.json"
-    if not path.exists():
-        return
-    saved = np.asarray(json.loads(path.read_text())["indices"], np.int64)
-    if not np.array_equal(saved, indices):
-        raise DataError(
-            f"{path} holds another subset than this config draws ({len(saved)} vs "
-            f"{len(indices)} images): the data, data.label_fraction, data.val_fraction or the "
-            "seed changed. Use the original settings to resume, or a new workdir."
-        )
-
-
-def label_splits(config: ml_collections.ConfigDict, source, workdir: epath.Path, name: str = ""):
-    """``(train_indices, val_indices)`` into ``source``: the class-balanced labelled subset
-    minus its class-balanced validation part; both saved (and, when resuming, checked) with
-    the data's ``name`` (default ``config.data.name``)."""
-    data = config.data
-    labels = source_labels(source)
-    labelled = class_balanced_subset(labels, data.label_fraction, seed=config.seed)
-    if data.val_fraction > 0:
-        train_pos, val_pos = validation_split(labels[labelled], data.val_fraction, seed=config.seed)
-        train_idx, val_idx = labelled[train_pos], labelled[val_pos]
-        if not len(val_idx):
-            raise DataError(
-                f"data.val_fraction={data.val_fraction} of the {len(labelled)} labelled images "
-                f"(data.label_fraction={data.label_fraction}) holds out none: each class keeps "
-                "one training image. Use data.val_fraction=0 (report the last step) or a larger "
-                "fraction."
-            )
-    else:
-        train_idx, val_idx = labelled, np.zeros((0,), np.int64)
-    if len(np.unique(labels[train_idx])) < 2:
-        raise DataError(
-            f"The {len(train_idx)} training images of {source.name} hold "
-            f"{len(np.unique(labels[train_idx]))} class; fine-tuning a classifier needs 2."
-        )
-    info = dict(seed=config.seed, data=name or data.name, num_source=len(labels))
-    subsets = [("label_subset", labelled, dict(label_fraction=data.label_fraction, **info))]
-    if len(val_idx):
-        subsets.append(("val_subset", val_idx, dict(val_fraction=data.val_fraction, **info)))
-    for name, indices, extra in subsets:
-        _check_saved(workdir, name, indices)
-        if jax.process_index() == 0:
-            save_indices(workdir, name, indices, **extra)
-    return train_idx, val_idx
-
-
 def finetune_backbone(export: Export, drop_path_rate: float) -> ModuleDef:
     """The export's backbone, with ViT stochastic depth at ``drop_path_rate`` (0: as is).
 
@@ -210,13 +150,17 @@ def finetune_backbone(export: Export, drop_path_rate: float) -> ModuleDef:
     return make_backbone(ml_collections.ConfigDict({**model, "drop_path_rate": drop_path_rate}))
 
 
-def make_classifier_from_config(config, export: Export, num_classes: int) -> Classifier:
+def make_classifier_from_config(config, export: Export, num_classes: int) -> tuple:
+    """``(classifier, logits)``: the :class:`~ssl_jax.method.Method` that fine-tunes the
+    export's backbone with a fresh ``finetune.head``, and its evaluation forward pass."""
     ft = config.finetune
-    return make_classifier(
-        finetune_backbone(export, ft.drop_path_rate),
+    backbone = finetune_backbone(export, ft.drop_path_rate)
+    head = get_head(ft.head, export.feature_dim, num_classes)
+    classifier = make_classifier(
+        backbone,
         export.spec["input"],
         num_classes=num_classes,
-        head=get_head(ft.head, export.feature_dim, num_classes),
+        head=head,
         label_smoothing=ft.label_smoothing,
         mixup_alpha=ft.mixup_alpha,
         cutmix_alpha=ft.cutmix_alpha,
@@ -226,72 +170,22 @@ def make_classifier_from_config(config, export: Export, num_classes: int) -> Cla
         flip_prob=ft.flip_prob,
         backbone_rngs=ft.drop_path_rate > 0,
     )
+    return classifier, make_logits_fn(backbone, head, export.spec["input"])
 
 
-def make_start_fn(init_fn, tx, mesh):
+def make_start_fn(init_fn, tx, sharding):
     """``start(seed, encoder_arrays) -> TrainState``: ``init_fn(seed)``'s state with the
     export's backbone (params and batch statistics) and the optimizer state initialised on
-    these params. One program: the backbone initialisation it replaces is compiled away."""
+    these params, laid out as ``sharding``. One program: the backbone initialisation it
+    replaces is compiled away."""
     start = lambda seed, arrays: _with_backbone(init_fn(seed), arrays, tx)
-    return jax.jit(start, static_argnums=0, out_shardings=replicated(mesh))
+    return jax.jit(start, static_argnums=0, out_shardings=sharding)
 
 
 def _with_backbone(state, arrays, tx):
     params = {**state.params, "backbone": arrays["params"]}
     stats = {**state.method_state, "backbone": arrays["batch_stats"]}
     return state.replace(params=params, method_state=stats, opt_state=tx.init(params))
-
-
-class BestCheckpoint:
-    """The state with the best validation top-1 so far, kept in ``WORKDIR/best`` (one step).
-
-    On a resumed run the best so far is read from the ``val_top1`` rows of ``metrics.jsonl``
-    up to the resumed step; a best checkpoint saved after that step (the run stopped between
-    it and the next regular checkpoint) is dropped: the resumed run, continuing the same
-    trajectory, writes it again.
-    """
-
-    def __init__(self, workdir: epath.Path, start: int, *, async_save: bool):
-        self.dir = workdir / BEST_DIR
-        if jax.process_index() == 0:
-            _drop_steps_after(checkpoint_dir(self.dir), start)
-        self.ckpt = Checkpointer(self.dir, keep=1, async_save=async_save)
-        self.step, self.top1 = None, -np.inf
-        path = workdir / "metrics.jsonl"
-        rows = read_metrics(path) if path.exists() else []
-        for row in rows:
-            if row["step"] <= start and "val_top1" in row and row["val_top1"] > self.top1:
-                self.step, self.top1 = row["step"], row["val_top1"]
-
-    def update(self, step: int, top1: float, save: Callable[[Checkpointer], object]) -> bool:
-        """Save (with ``save(checkpointer)``) when ``top1`` beats the best so far."""
-        if top1 <= self.top1:
-            return False
-        self.step, self.top1 = step, top1
-        save(self.ckpt)
-        return True
-
-    def restore(self, abstract: dict) -> dict:
-        self.ckpt.wait()
-        saved = self.ckpt.latest_step()
-        if saved != self.step:
-            raise CheckpointError(
-                f"The best validation step is {self.step} (metrics.jsonl), but {self.dir} "
-                f"holds step {saved}. Was the workdir edited? Rerun in a new workdir."
-            )
-        arrays, _ = self.ckpt.restore(saved, abstract)
-        return arrays
-
-    def close(self) -> None:
-        self.ckpt.close()
-
-
-def _drop_steps_after(directory: epath.Path, step: int) -> None:
-    if not directory.is_dir():
-        return
-    for child in directory.iterdir():
-        if child.name.isdigit() and int(child.name) > step:
-            child.rmtree()
 
 
 def accuracy(predict, arrays: dict, source, *, batch_size: int, mesh, desc: str) -> dict:
@@ -331,17 +225,10 @@ def run(
     check_config(config)
     workdir = resolve(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    mesh = make_mesh(config.mesh.num_devices)
     ft = config.finetune
-    check_batch_size(config.data.batch_size, mesh)
-    check_batch_size(ft.eval_batch_size, mesh)
+    mesh = make_training_mesh(config, config.data.batch_size, ft.eval_batch_size)
 
-    ckpt = Checkpointer(
-        workdir,
-        every_steps=config.ckpt.every_steps,
-        keep=config.ckpt.keep,
-        async_save=config.ckpt.async_save,
-    )
+    ckpt = make_checkpointer(config, workdir)
     best = None
     try:
         latest = ckpt.latest_step()
@@ -352,28 +239,27 @@ def run(
         train_src, test_src = get_source(data, "train"), get_source(data, "test")
         log_data(data, origin, {"train": train_src, "test": test_src})
         num_classes = max(train_src.num_classes, test_src.num_classes)
-        train_idx, val_idx = label_splits(config, train_src, workdir, data.name)
+        train_idx, val_idx = label_splits(
+            train_src,
+            label_fraction=data.label_fraction,
+            val_fraction=data.val_fraction,
+            seed=config.seed,
+            workdir=workdir,
+            data_name=data.name,
+        )
         name = f"{train_src.name} train (label_fraction {data.label_fraction:g})"
         train_set = SubsetSource(train_src, train_idx, name=name)
         val_set = SubsetSource(train_src, val_idx, name="validation") if len(val_idx) else None
-        iterator = BatchIterator(
-            train_set,
-            global_batch_size=data.batch_size,
-            seed=config.seed,
-            process_index=jax.process_index(),
-            process_count=jax.process_count(),
-        )
+        iterator = make_batch_iterator(train_set, batch_size=data.batch_size, seed=config.seed)
         steps_per_epoch = iterator.steps_per_epoch
-        total = config_lib.total_steps(config, steps_per_epoch)
 
-        classifier = make_classifier_from_config(config, export, num_classes)
-        schedule = make_schedule(config, steps_per_epoch=steps_per_epoch, total_steps=total)
+        classifier, logits = make_classifier_from_config(config, export, num_classes)
         abstract_params = jax.eval_shape(classifier.init, jax.random.key(0))[0]
-        tx = make_optimizer(config.optim, schedule, params=abstract_params)
-        init_fn = make_init_fn(classifier, tx, mesh)
-        abstract_state = jax.eval_shape(init_fn, config.seed)
-        train_step = make_train_step(classifier, tx, schedule, mesh)
-        predict = make_sharded_encode(classifier.logits, mesh)
+        opt = make_optimization(config, steps_per_epoch, params=abstract_params)
+        total = opt.total
+        fns = make_train_fns(config, classifier, opt, mesh)
+        abstract_state = jax.eval_shape(fns.init_fn, config.seed)
+        predict = make_sharded_encode(logits, mesh)
         spec = make_spec(
             export.spec["model"],
             input=export.spec["input"],
@@ -385,18 +271,15 @@ def run(
             data=identify(data),
         )
 
-        if latest is not None:
-            state, data_state = ckpt.restore(latest, abstract_state)
-            if iterator.step_from_state(data_state) != latest:
-                raise CheckpointError(
-                    f"Checkpoint data position {data_state} does not match step {latest}."
-                )
-            origin = f"resumed from {workdir} at step {latest}"
-        else:
-            state = make_start_fn(init_fn, tx, mesh)(config.seed, export.arrays)
+        def start_from_export(arrays=export.arrays):
+            state = make_start_fn(fns.init_fn, opt.tx, fns.sharding)(config.seed, arrays)
             origin = f"started from the {info['encoder']} encoder of {config.pretrained}"
-        del export  # its arrays now live in the state
-        start = int(jax.device_get(state.step))
+            return state, {"step": 0}, origin
+
+        state, start, origin = restore_or_start(
+            ckpt, workdir, abstract_state, iterator, start_from_export
+        )
+        del export, start_from_export  # its arrays now live in the state
         log.info(
             "%s; %d steps of %d images (%d per epoch); %d train, %d validation images",
             origin,
@@ -439,7 +322,7 @@ def run(
             return {"val_top1": acc["top1"], "val_top5": acc["top5"]}
 
         loop = Loop(
-            train_step=train_step,
+            train_step=fns.train_step,
             batches=on_devices(iterator.iterate(start, workers=config.data.workers), mesh),
             save=save,
             total_steps=total,

@@ -1,11 +1,11 @@
 """Fine-tuning as a method for the shared train step: a backbone and a head trained together.
 
-:func:`make_classifier` returns a :class:`Classifier`, shaped like
-:class:`ssl_jax.methods.Method` (``init``, ``loss``, ``update_state``, ``export``), so
-:func:`ssl_jax.train_step.make_init_fn` and :func:`~ssl_jax.train_step.make_train_step` build
-its sharded state and jitted step exactly as they do for pretraining. It is defined here, not in
-``ssl_jax.methods``: downstream programs reach an encoder only through its export and do not
-import the pretraining methods (``tests/test_imports.py``).
+:func:`make_classifier` returns a :class:`~ssl_jax.method.Method` over
+``params = {"backbone", "head"}`` and ``method_state = {"backbone", "head"}`` (batch
+statistics), so :mod:`ssl_jax.programs.setup` builds its sharded state and jitted step exactly
+as it does for pretraining; :func:`make_logits_fn` is its evaluation forward pass. It is defined
+here, not in ``ssl_jax.methods``: downstream programs reach an encoder only through its export
+and do not import the pretraining methods (``tests/test_imports.py``).
 
 The supervised view is made on the device inside the step: uint8 -> [0, 1] -> Inception-style
 random resized crop to the export's input size -> horizontal flip -> the export's colour space
@@ -15,7 +15,7 @@ one-hot targets. BatchNorm runs in train mode on the global batch.
 """
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -29,34 +29,10 @@ from ssl_jax.augment import (
     to_unit_float,
 )
 from ssl_jax.export import HEAD_KINDS, make_head, make_head_spec, make_input_spec, preprocess
+from ssl_jax.method import Method, no_state_update
 from ssl_jax.models import ModuleDef
 
-PyTree = Any
-
 HEADS = HEAD_KINDS
-
-
-class Classifier(NamedTuple):
-    """A backbone with a classification head, as pure functions over
-    ``params = {"backbone", "head"}`` and ``method_state = {"backbone", "head"}`` (batch stats).
-
-    ``init``, ``loss``, ``update_state``, ``export``, ``project_params`` follow the
-    :class:`~ssl_jax.methods.Method` protocol; ``logits(arrays, images_uint8)`` is the
-    evaluation forward pass (:func:`~ssl_jax.export.preprocess`, eval-mode BatchNorm) on
-    ``arrays = {"params", "method_state"}``.
-    """
-
-    name: str
-    init: Callable[[jax.Array], tuple[PyTree, PyTree]]
-    loss: Callable[..., tuple[jax.Array, tuple[PyTree, dict]]]
-    update_state: Callable[[PyTree, PyTree, Any], PyTree]
-    export: Callable[[PyTree, PyTree], dict]
-    logits: Callable[[dict, jax.Array], jax.Array]
-    backbone: ModuleDef
-    head: ModuleDef
-    num_classes: int
-    network: str = "online"
-    project_params: Callable[[PyTree], PyTree] | None = None
 
 
 def get_head(name: str, in_features: int, num_classes: int) -> ModuleDef:
@@ -108,7 +84,7 @@ def make_classifier(
     crop_ratio: Sequence[float] = (3 / 4, 4 / 3),
     flip_prob: float = 0.5,
     backbone_rngs: bool = False,
-) -> Classifier:
+) -> Method:
     """Fine-tuning of ``backbone`` with ``head`` (default: :func:`get_head` ``"linear"``) on
     its pooled features, for images the export's ``input_spec`` describes. ``export`` returns
     the backbone's arrays and the head's (``"head"``: ``{"params", "batch_stats"}``).
@@ -140,14 +116,6 @@ def make_classifier(
         params = {"backbone": backbone_params, "head": head_params}
         return params, {"backbone": backbone_stats, "head": head_stats}
 
-    def forward(params, stats, x, train, key=None):
-        extra = {"rngs": key} if key is not None else {}
-        features, backbone_stats = backbone.apply(
-            params["backbone"], stats["backbone"], x, train=train, **extra
-        )
-        logits, head_stats = head.apply(params["head"], stats["head"], features, train=train)
-        return logits, {"backbone": backbone_stats, "head": head_stats}
-
     def loss(params, method_state, batch, key, step, frozen):
         del step, frozen
         view_key, mix_key = jax.random.split(key)
@@ -156,14 +124,10 @@ def make_classifier(
         targets = one_hot_targets(labels, num_classes, label_smoothing=label_smoothing)
         x, targets = mix_batch(x, targets, mix_key, **mix)
         drop_key = jax.random.fold_in(key, 1) if backbone_rngs else None
-        logits, method_state = forward(params, method_state, x, True, drop_key)
+        logits, method_state = _forward(backbone, head, params, method_state, x, True, drop_key)
         value = jnp.mean(optax.softmax_cross_entropy(logits.astype(jnp.float32), targets))
         top1 = 100.0 * jnp.mean(jnp.argmax(logits, axis=-1) == labels)
         return value, (method_state, {"train_top1": top1})
-
-    def update_state(params, method_state, step):
-        del params, step
-        return method_state
 
     def export(params, method_state):
         head_arrays = {"params": params["head"], "batch_stats": method_state["head"]}
@@ -173,19 +137,38 @@ def make_classifier(
             "head": head_arrays,
         }
 
-    def logits(arrays, images):
-        x = preprocess(images, input_spec)
-        out, _ = forward(arrays["params"], arrays["method_state"], x, False)
-        return out.astype(jnp.float32)
-
-    return Classifier(
+    return Method(
         name="finetune",
         init=init,
         loss=loss,
-        update_state=update_state,
+        update_state=no_state_update,
         export=export,
-        logits=logits,
         backbone=backbone,
-        head=head,
-        num_classes=num_classes,
+        input_spec=input_spec,
     )
+
+
+def _forward(backbone, head, params, stats, x, train, key=None):
+    """``(logits, stats)`` of the backbone and head; ``key``: the backbone's ``rngs``."""
+    extra = {"rngs": key} if key is not None else {}
+    features, backbone_stats = backbone.apply(
+        params["backbone"], stats["backbone"], x, train=train, **extra
+    )
+    logits, head_stats = head.apply(params["head"], stats["head"], features, train=train)
+    return logits, {"backbone": backbone_stats, "head": head_stats}
+
+
+def make_logits_fn(
+    backbone: ModuleDef, head: ModuleDef, input_spec: Mapping[str, Any]
+) -> Callable[[dict, jax.Array], jax.Array]:
+    """``logits(arrays, images_uint8) -> (N, K)`` float32: the evaluation forward pass of a
+    :func:`make_classifier` classifier (``input_spec``'s preprocessing, eval-mode BatchNorm) on
+    ``arrays = {"params", "method_state"}`` of its train state."""
+    input_spec = make_input_spec(**input_spec)
+
+    def logits(arrays, images):
+        x = preprocess(images, input_spec)
+        out, _ = _forward(backbone, head, arrays["params"], arrays["method_state"], x, False)
+        return out.astype(jnp.float32)
+
+    return logits

@@ -42,14 +42,14 @@ import numpy as np
 
 from ssl_jax.data import get_source
 from ssl_jax.data.identity import identify
-from ssl_jax.data.subset import SubsetSource, save_indices, validation_split
+from ssl_jax.data.subset import labelled_subset, save_val_split, validation_split
 from ssl_jax.evaluators import extract_features, make_sharded_encode
 from ssl_jax.evaluators.augmented_linear import HEAD_NORMS, augmented_linear_probe
 from ssl_jax.evaluators.linear import offline_linear_probe
 from ssl_jax.metrics import MetricsWriter, write_results
 from ssl_jax.parallel import make_mesh
 from ssl_jax.paths import resolve
-from ssl_jax.programs.common import data_config, labelled_subset, load_frozen, log_data
+from ssl_jax.programs.common import data_config, load_feature_fn, log_data
 
 log = logging.getLogger(__name__)
 
@@ -106,33 +106,17 @@ def _features(encode, arrays, train_src, test_src, *, data, mesh, progress):
     return (*train, *test)
 
 
-def _val_split(config, train_y, train_src, workdir) -> np.ndarray:
-    """Positions in the training features of the validation split, saved as source indices."""
-    _, val = validation_split(train_y, config.data.val_fraction, seed=config.seed)
-    if jax.process_index() == 0:
-        subset = isinstance(train_src, SubsetSource)
-        source_indices = train_src.indices[val] if subset else val
-        save_indices(
-            workdir,
-            "val_split",
-            source_indices,
-            split="train",
-            val_fraction=float(config.data.val_fraction),
-            seed=config.seed,
-        )
-    return val
-
-
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     workdir = resolve(workdir)
     setup = settings(config)
     protocol = setup["protocol"]
     mesh = make_mesh(config.mesh.num_devices)
-    encode, arrays, spec, info = load_frozen(config, mesh)
+    encode, arrays, spec, info = load_feature_fn(config, mesh)
     data, origin = data_config(config, spec)
     train_src, test_src = get_source(data, "train"), get_source(data, "test")
     log_data(data, origin, {"train": train_src, "test": test_src})
-    train_src, subset_info = labelled_subset(config, train_src, workdir)
+    fraction = config.data.get("label_fraction", 1.0)
+    train_src, subset_info = labelled_subset(train_src, fraction, seed=config.seed, workdir=workdir)
     num_classes = max(train_src.num_classes, test_src.num_classes)
     progress = config.log.progress
     if protocol == "augmented":
@@ -165,7 +149,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             test_x,
             test_y,
             num_classes=num_classes,
-            val_indices=_val_split(config, train_y, train_src, workdir),
+            val_indices=_val_positions(config, train_y, train_src, workdir),
             l2_grid=setup["l2_grid"],
             max_iter=setup["max_iter"],
             tol=setup["tol"],
@@ -194,3 +178,18 @@ def _feature_dim(encode, arrays, spec) -> int:
     size = spec["input"]["size"]
     images = jax.ShapeDtypeStruct((1, size, size, 3), np.uint8)
     return int(jax.eval_shape(encode, arrays, images).shape[-1])
+
+
+def _val_positions(config, train_y, train_src, workdir) -> np.ndarray:
+    """Positions in the training features of the validation split (saved, as indices into the
+    training split, in ``WORKDIR/val_split.json``)."""
+    _, val = validation_split(train_y, config.data.val_fraction, seed=config.seed)
+    save_val_split(
+        workdir,
+        val,
+        train_src,
+        split="train",
+        val_fraction=float(config.data.val_fraction),
+        seed=config.seed,
+    )
+    return val

@@ -23,23 +23,28 @@ import numpy as np
 import optax
 from etils import epath
 
-from ssl_jax import accumulation
 from ssl_jax import config as config_lib
 from ssl_jax.augment.from_config import eval_settings
 from ssl_jax.checkpoint import Checkpointer, CheckpointError, read_config
-from ssl_jax.data import BatchIterator, get_source
+from ssl_jax.data import get_source
 from ssl_jax.data.identity import identify
 from ssl_jax.evaluators import Evaluators, maybe_with_online_linear
 from ssl_jax.export import make_input_spec, make_spec
-from ssl_jax.methods import Method, get_method
+from ssl_jax.method import Method
+from ssl_jax.methods import get_method
 from ssl_jax.metrics import MetricsWriter, truncate_after, write_results
-from ssl_jax.optim import make_optimizer, make_schedule
-from ssl_jax.parallel import check_batch_size, make_mesh
 from ssl_jax.paths import resolve
 from ssl_jax.plotting import plot_image_rows
 from ssl_jax.programs.loop import Loop, NonFiniteLossError, on_devices, train
+from ssl_jax.programs.setup import (
+    make_batch_iterator,
+    make_checkpointer,
+    make_optimization,
+    make_train_fns,
+    make_training_mesh,
+    restore_or_start,
+)
 from ssl_jax.sharding import replicate
-from ssl_jax.train_step import make_init_fn, make_train_step, state_sharding
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +63,10 @@ def _restore_other(run_dir: str, field: str, abstract_state, partial: bool = Fal
         other.close()
 
 
-def _initial_state(config, workdir, ckpt, init_fn, abstract_state):
-    """(state, data_state, origin) following the resume order."""
-    if ckpt.latest_step() is not None:
-        step = ckpt.latest_step()
-        state, data_state = ckpt.restore(step, abstract_state)
-        return state, data_state, f"resumed from {workdir} at step {step}"
+def _start(config, init_fn, abstract_state):
+    """``(state, data_state, origin)`` of a run whose workdir holds no checkpoint yet:
+    ``ckpt.resume_from``'s newest, else ``ckpt.init_from``'s parameters and method state, else
+    scratch (the rest of the resume order, after the workdir's own checkpoint)."""
     if config.ckpt.resume_from:
         state, data_state, step = _restore_other(
             config.ckpt.resume_from, "ckpt.resume_from", abstract_state
@@ -123,22 +126,14 @@ def build_step(
     the online linear probe, when an ``online_linear`` entry of ``config.evals`` is active.
     ``ssl_jax.programs.plan`` compiles this same step ahead of time, without data.
     """
-    total = config_lib.total_steps(config, steps_per_epoch)
-    schedule = make_schedule(config, steps_per_epoch=steps_per_epoch, total_steps=total)
-    tx = make_optimizer(config.optim, schedule)
-    method = get_method(config, total_steps=total)
+    opt = make_optimization(config, steps_per_epoch)
+    method = get_method(config, total_steps=opt.total)
     input_spec = method.input_spec or make_input_spec(**eval_settings(config.augment))
     method = maybe_with_online_linear(
         method, config.evals, num_classes=num_classes, input_spec=input_spec
     )
-    sharding = state_sharding(
-        method, tx, mesh, fsdp=config.mesh.fsdp, min_size=config.mesh.fsdp_min_size
-    )
-    steps = config.optim.accumulation_steps
-    accumulation.check(method, steps, batch_size=config.data.batch_size, mesh=mesh)
-    init_fn = make_init_fn(method, tx, mesh, sharding)
-    train_step = make_train_step(method, tx, schedule, mesh, sharding, accumulation_steps=steps)
-    return Step(total, schedule, tx, method, input_spec, init_fn, train_step)
+    fns = make_train_fns(config, method, opt, mesh)
+    return Step(opt.total, opt.schedule, opt.tx, method, input_spec, fns.init_fn, fns.train_step)
 
 
 def run(
@@ -158,18 +153,11 @@ def run(
     """
     workdir = resolve(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    mesh = make_mesh(config.mesh.num_devices)
     batch_size = config.data.batch_size
-    check_batch_size(batch_size, mesh)
+    mesh = make_training_mesh(config, batch_size)
 
     source = get_source(config.data, "train")
-    iterator = BatchIterator(
-        source,
-        global_batch_size=batch_size,
-        seed=config.seed,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-    )
+    iterator = make_batch_iterator(source, batch_size=batch_size, seed=config.seed)
     steps_per_epoch = iterator.steps_per_epoch
     built = build_step(config, mesh, steps_per_epoch, num_classes=source.num_classes)
     total, method, input_spec = built.total, built.method, built.input_spec
@@ -180,17 +168,11 @@ def run(
     if method.load_frozen is not None:
         frozen = method.load_frozen(mesh, workdir=workdir, source=source)
 
-    ckpt = Checkpointer(
-        workdir,
-        every_steps=config.ckpt.every_steps,
-        keep=config.ckpt.keep,
-        async_save=config.ckpt.async_save,
+    ckpt = make_checkpointer(config, workdir)
+    state, start, origin = restore_or_start(
+        ckpt, workdir, abstract_state, iterator, lambda: _start(config, init_fn, abstract_state)
     )
-    state, data_state, origin = _initial_state(config, workdir, ckpt, init_fn, abstract_state)
-    start = int(jax.device_get(state.step))
     changed = _changes_on_resume(config, workdir, ckpt)
-    if start and iterator.step_from_state(data_state) != start:
-        raise RuntimeError(f"Checkpoint data position {data_state} does not match step {start}.")
     log.info(
         "data: %s, %d images of %s, %d classes; %s; %d steps of %d images (%d per epoch)",
         source.name,

@@ -5,11 +5,15 @@ import json
 import numpy as np
 import pytest
 
-from ssl_jax.data import ArraySource
+from ssl_jax.data import ArraySource, DataError
 from ssl_jax.data.subset import (
     SubsetSource,
+    check_saved_indices,
     class_balanced_subset,
+    label_splits,
+    labelled_subset,
     save_indices,
+    save_val_split,
     source_labels,
     validation_split,
 )
@@ -53,3 +57,61 @@ def test_subset_source_reads_through_and_indices_are_saved(tmp_path):
     assert saved["indices"] == idx.tolist() and saved["fraction"] == 0.1
     with pytest.raises(ValueError, match="Subset indices must lie"):
         SubsetSource(source, np.array([len(LABELS)]))
+
+
+def _source():
+    images = np.zeros((len(LABELS), 2, 2, 3), np.uint8)
+    return ArraySource(images, LABELS)
+
+
+def read_indices(path):
+    with open(path) as f:
+        return json.load(f)["indices"]
+
+
+def test_labelled_subset_is_the_class_balanced_fraction_saved_as_label_subset(tmp_path):
+    source = _source()
+    sub, info = labelled_subset(source, 0.1, seed=3, workdir=str(tmp_path))
+    want = class_balanced_subset(LABELS, 0.1, seed=3)
+    np.testing.assert_array_equal(sub.indices, want)
+    assert info["label_fraction"] == 0.1 and info["seed"] == 3
+    assert read_indices(info["label_subset"]) == want.tolist()
+    assert labelled_subset(source, 1.0, seed=3, workdir=str(tmp_path / "all")) == (
+        source,
+        {"label_fraction": 1.0},
+    )
+    assert not (tmp_path / "all").exists()
+
+
+def test_the_val_split_is_saved_as_indices_into_the_training_split(tmp_path):
+    source = _source()
+    sub = SubsetSource(source, class_balanced_subset(LABELS, 0.5, seed=0))
+    _, val = validation_split(source_labels(sub), 0.2, seed=0)
+    path = save_val_split(str(tmp_path), val, sub, val_fraction=0.2)
+    assert path.endswith("val_split.json")
+    assert read_indices(path) == sub.indices[val].tolist()
+    path = save_val_split(str(tmp_path / "whole"), val, source)
+    assert read_indices(path) == val.tolist()  # positions of the whole split are its indices
+
+
+def test_label_splits_are_disjoint_saved_and_checked_on_resume(tmp_path):
+    source, kw = _source(), dict(label_fraction=0.5, seed=0, data_name="toy")
+    train, val = label_splits(source, val_fraction=0.2, workdir=str(tmp_path), **kw)
+    labelled = class_balanced_subset(LABELS, 0.5, seed=0)
+    assert not set(train) & set(val) and sorted([*train, *val]) == labelled.tolist()
+    assert read_indices(tmp_path / "label_subset.json") == labelled.tolist()
+    assert read_indices(tmp_path / "val_split.json") == val.tolist()
+    again = label_splits(source, val_fraction=0.2, workdir=str(tmp_path), **kw)
+    np.testing.assert_array_equal(again[1], val)  # a resume draws and finds the same split
+    with pytest.raises(DataError, match="val_split.json holds another subset"):
+        label_splits(source, val_fraction=0.4, workdir=str(tmp_path), **kw)
+    train, val = label_splits(source, val_fraction=0.0, workdir=str(tmp_path / "no_val"), **kw)
+    assert len(val) == 0 and not (tmp_path / "no_val" / "val_split.json").exists()
+
+
+def test_check_saved_indices_passes_without_a_file_and_names_a_changed_one(tmp_path):
+    check_saved_indices(str(tmp_path), "val_split", np.arange(3))
+    save_indices(str(tmp_path), "val_split", np.arange(3))
+    check_saved_indices(str(tmp_path), "val_split", np.arange(3))
+    with pytest.raises(DataError, match="another subset"):
+        check_saved_indices(str(tmp_path), "val_split", np.arange(4))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ssl_jax.evaluators import with_online_linear
-from ssl_jax.methods.base import Method, no_state_update
+from ssl_jax.method import Method, no_state_update
 
 N, D, C = 6, 4, 3
 

@@ -124,7 +124,7 @@ def test_finetune_writes_results_metrics_subsets_and_checkpoints(finetuned, pret
 
     labels = source_labels(get_source(finetune_config("x").data, "train"))
     subset = read_json(os.path.join(workdir, "label_subset.json"))
-    val = read_json(os.path.join(workdir, "val_subset.json"))
+    val = read_json(os.path.join(workdir, "val_split.json"))
     expected = class_balanced_subset(labels, 0.5, seed=0)
     assert subset["indices"] == expected.tolist() and subset["label_fraction"] == 0.5
     assert set(val["indices"]) < set(subset["indices"])
@@ -153,7 +153,7 @@ def test_the_best_validation_step_is_the_one_reported_on_test(finetuned):
     assert len({r["val_top1"] for r in rows}) > 1  # a choice to make (here: step 4 of 2, 4, 6)
     assert results["selected_by"] == "val_top1"
     assert results["chosen_step"] == best["step"] and results["val_top1"] == best["val_top1"]
-    best_dir = os.path.join(workdir, finetune.BEST_DIR)
+    best_dir = os.path.join(workdir, checkpoint.BEST_DIR)
     assert checkpoint.resolve_step(best_dir) == best["step"]
     # Recompute the chosen validation and the reported test top-1 from the kept checkpoint by
     # another path: its backbone export's features (load_export) and its head in NumPy.
@@ -171,7 +171,7 @@ def test_the_best_validation_step_is_the_one_reported_on_test(finetuned):
         return 100 * np.mean(logits.argmax(-1) == labels)
 
     data = finetune_config("x").data
-    val = read_json(os.path.join(workdir, "val_subset.json"))["indices"]
+    val = read_json(os.path.join(workdir, "val_split.json"))["indices"]
     np.testing.assert_allclose(results["val_top1"], top1(*get_source(data, "train").get(val)))
     np.testing.assert_allclose(results["top1"], top1(*get_source(data, "test").get(np.arange(360))))
 
@@ -235,8 +235,8 @@ def test_without_validation_the_last_step_is_reported(no_validation, finetuned):
     assert results["selected_by"] == "last_step" and results["chosen_step"] == 6
     assert results["num_val"] == 0 and "val_top1" not in results
     assert results["num_train"] == results["num_labelled"] == 718
-    assert not os.path.exists(os.path.join(workdir, "val_subset.json"))
-    assert not os.path.exists(os.path.join(workdir, finetune.BEST_DIR))
+    assert not os.path.exists(os.path.join(workdir, "val_split.json"))
+    assert not os.path.exists(os.path.join(workdir, checkpoint.BEST_DIR))
     # Another seed draws another labelled subset (its file says which).
     subset = read_json(os.path.join(workdir, "label_subset.json"))
     other = read_json(os.path.join(finetuned[0], "label_subset.json"))

@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 
 from ssl_jax.export import load_export, make_input_spec, preprocess
+from ssl_jax.method import Method
 from ssl_jax.models import module_def, vit_tiny
-from ssl_jax.programs.finetune_step import get_head, make_classifier, supervised_view
+from ssl_jax.programs.finetune_step import (
+    get_head,
+    make_classifier,
+    make_logits_fn,
+    supervised_view,
+)
 
 SPEC = make_input_spec(size=8, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
 # A crop of the whole image, never flipped: the view is the evaluation preprocessing.
@@ -30,10 +36,10 @@ def images_and_labels(n=8, size=8, seed=0):
     return images, rng.integers(0, 5, n).astype(np.int32)
 
 
-def start(clf, export, key):
-    """``(params, state)``: the export's backbone and a head with random (not zero) params,
-    so that the logits differ."""
-    head_params, head_stats = clf.head.init(key)
+def start(head, export, key):
+    """``(params, state)``: the export's backbone and a ``head`` with random (not zero)
+    params, so that the logits differ."""
+    head_params, head_stats = head.init(key)
     leaves, tree = jax.tree.flatten(head_params)
     keys = jax.random.split(key, len(leaves))
     leaves = [jax.random.normal(k, x.shape) for k, x in zip(keys, leaves, strict=True)]
@@ -60,8 +66,11 @@ def test_supervised_view_of_the_whole_image_is_the_evaluation_preprocessing():
 
 def test_loss_is_the_smoothed_cross_entropy_of_the_network_on_the_view(backbone, export):
     images, labels = images_and_labels()
-    clf = make_classifier(backbone, SPEC, num_classes=5, label_smoothing=0.1, **IDENTITY_VIEW)
-    params, state = start(clf, export, jax.random.key(1))
+    head_def = get_head("linear", backbone.feature_dim, 5)
+    clf = make_classifier(
+        backbone, SPEC, num_classes=5, head=head_def, label_smoothing=0.1, **IDENTITY_VIEW
+    )
+    params, state = start(head_def, export, jax.random.key(1))
     batch = {"images": jnp.asarray(images), "labels": jnp.asarray(labels)}
     loss = jax.jit(clf.loss)
     value, (new_state, metrics) = loss(params, state, batch, jax.random.key(2), 0, None)
@@ -79,7 +88,9 @@ def test_loss_is_the_smoothed_cross_entropy_of_the_network_on_the_view(backbone,
     arrays = {"params": params, "method_state": state}
     eval_features, _ = backbone.apply(params["backbone"], state["backbone"], x, train=False)
     want = np.asarray(eval_features) @ head["kernel"][...] + head["bias"][...]
-    np.testing.assert_allclose(jax.jit(clf.logits)(arrays, batch["images"]), want, atol=1e-5)
+    logits_fn = make_logits_fn(backbone, head_def, SPEC)
+    np.testing.assert_allclose(jax.jit(logits_fn)(arrays, batch["images"]), want, atol=1e-5)
+    assert isinstance(clf, Method) and clf.input_spec == SPEC
 
 
 def test_classifier_rejects_bad_hyperparameters(backbone):
@@ -140,9 +151,10 @@ def test_backbone_rngs_give_a_vit_drop_path_in_training_only():
     assert loss(dropped, 1) == loss(dropped, 1)  # seeded
     assert loss(dropped, 1) != loss(dropped, 2) and loss(plain, 1) == loss(plain, 2)
     assert loss(dropped, 1) != loss(plain, 1)
+    head_def = get_head("linear", plain.backbone.feature_dim, 5)
     np.testing.assert_allclose(
-        jax.jit(dropped.logits)(arrays, batch["images"]),
-        jax.jit(plain.logits)(arrays, batch["images"]),
+        jax.jit(make_logits_fn(dropped.backbone, head_def, SPEC))(arrays, batch["images"]),
+        jax.jit(make_logits_fn(plain.backbone, head_def, SPEC))(arrays, batch["images"]),
     )  # evaluation is deterministic: no drop path
     with pytest.raises(ValueError, match="rngs"):  # without the flag the ViT asks for a key
         make_classifier(tiny_vit(0.9), SPEC, num_classes=5).loss(

@@ -16,6 +16,7 @@ from ssl_jax.data import DataError
 from ssl_jax.metrics import read_metrics
 from ssl_jax.optim import make_optimizer
 from ssl_jax.programs import knn, linear_probe, loop, pretrain
+from ssl_jax.programs import setup as program_setup
 from tests.programs import toy
 from tests.programs.tiny import DIGITS, tiny_pretrain_config, tiny_probe_config
 
@@ -223,10 +224,8 @@ def test_init_from_takes_params_and_method_state_with_a_fresh_optimizer(tmp_path
     pretrain.run(tiny_pretrain_config(**{"total_steps": 6}), source_dir)
     seen = {}
 
-    def spy(config, workdir, ckpt, init_fn, abstract_state):
-        state, data_state, origin = real_initial_state(
-            config, workdir, ckpt, init_fn, abstract_state
-        )
+    def spy(config, init_fn, abstract_state):
+        state, data_state, origin = real_start(config, init_fn, abstract_state)
         seen.update(
             state=jax.device_get(state),  # host copies: run() donates the state
             scratch=jax.device_get(init_fn(config.seed)),
@@ -236,8 +235,8 @@ def test_init_from_takes_params_and_method_state_with_a_fresh_optimizer(tmp_path
         )
         return state, data_state, origin
 
-    real_initial_state = pretrain._initial_state
-    monkeypatch.setattr(pretrain, "_initial_state", spy)
+    real_start = pretrain._start
+    monkeypatch.setattr(pretrain, "_start", spy)
     config = tiny_pretrain_config(**{"total_steps": 6, "seed": 1, "ckpt.init_from": source_dir})
     results = pretrain.run(config, str(tmp_path / "init"), should_stop=lambda step: True)
     reader = checkpoint.Checkpointer(source_dir, read_only=True)
@@ -304,7 +303,7 @@ def check_stopped_cleanly(workdir, config, failed, monkeypatch, tmp_path):
     assert checkpoint.resolve_step(workdir) == failed - 1
     assert sorted(losses(workdir)) == list(range(1, failed))
     monkeypatch.setattr(pretrain, "get_method", toy.with_toy_method())
-    monkeypatch.setattr(pretrain, "make_optimizer", make_optimizer)
+    monkeypatch.setattr(program_setup, "make_optimizer", make_optimizer)
     clean = str(tmp_path / "clean")
     pretrain.run(config, clean, should_stop=lambda step: step == failed - 1)
     got, got_data = restore_raw(workdir, failed - 1)
@@ -343,9 +342,11 @@ def test_a_non_finite_gradient_alone_stops_the_run(tmp_path, monkeypatch):
     parameters finite, so only the gradient-norm check can stop the run."""
     monkeypatch.setattr(pretrain, "get_method", toy.with_toy_method(nan_grad_from_step=2))
     monkeypatch.setattr(
-        pretrain,
+        program_setup,
         "make_optimizer",
-        lambda optim, schedule: optax.chain(optax.zero_nans(), make_optimizer(optim, schedule)),
+        lambda optim, schedule, params=None: optax.chain(
+            optax.zero_nans(), make_optimizer(optim, schedule)
+        ),
     )
     cause = "a NaN gradient at step 3 (loss and parameters finite)"
     expect_stop_at_step_3(tmp_path, monkeypatch, cause, grad_norm_finite=False)
@@ -356,9 +357,9 @@ def test_non_finite_parameters_alone_stop_the_run(tmp_path, monkeypatch):
     that step's loss and gradient were finite, so only the parameter check can stop it."""
     monkeypatch.setattr(pretrain, "get_method", toy.with_toy_method())
     monkeypatch.setattr(
-        pretrain,
+        program_setup,
         "make_optimizer",
-        lambda optim, schedule: optax.chain(
+        lambda optim, schedule, params=None: optax.chain(
             make_optimizer(optim, schedule), toy.inf_updates_from(2)
         ),
     )

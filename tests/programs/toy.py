@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ssl_jax.methods.base import Method
+from ssl_jax.method import Method
 
 
 @jax.custom_vjp

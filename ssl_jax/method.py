@@ -3,7 +3,10 @@
 Shaped like an optax ``GradientTransformation``: a library factory (``make_simclr(backbone,
 views, *, temperature=...)``) takes the networks' structure, the view function and keyword
 hyperparameters, and closes over them; jitted code never sees a config.
-:func:`ssl_jax.methods.get_method` is the config adapter the programs use.
+:func:`ssl_jax.methods.get_method` is the config adapter the programs use. The protocol lives
+outside :mod:`ssl_jax.methods` so that a program training a method of its own (fine-tuning's
+classifier, :mod:`ssl_jax.programs.finetune_step`) uses it without loading the pretraining
+methods, which downstream programs never import (``tests/test_imports.py``).
 
 - ``init(key) -> (params, method_state)``: trainable params and everything not trained by
   gradients (batch statistics, EMA targets, queues, centers).
