@@ -130,38 +130,10 @@ def pretrain_defaults() -> ml_collections.ConfigDict:
         )
     )
     c.log = ml_collections.ConfigDict(dict(every_steps=50, tensorboard=False, progress=True))
-    # Named entries with a type (ssl_jax.evaluators.registry); every_steps=0 is off.
-    c.evals = ml_collections.ConfigDict(
-        dict(
-            knn=dict(type="knn", every_steps=0, k=(20, 200), temperature=0.07, batch_size=512),
-            online_linear=dict(type="online_linear", every_steps=0, batch_size=512),
-            # configs/few_shot.py and configs/cluster.py explain the fields.
-            few_shot=dict(
-                type="few_shot",
-                every_steps=0,
-                ways=(5, -1),
-                shots=(1, 5, 10, 25),
-                queries=15,
-                query_split="test",
-                episodes=600,
-                classifiers=("proto", "logreg"),
-                logreg_c=1.0,
-                logreg_tol=1e-4,
-                seed=0,
-                batch_size=512,
-            ),
-            cluster=dict(
-                type="cluster",
-                every_steps=0,
-                split="test",
-                k=-1,
-                restarts=10,
-                iterations=300,
-                seed=0,
-                batch_size=512,
-            ),
-        )
-    )
+    # Named entries with a type, each with its evaluator's defaults; every_steps=0 is off.
+    from ssl_jax.evaluators.registry import DEFAULTS, eval_entry  # noqa: PLC0415
+
+    c.evals = ml_collections.ConfigDict({kind: eval_entry(kind) for kind in DEFAULTS})
     c.export = ml_collections.ConfigDict(dict(network="online"))
     # num_devices -1: every device. fsdp: split the training state over the devices
     # (ssl_jax.sharding), arrays of at least fsdp_min_size elements; off: replicated.
