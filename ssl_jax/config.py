@@ -250,35 +250,49 @@ def imagenet_recipe(c: ml_collections.ConfigDict, *, batch_size: int) -> ml_coll
     return c
 
 
-def runlocal(c: ml_collections.ConfigDict, *, crop_size: int = 16) -> ml_collections.ConfigDict:
+def runlocal(
+    c: ml_collections.ConfigDict,
+    *,
+    crop_size: int = 16,
+    total_steps: int = 20,
+    batch_size: int = 64,
+    width: int = 16,
+) -> ml_collections.ConfigDict:
     """Shrink any pretraining config into a smoke test that runs anywhere in about a minute.
 
-    The embedded digits (no download) at ``crop_size`` px, 20 steps of 64 images, a width-16
-    network (ViTs: depth kept, patch 4), heads at most 64 wide, frequent checkpoints.
+    The embedded digits (no download) at ``crop_size`` px, ``total_steps`` steps of
+    ``batch_size`` images, a ResNet of ``width`` (ViTs: depth kept, patch 4), heads at most 64
+    wide, a queue (``queue_length > 0``) of at most 2 batches, a multiple of the batch; two
+    checkpoints and four log rows; the kNN monitor off.
     """
-    c.total_steps = 20
+    c.total_steps = total_steps
     c.data.name = "digits"
     c.data.image_size = crop_size
-    c.data.batch_size = 64
+    c.data.batch_size = batch_size
     c.augment.crop_size = crop_size
     if c.model.backbone.startswith("resnet"):
-        c.model.width = 16
+        c.model.width = width
     if c.model.backbone.startswith("vit"):
         c.model.patch_size = 4
         c.model.img_size = crop_size
     for key, value in c.method.items():
         if key.endswith("_dim") and isinstance(value, int):
             c.method[key] = min(value, 64)
-    c.ckpt.every_steps = 10
-    c.log.every_steps = 5
+    if c.method.get("queue_length", 0) > 0:
+        c.method.queue_length = (
+            max(1, min(c.method.queue_length, 2 * batch_size) // batch_size) * batch_size
+        )
+    c.ckpt.every_steps = total_steps // 2
+    c.log.every_steps = -(-total_steps // 4)
     c.evals.knn.every_steps = 0
     return c
 
 
-def finish(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
-    """Apply the ``arg`` variant (``runlocal`` or none) and lock the config."""
+def finish(c: ml_collections.ConfigDict, arg: str | None, **small) -> ml_collections.ConfigDict:
+    """Apply the ``arg`` variant (``runlocal``, shrunk by :func:`runlocal` with ``small``, or
+    none) and lock the config."""
     if arg == "runlocal":
-        runlocal(c)
+        runlocal(c, **small)
     elif arg is not None:
         raise ValueError(f"Unknown config variant {arg!r}; valid: runlocal.")
     c.lock()
