@@ -200,8 +200,7 @@ def cifar10_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     --config.data.path=../shared/data/cifar10`` for the local copy). LARS keeps trust
     coefficient 0.001 without clipping (MoCo v3's config: 0.02); solo-learn's recipes use
     0.02 with the clipped lr (``--config.optim.trust_coefficient=0.02
-    --config.optim.trust_clip=True``), which in the README's one-epoch runs made Barlow
-    Twins fall below a random encoder (README, Results).
+    --config.optim.trust_clip=True``; docs/results.md compares the two).
     """
     c.epochs = 1000
     c.data.name = "tfds"
