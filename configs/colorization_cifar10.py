@@ -7,10 +7,8 @@ small upsampling decoder). The backbone sees only L (its export's input spec say
 The shared pretext recipe (``ssl_jax.config.pretext_recipe``) otherwise; the paper trains with
 Adam (lr 3e-5, betas 0.9, 0.99, weight decay 1e-3) for 450k iterations of 40 ImageNet images.
 ``--config.method.loss=regression`` gives the L2 baseline. The paper's headline: 65.9% mAP on
-VOC 2007 classification (fine-tuned) and a 32% "real" rate in its colorization Turing test;
-measured here (README "Pretext tasks", one epoch of 256 at width 16, the offline probes of
-`benchmarks/cifar10_pretext.py`): linear 32.1% on the pooled output, 36.3% at stage 2; kNN
-28.6% / 32.4% at stage 2.
+VOC 2007 classification (fine-tuned) and a 32% "real" rate in its colorization Turing test; our
+one-epoch measurements are in docs/results.md (Pretext tasks).
 
   python launch/pretrain.py --config configs/colorization_cifar10.py \\
     --workdir runs/colorization_cifar10 \\

@@ -5,9 +5,8 @@ drop 2 of 3 colour channels (or project out green-magenta) against chromatic abe
 to 32 px images here: 8 px patches, 2 px gaps, 1 px jitter, colour dropping; the shared pretext
 recipe (``ssl_jax.config.pretext_recipe``) otherwise. The paper's headline: its features,
 fine-tuned in R-CNN, beat a random initialisation on VOC 2007 detection (see its table for the
-numbers); measured here (README "Pretext tasks", one epoch of 256 at width 16, the offline
-probes of `benchmarks/cifar10_pretext.py`): linear 35.0% on the pooled output, 37.3% at stage
-3; kNN 32.4%, best at the pooled output.
+numbers); our one-epoch
+measurements are in docs/results.md (Pretext tasks).
 
   python launch/pretrain.py --config configs/context_cifar10.py --workdir runs/context_cifar10 \\
     --config.data.name=npz --config.data.path=../shared/data/cifar10

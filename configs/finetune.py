@@ -18,14 +18,12 @@ rate 0.05 x batch / 256 with no warmup (cosine decay, as its code), no weight de
 crop and flip only, a zero-initialised linear head, BatchNorm in train mode; 30 epochs on 10%
 of the labels. One change: the head normalises the pooled features with an affine-free
 BatchNorm first (``finetune.head=bn_linear``, MAE's head), because encoders' feature norms
-differ by orders of magnitude (mean L2 norm 126 for a Barlow Twins ResNet-18 on CIFAR-10, 5.9
-for MoCo v3, 0.94 at random init) and SimCLR's plain head (``finetune.head=linear``) diverged
-on the largest (loss 39 after 20 steps, 12.7% on 1% of the labels, against 37.4% with the
-normalised head after 60 steps). The labelled subset is class-balanced and seeded by
-``seed`` (the same images for every encoder); 10% of it is held out to choose the step,
-which is then evaluated on test. SimCLR reports 65.6% / 75.5% ImageNet top-1 with 1% / 10%
-labels (ResNet-50); CIFAR-10 numbers of this config are in the README's label-efficiency
-study. For MAE's ViT fine-tuning set
+differ by orders of magnitude and SimCLR's plain head (``finetune.head=linear``) diverged on
+the largest (docs/results.md, label efficiency). The labelled subset is class-balanced and
+seeded by ``seed`` (the same images for every encoder); 10% of it is held out to choose the
+step, which is then evaluated on test. SimCLR reports 65.6% / 75.5% ImageNet top-1 with 1% /
+10% labels (ResNet-50); our CIFAR-10 numbers of this config are in docs/results.md. For MAE's
+ViT fine-tuning set
 ``optim.name=adamw``, ``optim.base_learning_rate=1e-3``, ``optim.weight_decay=0.05``,
 ``optim.layer_decay=0.75``, ``schedule.warmup_epochs=5``, ``finetune.drop_path_rate=0.1``,
 ``finetune.label_smoothing=0.1``, ``finetune.mixup_alpha=0.8``, ``finetune.cutmix_alpha=1.0``.

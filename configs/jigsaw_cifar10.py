@@ -4,9 +4,8 @@ Noroozi & Favaro 2016 cut a 225 px crop into 3x3 cells of 75 px, take a random 6
 each, normalise every tile on its own, and classify 1000 maximal-Hamming permutations
 (ImageNet). Scaled to 32 px images here: 10 px cells, 8 px tiles, 100 permutations; the shared
 pretext recipe (``ssl_jax.config.pretext_recipe``) otherwise. The paper's headline: 67.6% mAP
-on VOC 2007 classification (fine-tuned); measured here (README "Pretext tasks", one epoch of
-256 at width 16, the offline probes of `benchmarks/cifar10_pretext.py`): linear 39.4% on the
-pooled output, 39.6% at stage 3; kNN 35.7% / 37.4% at stage 2.
+on VOC 2007 classification (fine-tuned); our one-epoch
+measurements are in docs/results.md (Pretext tasks).
 
   python launch/pretrain.py --config configs/jigsaw_cifar10.py --workdir runs/jigsaw_cifar10 \\
     --config.data.name=npz --config.data.path=../shared/data/cifar10

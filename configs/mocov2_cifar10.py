@@ -40,6 +40,4 @@ def get_config(arg=None):
     c.optim.weight_decay = 1e-4
     c.optim.momentum = 0.9
     c.optim.exclude_bias_and_norm = False
-    if arg == "runlocal":
-        c.method.queue_length = 1024
     return finish(c, arg)

@@ -44,6 +44,4 @@ def get_config(arg=None):
     c.optim.momentum = 0.9
     c.optim.exclude_bias_and_norm = False
     c.schedule.warmup_epochs = 0.0
-    if arg == "runlocal":
-        c.method.queue_length = 1024
     return finish(c, arg)

@@ -7,7 +7,7 @@ scikit-learn's 1,797 real 8x8 handwritten digits (1,437 train / 360 test), upsca
   python launch/pretrain.py --config configs/simclr_digits.py --workdir runs/digits
 """
 
-from ssl_jax.config import pretrain_defaults
+from ssl_jax.config import finish, pretrain_defaults
 
 
 def get_config(arg=None):
@@ -40,15 +40,6 @@ def get_config(arg=None):
     c.ckpt.every_steps = 100
     c.log.every_steps = 10
     c.evals.knn.every_steps = 0
-    if arg == "runlocal":
-        c.total_steps = 6
-        c.data.batch_size = 32
-        c.model.width = 8
-        c.method.proj_hidden_dim = 32
-        c.method.proj_dim = 16
-        c.ckpt.every_steps = 3
-        c.log.every_steps = 2
-    elif arg is not None:
-        raise ValueError(f"Unknown config variant {arg!r}; valid: runlocal.")
-    c.lock()
-    return c
+    if arg == "runlocal":  # smaller than the shared runlocal: the launch tests run it often
+        c.method.update(proj_hidden_dim=32, proj_dim=16)
+    return finish(c, arg, total_steps=6, batch_size=32, width=8)

@@ -53,7 +53,6 @@ def get_config(arg=None):
     if arg == "runlocal":
         c.augment.local_crop_size = 8
         c.method.num_prototypes = 30
-        c.method.queue_length = 128
         c.method.queue_start_step = 5
         c.method.freeze_prototypes_steps = 2
     return finish(c, arg)

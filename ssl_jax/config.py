@@ -81,6 +81,7 @@ def pretrain_defaults() -> ml_collections.ConfigDict:
     # Every hyperparameter of one method (its factory's defaults); configs of other methods
     # replace the section: c.method = method_config("byol", ...).
     from ssl_jax.methods.registry import method_config  # noqa: PLC0415 (keeps probe configs light)
+    from ssl_jax.param_groups import KINDS  # noqa: PLC0415
 
     c.method = method_config("simclr")
     c.optim = ml_collections.ConfigDict(
@@ -104,15 +105,7 @@ def pretrain_defaults() -> ml_collections.ConfigDict:
             # "part/kind" label such as "head/norm_bias".
             param_groups={
                 group: dict(lr_mult=placeholder(float), weight_decay=placeholder(float))
-                for group in (
-                    "backbone",
-                    "projector",
-                    "predictor",
-                    "head",
-                    "prototypes",
-                    "weight",
-                    "norm_bias",
-                )
+                for group in ("backbone", "projector", "predictor", "head", "prototypes", *KINDS)
             },
             layer_decay=placeholder(float),  # ViT backbone: lr * decay ** (depth + 1 - layer)
         )
@@ -130,38 +123,10 @@ def pretrain_defaults() -> ml_collections.ConfigDict:
         )
     )
     c.log = ml_collections.ConfigDict(dict(every_steps=50, tensorboard=False, progress=True))
-    # Named entries with a type (ssl_jax.evaluators.registry); every_steps=0 is off.
-    c.evals = ml_collections.ConfigDict(
-        dict(
-            knn=dict(type="knn", every_steps=0, k=(20, 200), temperature=0.07, batch_size=512),
-            online_linear=dict(type="online_linear", every_steps=0, batch_size=512),
-            # configs/few_shot.py and configs/cluster.py explain the fields.
-            few_shot=dict(
-                type="few_shot",
-                every_steps=0,
-                ways=(5, -1),
-                shots=(1, 5, 10, 25),
-                queries=15,
-                query_split="test",
-                episodes=600,
-                classifiers=("proto", "logreg"),
-                logreg_c=1.0,
-                logreg_tol=1e-4,
-                seed=0,
-                batch_size=512,
-            ),
-            cluster=dict(
-                type="cluster",
-                every_steps=0,
-                split="test",
-                k=-1,
-                restarts=10,
-                iterations=300,
-                seed=0,
-                batch_size=512,
-            ),
-        )
-    )
+    # Named entries with a type, each with its evaluator's defaults; every_steps=0 is off.
+    from ssl_jax.evaluators.registry import DEFAULTS, eval_entry  # noqa: PLC0415
+
+    c.evals = ml_collections.ConfigDict({kind: eval_entry(kind) for kind in DEFAULTS})
     c.export = ml_collections.ConfigDict(dict(network="online"))
     # num_devices -1: every device. fsdp: split the training state over the devices
     # (ssl_jax.sharding), arrays of at least fsdp_min_size elements; off: replicated.
@@ -228,8 +193,7 @@ def cifar10_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     --config.data.path=../shared/data/cifar10`` for the local copy). LARS keeps trust
     coefficient 0.001 without clipping (MoCo v3's config: 0.02); solo-learn's recipes use
     0.02 with the clipped lr (``--config.optim.trust_coefficient=0.02
-    --config.optim.trust_clip=True``), which in the README's one-epoch runs made Barlow
-    Twins fall below a random encoder (README, Results).
+    --config.optim.trust_clip=True``; docs/results.md compares the two).
     """
     c.epochs = 1000
     c.data.name = "tfds"
@@ -278,35 +242,49 @@ def imagenet_recipe(c: ml_collections.ConfigDict, *, batch_size: int) -> ml_coll
     return c
 
 
-def runlocal(c: ml_collections.ConfigDict, *, crop_size: int = 16) -> ml_collections.ConfigDict:
+def runlocal(
+    c: ml_collections.ConfigDict,
+    *,
+    crop_size: int = 16,
+    total_steps: int = 20,
+    batch_size: int = 64,
+    width: int = 16,
+) -> ml_collections.ConfigDict:
     """Shrink any pretraining config into a smoke test that runs anywhere in about a minute.
 
-    The embedded digits (no download) at ``crop_size`` px, 20 steps of 64 images, a width-16
-    network (ViTs: depth kept, patch 4), heads at most 64 wide, frequent checkpoints.
+    The embedded digits (no download) at ``crop_size`` px, ``total_steps`` steps of
+    ``batch_size`` images, a ResNet of ``width`` (ViTs: depth kept, patch 4), heads at most 64
+    wide, a queue (``queue_length > 0``) of at most 2 batches, a multiple of the batch; two
+    checkpoints and four log rows; the kNN monitor off.
     """
-    c.total_steps = 20
+    c.total_steps = total_steps
     c.data.name = "digits"
     c.data.image_size = crop_size
-    c.data.batch_size = 64
+    c.data.batch_size = batch_size
     c.augment.crop_size = crop_size
     if c.model.backbone.startswith("resnet"):
-        c.model.width = 16
+        c.model.width = width
     if c.model.backbone.startswith("vit"):
         c.model.patch_size = 4
         c.model.img_size = crop_size
     for key, value in c.method.items():
         if key.endswith("_dim") and isinstance(value, int):
             c.method[key] = min(value, 64)
-    c.ckpt.every_steps = 10
-    c.log.every_steps = 5
+    if c.method.get("queue_length", 0) > 0:
+        c.method.queue_length = (
+            max(1, min(c.method.queue_length, 2 * batch_size) // batch_size) * batch_size
+        )
+    c.ckpt.every_steps = total_steps // 2
+    c.log.every_steps = -(-total_steps // 4)
     c.evals.knn.every_steps = 0
     return c
 
 
-def finish(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
-    """Apply the ``arg`` variant (``runlocal`` or none) and lock the config."""
+def finish(c: ml_collections.ConfigDict, arg: str | None, **small) -> ml_collections.ConfigDict:
+    """Apply the ``arg`` variant (``runlocal``, shrunk by :func:`runlocal` with ``small``, or
+    none) and lock the config."""
     if arg == "runlocal":
-        runlocal(c)
+        runlocal(c, **small)
     elif arg is not None:
         raise ValueError(f"Unknown config variant {arg!r}; valid: runlocal.")
     c.lock()

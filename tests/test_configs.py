@@ -189,3 +189,25 @@ def test_the_distill_config_variant_names_the_method():
     assert module.get_config("kd").method.temperature == 4.0
     with pytest.raises(ValueError, match="one of"):
         module.get_config("kd,mse")
+
+
+@pytest.mark.parametrize("path", PRETRAIN, ids=os.path.basename)
+def test_runlocal_shrinks_queues_to_a_multiple_of_its_batch(path):
+    """One rule for every config: a queue stays on (or off) and holds 1 or 2 small batches."""
+    full, small = load(path).get_config(), load(path).get_config("runlocal")
+    queue, batch = small.method.get("queue_length", 0), small.data.batch_size
+    assert (queue > 0) == (full.method.get("queue_length", 0) > 0)
+    assert queue % batch == 0 and queue <= 2 * batch
+
+
+def test_eval_entries_take_their_evaluators_defaults():
+    from ssl_jax.config import pretrain_defaults
+    from ssl_jax.evaluators.registry import DEFAULTS, EVALUATORS, eval_entry
+
+    assert set(DEFAULTS) == set(EVALUATORS)
+    evals = pretrain_defaults().evals
+    for kind in DEFAULTS:
+        assert evals[kind].to_dict() == {"type": kind, "every_steps": 0, **DEFAULTS[kind]}
+    assert eval_entry("knn", every_steps=5, k=(5,))["k"] == (5,)
+    with pytest.raises(ValueError, match="temperature"):
+        eval_entry("knn", temprature=0.1)

@@ -4,18 +4,16 @@ big_vision's pattern: ``config.evals.<name> = dict(type=..., every_steps=..., ..
 with ``every_steps > 0`` runs every that many steps and at the last step; its metrics go into
 ``metrics.jsonl`` as ``<name>_<metric>`` (``knn_top1_k20``, ``online_linear_top1``). Types:
 
-- ``knn``: :class:`~ssl_jax.evaluators.knn_monitor.KnnMonitor` (fields ``k``,
-  ``temperature``, ``batch_size``).
+- ``knn``: :class:`~ssl_jax.evaluators.knn_monitor.KnnMonitor`.
 - ``online_linear``: a linear probe trained alongside pretraining on stop-gradient features
-  (:mod:`ssl_jax.evaluators.online_linear`; field ``batch_size`` for the test features).
+  (:mod:`ssl_jax.evaluators.online_linear`; ``batch_size`` for the test features).
 - ``few_shot``: :class:`~ssl_jax.evaluators.few_shot.FewShotEvaluator`, N-way K-shot
-  episodes (fields ``ways``, ``shots``, ``queries``, ``query_split``, ``episodes``,
-  ``classifiers``, ``logreg_c``, ``logreg_tol``, ``seed``, ``batch_size``); metrics
-  ``proto_5way_1shot``, ``logreg_allway_5shot_ci95``...
+  episodes; metrics ``proto_5way_1shot``, ``logreg_allway_5shot_ci95``...
 - ``cluster``: :class:`~ssl_jax.evaluators.clustering.ClusterEvaluator`, k-means scored by
-  ``acc``, ``nmi``, ``ari`` and ``inertia`` (fields ``split``, ``k``, ``restarts``,
-  ``iterations``, ``seed``, ``batch_size``).
+  ``acc``, ``nmi``, ``ari`` and ``inertia``.
 
+Each type's fields and their defaults are :data:`DEFAULTS` (``configs/few_shot.py`` and
+``configs/cluster.py`` explain them); :func:`eval_entry` makes an entry from them.
 Add an entry (``c.evals.knn_small = dict(type="knn", every_steps=500, k=(5,), ...)``) in a
 config file; shipped configs carry ``knn``, ``online_linear``, ``few_shot`` and ``cluster``, off
 (``every_steps=0``).
@@ -37,8 +35,39 @@ EVALUATORS = {
     "few_shot": FewShotEvaluator,
     "cluster": ClusterEvaluator,
 }
+# Each type's fields with their defaults; an entry of config.evals is eval_entry(type, ...).
+DEFAULTS = {
+    "knn": dict(k=(20, 200), temperature=0.07, batch_size=512),
+    "online_linear": dict(batch_size=512),
+    "few_shot": dict(
+        ways=(5, -1),
+        shots=(1, 5, 10, 25),
+        queries=15,
+        query_split="test",
+        episodes=600,
+        classifiers=("proto", "logreg"),
+        logreg_c=1.0,
+        logreg_tol=1e-4,
+        seed=0,
+        batch_size=512,
+    ),
+    "cluster": dict(split="test", k=-1, restarts=10, iterations=300, seed=0, batch_size=512),
+}
 # Evaluators that also read the train state's params (the others read the export only).
 READS_PARAMS = ("online_linear",)
+
+
+def eval_entry(kind: str, *, every_steps: int = 0, **fields) -> dict:
+    """A ``config.evals`` entry of type ``kind``: its :data:`DEFAULTS`, ``fields`` on top;
+    ``every_steps=0`` is off."""
+    if kind not in DEFAULTS:
+        raise ValueError(f"{kind!r} is not an evaluator type; valid: {sorted(DEFAULTS)}.")
+    unknown = sorted(set(fields) - set(DEFAULTS[kind]))
+    if unknown:
+        raise ValueError(
+            f"Evaluator {kind!r} has no field(s) {unknown}; valid: {sorted(DEFAULTS[kind])}."
+        )
+    return dict(type=kind, every_steps=every_steps, **{**DEFAULTS[kind], **fields})
 
 
 def active_entries(evals: ml_collections.ConfigDict) -> dict:
