@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.losses import byol_loss
-from ssl_jax.methods.base import Method
+from ssl_jax.methods.base import TWO_VIEWS, Method, method_factory
 from ssl_jax.methods.common import embedding_std, two_views
 from ssl_jax.methods.momentum import (
     check_export_network,
@@ -25,6 +25,7 @@ from ssl_jax.methods.networks import apply_chain, init_parts, mlp_head
 TARGET_PARTS = ("backbone", "projector")
 
 
+@method_factory("byol", views=TWO_VIEWS)
 def make_byol(
     backbone,
     views,

@@ -33,7 +33,7 @@ from ssl_jax.losses import (
     dino_loss,
     dino_teacher_temperature,
 )
-from ssl_jax.methods.base import Method
+from ssl_jax.methods.base import MULTICROP, Method, method_factory
 from ssl_jax.methods.collapse import entropy_of_mean, mean_entropy, uniform_collapse_check
 from ssl_jax.methods.momentum import (
     check_export_network,
@@ -58,6 +58,7 @@ def stop_gradient_where(tree, frozen, name: str):
     return jax.tree_util.tree_map_with_path(select, tree)
 
 
+@method_factory("dino", views=MULTICROP)
 def make_dino(
     backbone,
     views,

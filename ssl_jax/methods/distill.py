@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from ssl_jax.encoder import convert_input
 from ssl_jax.losses import embedding_cosine, embedding_mse, kd_loss, l2_normalize, seed_loss
-from ssl_jax.methods.base import Method, no_state_update
+from ssl_jax.methods.base import ONE_RAW_VIEW, Method, method_factory, no_state_update
 from ssl_jax.methods.common import make_init, online_export
 from ssl_jax.methods.networks import apply_chain
 from ssl_jax.methods.pretext_task import one_view
@@ -76,6 +76,7 @@ def _distill_method(
     )
 
 
+@method_factory("kd", views=ONE_RAW_VIEW)
 def make_kd(
     backbone,
     views,
@@ -123,6 +124,7 @@ def _make_regression(name, loss_fn, backbone, views, input_spec, teacher, teache
     return _distill_method(name, parts, teacher, views, input_spec, objective)
 
 
+@method_factory("mse", views=ONE_RAW_VIEW)
 def make_mse(
     backbone,
     views,
@@ -139,6 +141,7 @@ def make_mse(
     )
 
 
+@method_factory("cosine", views=ONE_RAW_VIEW)
 def make_cosine(
     backbone,
     views,
@@ -155,6 +158,7 @@ def make_cosine(
     )  # fmt: skip
 
 
+@method_factory("seed", views=ONE_RAW_VIEW)
 def make_seed(
     backbone,
     views,

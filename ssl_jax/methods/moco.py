@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.losses import info_nce, l2_normalize
-from ssl_jax.methods.base import Method
+from ssl_jax.methods.base import TWO_VIEWS, Method, method_factory
 from ssl_jax.methods.common import embedding_std, mean_cosine, two_views
 from ssl_jax.methods.momentum import (
     check_export_network,
@@ -54,6 +54,7 @@ from ssl_jax.methods.queue import enqueue
 ENCODER_PARTS = ("backbone", "projector")
 
 
+@method_factory("mocov2", views=TWO_VIEWS)
 def make_mocov2(
     backbone,
     views,

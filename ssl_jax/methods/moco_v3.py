@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.losses import moco_v3_ctr
-from ssl_jax.methods.base import Method
+from ssl_jax.methods.base import TWO_VIEWS, Method, method_factory
 from ssl_jax.methods.common import embedding_std, mean_cosine, two_views
 from ssl_jax.methods.momentum import (
     check_export_network,
@@ -40,6 +40,7 @@ ENCODER_PARTS = ("backbone", "projector")
 ONLINE_PARTS = (*ENCODER_PARTS, "predictor")
 
 
+@method_factory("mocov3", views=TWO_VIEWS)
 def make_mocov3(
     backbone,
     views,

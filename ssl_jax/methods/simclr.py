@@ -8,13 +8,14 @@ because the jitted step sees the global batch). https://arxiv.org/abs/2002.05709
 import jax.numpy as jnp
 
 from ssl_jax.losses import nt_xent
-from ssl_jax.methods.base import Method
+from ssl_jax.methods.base import TWO_VIEWS, Method, method_factory
 from ssl_jax.methods.common import embed_views, embedding_std, make_two_view_method, mean_cosine
 from ssl_jax.methods.networks import mlp_head
 
 BATCH_TERMS = "NT-Xent contrasts every view with the other examples of the batch (negatives)"
 
 
+@method_factory("simclr", views=TWO_VIEWS)
 def make_simclr(
     backbone,
     views,

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.losses import l2_normalize, swav_codes, swav_loss
-from ssl_jax.methods.base import Method, no_state_update
+from ssl_jax.methods.base import MULTICROP, Method, method_factory, no_state_update
 from ssl_jax.methods.collapse import mean_entropy, uniform_collapse_check
 from ssl_jax.methods.common import embedding_std, online_export
 from ssl_jax.methods.networks import embed_crops, init_parts, mlp_head
@@ -49,6 +49,7 @@ from ssl_jax.methods.networks import embed_crops, init_parts, mlp_head
 NUM_ASSIGNED = 2  # the authors' crops_for_assign = [0, 1]: the two global crops
 
 
+@method_factory("swav", views=MULTICROP)
 def make_swav(
     backbone,
     views,
