@@ -17,6 +17,7 @@ from ssl_jax.methods.common import embedding_std, two_views
 from ssl_jax.methods.momentum import (
     check_export_network,
     cosine_momentum,
+    init_target,
     momentum_update,
     target_export,
 )
@@ -52,9 +53,7 @@ def make_byol(
 
     def init(key):
         params, stats = init_parts(parts, key)
-        target = {name: params[name] for name in TARGET_PARTS}
-        target_stats = {name: stats[name] for name in TARGET_PARTS}
-        state = {"batch_stats": stats, "target": target, "target_batch_stats": target_stats}
+        state = {"batch_stats": stats, **init_target(params, stats, TARGET_PARTS)}
         return params, state
 
     def loss(params, method_state, batch, key, step, frozen):

@@ -38,6 +38,7 @@ from ssl_jax.methods.collapse import entropy_of_mean, mean_entropy, uniform_coll
 from ssl_jax.methods.momentum import (
     check_export_network,
     cosine_momentum,
+    init_target,
     momentum_update,
     target_export,
 )
@@ -112,8 +113,7 @@ def make_dino(
         params, stats = init_parts(parts, key)
         state = {
             "batch_stats": stats,
-            "target": {name: params[name] for name in TARGET_PARTS},
-            "target_batch_stats": {name: stats[name] for name in TARGET_PARTS},
+            **init_target(params, stats, TARGET_PARTS),
             "center": jnp.zeros((out_dim,), jnp.float32),
         }
         return params, state

@@ -19,7 +19,7 @@ from ssl_jax.methods.base import ONE_RAW_VIEW, Method, method_factory, no_state_
 from ssl_jax.methods.common import make_init, online_export
 from ssl_jax.methods.networks import apply_chain
 from ssl_jax.methods.pretext_task import one_view
-from ssl_jax.methods.queue import enqueue
+from ssl_jax.methods.queue import check_queue_length, make_queue, push
 from ssl_jax.methods.teacher import (
     load_teacher,
     make_teacher,
@@ -92,8 +92,6 @@ def make_kd(
     ``num_classes`` logits and the logits of the categorical head the teacher's export carries.
     A teacher without one (every pretraining export) is a ``ValueError`` naming the methods
     that distil embeddings instead."""
-    if not temperature > 0:
-        raise ValueError(f"method.temperature must be > 0, got {temperature}.")
     teacher = make_teacher(teacher, teacher_step)
     if teacher.head is None:
         raise ValueError(
@@ -176,11 +174,7 @@ def make_seed(
     features over a FIFO queue of ``queue_length`` earlier teacher features (L2-normalised,
     randomly initialised on the sphere, as the authors'; a multiple of the global batch
     ``batch_size``), pushed after each step's loss."""
-    if batch_size and queue_length % batch_size:
-        raise ValueError(
-            f"method.queue_length={queue_length} is not a multiple of data.batch_size="
-            f"{batch_size}: each step enqueues the teacher features of the whole batch."
-        )
+    queue_length = check_queue_length(queue_length, batch_size, "SEED")
     teacher = make_teacher(teacher, teacher_step)
     parts = student_parts(backbone, proj_hidden_dim, teacher.feature_dim)
     init_parts = make_init(parts)
@@ -188,8 +182,8 @@ def make_seed(
     def init(key):
         net_key, queue_key = jax.random.split(key)
         params, state = init_parts(net_key)
-        queue = l2_normalize(jax.random.normal(queue_key, (1, queue_length, teacher.feature_dim)))
-        return params, {**state, "queue": queue, "queue_ptr": jnp.zeros((), jnp.int32)}
+        queue = make_queue(1, queue_length, teacher.feature_dim, key=queue_key)
+        return params, {**state, **queue}
 
     def objective(params, method_state, s, t):
         queue = method_state["queue"]
@@ -200,8 +194,7 @@ def make_seed(
             student_temperature=student_temperature,
             teacher_temperature=teacher_temperature,
         )
-        new_queue, new_ptr = enqueue(queue, method_state["queue_ptr"], l2_normalize(t)[None])
-        return value, {**method_state, "queue": new_queue, "queue_ptr": new_ptr}, {}
+        return value, {**method_state, **push(method_state, l2_normalize(t)[None])}, {}
 
     terms = "its similarity distributions are over a queue of teacher embeddings, updated each step"
     return _distill_method(

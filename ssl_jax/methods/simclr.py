@@ -27,8 +27,6 @@ def make_simclr(
     """SimCLR on ``backbone`` (a :class:`~ssl_jax.models.ModuleDef`) and the two-view function
     ``views(images_uint8, key) -> (v1, v2)``: a 2-layer projector (BN, ReLU) and NT-Xent at
     ``temperature``."""
-    if temperature <= 0:
-        raise ValueError(f"SimCLR's temperature must be > 0, got {temperature}.")
     parts = {
         "backbone": backbone,
         "projector": mlp_head(backbone.feature_dim, proj_hidden_dim, proj_dim),
