@@ -6,8 +6,8 @@ params in ``method_state["target"]`` and its own BatchNorm statistics in
 ``method_state["target_batch_stats"]`` (running averages of its own train-mode passes; the
 authors momentum-update ``parameters()`` only). ``update_state`` moves it by
 ``theta_k <- m theta_k + (1 - m) theta_q``, ``m`` constant (0.999, the authors) or cosine
-from ``momentum`` to ``final_momentum`` (solo-learn's CIFAR MoCo v2+: 0.99 -> 0.999); the
-authors update before a step's keys, the same sequence.
+from ``momentum`` to ``final_momentum`` (solo-learn's CIFAR MoCo v2+: 0.99 -> 0.999). The
+authors update at the start of a step, before its keys: the same sequence of key encoders.
 
 Loss: ``info_nce(q, sg(k), sg(queue), temperature=T)``, ``q`` the query of view 1, ``k`` the
 key of view 2 (the authors' ``forward(im_q, im_k)``). ``symmetric`` (solo-learn's MoCo v2+)
