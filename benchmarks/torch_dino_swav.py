@@ -83,7 +83,7 @@ class Reference:
                     8 * width,
                     m.out_dim,
                     m.proj_hidden_dim,
-                    m.proj_dim,
+                    m.bottleneck_dim,
                     m.head_layers,
                     m.head_use_bn,
                     m.norm_last_layer,

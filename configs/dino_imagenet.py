@@ -41,7 +41,7 @@ def get_config(arg=None):
     c.method = method_config(
         "dino",
         proj_hidden_dim=2048,
-        proj_dim=256,
+        bottleneck_dim=256,
         out_dim=65536,
         head_layers=3,
         head_use_bn=False,

@@ -9,16 +9,24 @@ classifier, :mod:`ssl_jax.programs.finetune_step`) uses it without loading the p
 methods, which downstream programs never import (``tests/test_imports.py``).
 
 - ``init(key) -> (params, method_state)``: trainable params and everything not trained by
-  gradients (batch statistics, EMA targets, queues, centers).
+  gradients (batch statistics, target params, queues, centers).
 - ``loss(params, method_state, batch, key, step, frozen) -> (loss, (method_state,
   metrics))``: the views are made from ``batch["images"]`` (uint8) inside, on the
   accelerator. ``step`` is the global step being computed (no method keeps a counter of its
   own); ``frozen`` holds the method's frozen inputs (see ``load_frozen``), else ``None``.
-- ``update_state(params, method_state, step) -> method_state``: after the optimizer
-  step (EMA, queue push, center update).
+- ``update_state(params, method_state, step) -> method_state``: after the optimizer step.
+
+  **The rule**: state that depends on this step's activations comes out of ``loss`` as its
+  new ``method_state`` (BatchNorm statistics, a queue push, DINO's center, SwAV's queue,
+  colorization's ab prior); ``update_state`` only moves state derived from the parameters
+  the optimizer just updated (the EMA ``target`` of BYOL, MoCo and DINO,
+  :func:`~ssl_jax.methods.momentum.momentum_update`), else it is :func:`no_state_update`.
+  ``loss`` is the only place that sees the activations; a state it returns is the state the
+  next step reads, so nothing is computed twice.
 - ``export(params, method_state) -> {"params", "batch_stats"}``: the arrays of the encoder
-  that downstream programs restore; ``network`` says which one it is (``"online"``,
-  ``"target"``, ``"teacher"``, ``"student"``), for the export's spec.
+  that downstream programs restore; ``network`` says which one it is, for the export's spec:
+  ``"online"`` (the network trained by gradients), ``"target"`` (the EMA network of BYOL, MoCo
+  v2/v3 and DINO: the key encoder, DINO's teacher) or ``"student"`` (a distillation student).
 - ``backbone``: the :class:`~ssl_jax.models.ModuleDef`-like structure of the export.
 - ``project_params(params) -> params`` (optional): applied after every optimizer update,
   for parameters constrained to a set (SwAV's unit-length prototypes).
@@ -42,6 +50,11 @@ methods, which downstream programs never import (``tests/test_imports.py``).
   queue, batch statistics), in words; ``""`` when the loss is a mean of per-example terms given
   the step's method state, the one case in which gradient accumulation equals the big batch
   (:mod:`ssl_jax.accumulation` refuses the others, naming this).
+
+A factory declares itself with :func:`method_factory`: the name configs give as
+``method.name`` and the kind of view function it takes (:data:`VIEW_KINDS`). The registry
+(:mod:`ssl_jax.methods.registry`) finds every declared factory of this package and builds the
+views its declaration names, so a new method is its own file, its config and its test.
 """
 
 from collections.abc import Callable
@@ -51,6 +64,12 @@ PyTree = Any
 # Method.batch_terms: what couples the examples of a batch in the loss ("" when it is a mean
 # of per-example terms, so gradient accumulation is exact: ssl_jax.accumulation).
 UNCHECKED = "its loss has not been checked for micro-batching"
+
+# The view functions a factory takes (``views(images_uint8, key) -> ...``):
+TWO_VIEWS = "two_views"  # -> (v1, v2), two augmented, normalised views (a two-view recipe)
+MULTICROP = "multicrop"  # -> (global_crops, local_crops), tuples of normalised crops
+ONE_RAW_VIEW = "one_raw_view"  # -> x, one augmented view in [0, 1], not normalised
+VIEW_KINDS = (TWO_VIEWS, MULTICROP, ONE_RAW_VIEW)
 
 
 class Method(NamedTuple):
@@ -67,6 +86,24 @@ class Method(NamedTuple):
     input_spec: dict | None = None
     visualize: Callable[..., dict] | None = None
     batch_terms: str = UNCHECKED
+
+
+def method_factory(name: str, *, views: str) -> Callable[[Callable], Callable]:
+    """Declare a factory as method ``name`` taking view functions of kind ``views``.
+
+    The decorator returns the factory unchanged, with ``method_name`` and ``views``
+    attributes; the registry discovers them (a name declared twice is an error). ``views``:
+    :data:`TWO_VIEWS`, :data:`MULTICROP` or :data:`ONE_RAW_VIEW`.
+    """
+    if views not in VIEW_KINDS:
+        raise ValueError(f"method {name!r}: views={views!r} is not one of {VIEW_KINDS}.")
+
+    def declare(factory: Callable[..., Method]) -> Callable[..., Method]:
+        factory.method_name = name
+        factory.views = views
+        return factory
+
+    return declare
 
 
 def no_state_update(params: PyTree, method_state: PyTree, step: Any) -> PyTree:

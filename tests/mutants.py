@@ -63,7 +63,7 @@ MUTANTS = (
         "2",
         "ssl_jax/methods/moco.py",
         "info_nce(q, k, queue[i], temperature=temperature)",
-        'info_nce(q, k, enqueue(queue, method_state["queue_ptr"], jnp.stack(keys))[0][i], '
+        'info_nce(q, k, push({**method_state, "queue": queue}, jnp.stack(keys))["queue"][i], '
         "temperature=temperature)",
         ("tests/methods/test_moco.py::test_loss_enqueues_this_steps_keys_of_the_whole_batch",),
     ),
@@ -435,8 +435,8 @@ MUTANTS = (
         "seed_queue_filled_with_student_features",
         "#10: SEED",
         "ssl_jax/methods/distill.py",
-        'enqueue(queue, method_state["queue_ptr"], l2_normalize(t)[None])',
-        'enqueue(queue, method_state["queue_ptr"], l2_normalize(s)[None])',
+        "push(method_state, l2_normalize(t)[None])",
+        "push(method_state, l2_normalize(s)[None])",
         (
             "tests/methods/test_distill.py::"
             "test_loss_compares_the_student_projection_with_the_teachers_features[seed]",

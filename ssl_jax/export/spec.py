@@ -20,7 +20,7 @@ from ssl_jax.data.identity import check_identity
 SPEC_FORMAT = 1
 # Colour space -> channel counts the backbone may take (gray and Lab L: 1, or 3 repeated).
 COLOR_SPACES = {"rgb": (3,), "gray": (1, 3), "lab_l": (1, 3)}
-NETWORKS = ("online", "target", "teacher", "student")
+NETWORKS = ("online", "target", "student")
 # Categorical heads an export may carry: a linear classifier on the pooled features, after an
 # affine-free BatchNorm for ``bn_linear`` (the heads of ``launch/finetune.py``).
 HEAD_KINDS = ("linear", "bn_linear")

@@ -1,7 +1,9 @@
 """SSL methods: one file per method, each a :class:`~ssl_jax.method.Method` of pure functions.
 
 ``make_<name>(backbone, views, *, hyperparameters...)`` builds a method in plain JAX code;
-:func:`get_method` builds one from a run's config (:mod:`ssl_jax.methods.registry`).
+each factory is declared with :func:`~ssl_jax.method.method_factory` (its name and the
+kind of ``views`` it takes, its ``.views``). :func:`get_method` builds one from a run's config
+(:mod:`ssl_jax.methods.registry`, which discovers the declared factories).
 """
 
 from ssl_jax.methods.barlow_twins import make_barlow_twins

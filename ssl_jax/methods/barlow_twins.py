@@ -11,13 +11,14 @@ https://arxiv.org/abs/2103.03230
 import jax.numpy as jnp
 
 from ssl_jax.losses import barlow_twins_loss
-from ssl_jax.method import Method
+from ssl_jax.method import TWO_VIEWS, Method, method_factory
 from ssl_jax.methods.common import embed_views, embedding_std, make_two_view_method
 from ssl_jax.methods.networks import mlp_head
 
 BATCH_TERMS = "its cross-correlation matrix is computed over the batch"
 
 
+@method_factory("barlow_twins", views=TWO_VIEWS)
 def make_barlow_twins(
     backbone,
     views,

@@ -12,11 +12,12 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.losses import byol_loss
-from ssl_jax.method import Method
+from ssl_jax.method import TWO_VIEWS, Method, method_factory
 from ssl_jax.methods.common import embedding_std, two_views
 from ssl_jax.methods.momentum import (
     check_export_network,
     cosine_momentum,
+    init_target,
     momentum_update,
     target_export,
 )
@@ -25,6 +26,7 @@ from ssl_jax.methods.networks import apply_chain, init_parts, mlp_head
 TARGET_PARTS = ("backbone", "projector")
 
 
+@method_factory("byol", views=TWO_VIEWS)
 def make_byol(
     backbone,
     views,
@@ -51,9 +53,7 @@ def make_byol(
 
     def init(key):
         params, stats = init_parts(parts, key)
-        target = {name: params[name] for name in TARGET_PARTS}
-        target_stats = {name: stats[name] for name in TARGET_PARTS}
-        state = {"batch_stats": stats, "target": target, "target_batch_stats": target_stats}
+        state = {"batch_stats": stats, **init_target(params, stats, TARGET_PARTS)}
         return params, state
 
     def loss(params, method_state, batch, key, step, frozen):

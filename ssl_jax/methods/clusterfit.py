@@ -32,7 +32,7 @@ from ssl_jax.evaluators.clustering import kmeans, nearest_center
 from ssl_jax.evaluators.features import extract_features, make_sharded_encode
 from ssl_jax.export import convert_input, make_encode_fn
 from ssl_jax.losses import l2_normalize
-from ssl_jax.method import Method, no_state_update
+from ssl_jax.method import ONE_RAW_VIEW, Method, method_factory, no_state_update
 from ssl_jax.methods.common import make_init, online_export
 from ssl_jax.methods.networks import apply_chain
 from ssl_jax.methods.pretext_task import one_view
@@ -91,6 +91,7 @@ def cached_centroids(path: epath.PathLike, about: dict, compute) -> np.ndarray:
     return centroids
 
 
+@method_factory("clusterfit", views=ONE_RAW_VIEW)
 def make_clusterfit(
     backbone,
     views,

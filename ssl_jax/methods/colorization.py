@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from ssl_jax.export import convert_input, make_input_spec
 from ssl_jax.losses import ab_regression_loss, rebalanced_cross_entropy
-from ssl_jax.method import Method
+from ssl_jax.method import ONE_RAW_VIEW, Method, method_factory
 from ssl_jax.methods.common import make_init
 from ssl_jax.methods.pretext_task import (
     eval_view,
@@ -53,6 +53,7 @@ def block_mean(x: jax.Array, stride: int) -> jax.Array:
     return x.reshape(n, h // stride, stride, w // stride, stride, c).mean(axis=(2, 4))
 
 
+@method_factory("colorization", views=ONE_RAW_VIEW)
 def make_colorization(
     backbone,
     views,

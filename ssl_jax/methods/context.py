@@ -11,12 +11,13 @@ The gap between patches, the jitter of their positions and the chromatic-aberrat
 import jax.numpy as jnp
 
 from ssl_jax.export import convert_input
-from ssl_jax.method import Method
+from ssl_jax.method import ONE_RAW_VIEW, Method, method_factory
 from ssl_jax.methods.networks import mlp_head
 from ssl_jax.methods.pretext_task import make_classification_pretext
 from ssl_jax.pretext.context import context_pairs
 
 
+@method_factory("context", views=ONE_RAW_VIEW)
 def make_context(
     backbone,
     views,

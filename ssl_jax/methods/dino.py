@@ -1,27 +1,25 @@
 """DINO (Caron et al., 2021): self-distillation with no labels, a student and an EMA teacher.
 
-Student: backbone -> :class:`~ssl_jax.models.DINOHead` on every crop. Teacher: the same
-structure, an exponential moving average of the student held in ``method_state["target"]``
-(params) and ``method_state["target_batch_stats"]`` (its own BatchNorm statistics, as in
-BYOL), never trained by gradients; it sees only the two global crops. Crops of one
-resolution go through the backbone as one batch (the authors' ``MultiCropWrapper``), the
-head runs once on all features. The loss is :func:`~ssl_jax.losses.dino_loss` between the
-sharpened, centred teacher outputs and the student outputs of every other crop.
+Student: backbone -> :class:`~ssl_jax.models.DINOHead` on every crop (the ``online``
+network). Teacher: the same structure, an exponential moving average of the student: the
+``target`` network, like every EMA network here (``method_state["target"]``, its own BatchNorm
+statistics in ``method_state["target_batch_stats"]``, ``export.network="target"``), never
+trained by gradients; it sees only the two global crops. Crops of one resolution go through
+the backbone as one batch (the authors' ``MultiCropWrapper``), the head runs once on all
+features. The loss is :func:`~ssl_jax.losses.dino_loss` between the sharpened, centred
+teacher outputs and the student outputs of every other crop.
 
-``method_state`` holds, besides the teacher:
-
-- ``center``: ``(K,)`` EMA of the teacher outputs. Its update needs this step's teacher
-  outputs, so ``loss`` computes it (:func:`~ssl_jax.losses.dino_center_update` on the
-  stop-gradient teacher logits, after they are used with the old center) and returns it in
-  the new ``method_state``.
+``method_state["center"]`` ``(K,)`` is an EMA of the teacher outputs; it depends on this
+step's activations, so ``loss`` updates it (:func:`~ssl_jax.losses.dino_center_update` on
+the stop-gradient teacher outputs, after they are used with the old center) and returns it.
+``update_state`` moves the teacher with BYOL's cosine momentum from ``base_momentum`` to 1
+(:func:`~ssl_jax.methods.momentum.cosine_momentum`).
 
 Metrics: ``teacher_entropy``, the mean entropy of the centred, sharpened teacher outputs
 (``ln K`` when the teacher is uniform for every image, DINO's collapse to uniform, which
 ``diagnose`` warns about), and ``teacher_batch_entropy``, the entropy of their batch mean
 (near 0 for the other collapse, every image on one output); DINO's Fig. 7.
 
-``update_state`` moves the teacher with the cosine momentum schedule of BYOL
-(:func:`~ssl_jax.methods.momentum.cosine_momentum`, from ``base_momentum`` to 1).
 https://arxiv.org/abs/2104.14294 ; code: https://github.com/facebookresearch/dino
 """
 
@@ -33,11 +31,12 @@ from ssl_jax.losses import (
     dino_loss,
     dino_teacher_temperature,
 )
-from ssl_jax.method import Method
+from ssl_jax.method import MULTICROP, Method, method_factory
 from ssl_jax.methods.collapse import entropy_of_mean, mean_entropy, uniform_collapse_check
 from ssl_jax.methods.momentum import (
     check_export_network,
     cosine_momentum,
+    init_target,
     momentum_update,
     target_export,
 )
@@ -58,13 +57,14 @@ def stop_gradient_where(tree, frozen, name: str):
     return jax.tree_util.tree_map_with_path(select, tree)
 
 
+@method_factory("dino", views=MULTICROP)
 def make_dino(
     backbone,
     views,
     *,
     total_steps: int,
     proj_hidden_dim: int = 2048,
-    proj_dim: int = 256,
+    bottleneck_dim: int = 256,
     out_dim: int = 65536,
     head_layers: int = 3,
     head_use_bn: bool = False,
@@ -81,10 +81,12 @@ def make_dino(
     """DINO on ``backbone`` and the multi-crop function ``views(images_uint8, key) ->
     (global_crops, local_crops)`` (two global crops).
 
-    Head: ``proj_hidden_dim`` hidden, ``proj_dim`` bottleneck, ``out_dim`` outputs; the
-    defaults are the authors' ``main_dino.py`` values. ``total_steps`` is the run's length,
-    for the teacher momentum and temperature schedules. ``export_network``: ``"online"``
-    (the student) or ``"target"`` (the EMA teacher).
+    Head (:class:`~ssl_jax.models.DINOHead`): an MLP of ``head_layers`` Linear layers
+    (hidden width ``proj_hidden_dim``) ending at the ``bottleneck_dim`` bottleneck, which is
+    L2-normalised, then a weight-normalised linear layer to ``out_dim`` outputs; the defaults
+    are the authors' ``main_dino.py`` values. ``total_steps`` is the run's length, for the
+    teacher momentum and temperature schedules. ``export_network``: ``"online"`` (the
+    student) or ``"target"`` (the EMA teacher).
     """
     if total_steps is None:
         raise ValueError(
@@ -98,7 +100,7 @@ def make_dino(
             backbone.feature_dim,
             out_dim,
             hidden_features=proj_hidden_dim,
-            bottleneck_features=proj_dim,
+            bottleneck_features=bottleneck_dim,
             num_layers=int(head_layers),
             use_bn=bool(head_use_bn),
             norm_last_layer=bool(norm_last_layer),
@@ -111,8 +113,7 @@ def make_dino(
         params, stats = init_parts(parts, key)
         state = {
             "batch_stats": stats,
-            "target": {name: params[name] for name in TARGET_PARTS},
-            "target_batch_stats": {name: stats[name] for name in TARGET_PARTS},
+            **init_target(params, stats, TARGET_PARTS),
             "center": jnp.zeros((out_dim,), jnp.float32),
         }
         return params, state

@@ -15,11 +15,11 @@ import jax.numpy as jnp
 
 from ssl_jax.export import convert_input
 from ssl_jax.losses import embedding_cosine, embedding_mse, kd_loss, l2_normalize, seed_loss
-from ssl_jax.method import Method, no_state_update
+from ssl_jax.method import ONE_RAW_VIEW, Method, method_factory, no_state_update
 from ssl_jax.methods.common import make_init, online_export
 from ssl_jax.methods.networks import apply_chain
 from ssl_jax.methods.pretext_task import one_view
-from ssl_jax.methods.queue import enqueue
+from ssl_jax.methods.queue import check_queue_length, make_queue, push
 from ssl_jax.methods.teacher import (
     load_teacher,
     make_teacher,
@@ -76,6 +76,7 @@ def _distill_method(
     )
 
 
+@method_factory("kd", views=ONE_RAW_VIEW)
 def make_kd(
     backbone,
     views,
@@ -91,8 +92,6 @@ def make_kd(
     ``num_classes`` logits and the logits of the categorical head the teacher's export carries.
     A teacher without one (every pretraining export) is a ``ValueError`` naming the methods
     that distil embeddings instead."""
-    if not temperature > 0:
-        raise ValueError(f"method.temperature must be > 0, got {temperature}.")
     teacher = make_teacher(teacher, teacher_step)
     if teacher.head is None:
         raise ValueError(
@@ -123,6 +122,7 @@ def _make_regression(name, loss_fn, backbone, views, input_spec, teacher, teache
     return _distill_method(name, parts, teacher, views, input_spec, objective)
 
 
+@method_factory("mse", views=ONE_RAW_VIEW)
 def make_mse(
     backbone,
     views,
@@ -139,6 +139,7 @@ def make_mse(
     )
 
 
+@method_factory("cosine", views=ONE_RAW_VIEW)
 def make_cosine(
     backbone,
     views,
@@ -155,6 +156,7 @@ def make_cosine(
     )  # fmt: skip
 
 
+@method_factory("seed", views=ONE_RAW_VIEW)
 def make_seed(
     backbone,
     views,
@@ -172,11 +174,7 @@ def make_seed(
     features over a FIFO queue of ``queue_length`` earlier teacher features (L2-normalised,
     randomly initialised on the sphere, as the authors'; a multiple of the global batch
     ``batch_size``), pushed after each step's loss."""
-    if batch_size and queue_length % batch_size:
-        raise ValueError(
-            f"method.queue_length={queue_length} is not a multiple of data.batch_size="
-            f"{batch_size}: each step enqueues the teacher features of the whole batch."
-        )
+    queue_length = check_queue_length(queue_length, batch_size, "SEED")
     teacher = make_teacher(teacher, teacher_step)
     parts = student_parts(backbone, proj_hidden_dim, teacher.feature_dim)
     init_parts = make_init(parts)
@@ -184,8 +182,8 @@ def make_seed(
     def init(key):
         net_key, queue_key = jax.random.split(key)
         params, state = init_parts(net_key)
-        queue = l2_normalize(jax.random.normal(queue_key, (1, queue_length, teacher.feature_dim)))
-        return params, {**state, "queue": queue, "queue_ptr": jnp.zeros((), jnp.int32)}
+        queue = make_queue(1, queue_length, teacher.feature_dim, key=queue_key)
+        return params, {**state, **queue}
 
     def objective(params, method_state, s, t):
         queue = method_state["queue"]
@@ -196,8 +194,7 @@ def make_seed(
             student_temperature=student_temperature,
             teacher_temperature=teacher_temperature,
         )
-        new_queue, new_ptr = enqueue(queue, method_state["queue_ptr"], l2_normalize(t)[None])
-        return value, {**method_state, "queue": new_queue, "queue_ptr": new_ptr}, {}
+        return value, {**method_state, **push(method_state, l2_normalize(t)[None])}, {}
 
     terms = "its similarity distributions are over a queue of teacher embeddings, updated each step"
     return _distill_method(

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from ssl_jax.export import convert_input
 from ssl_jax.losses import masked_mse
-from ssl_jax.method import Method
+from ssl_jax.method import ONE_RAW_VIEW, Method, method_factory
 from ssl_jax.methods.pretext_task import (
     eval_view,
     feature_decoder,
@@ -31,6 +31,7 @@ from ssl_jax.pretext import apply_mask, central_block_mask, random_block_masks, 
 MASKS = ("center", "blocks", "regions")
 
 
+@method_factory("inpainting", views=ONE_RAW_VIEW)
 def make_inpainting(
     backbone,
     views,

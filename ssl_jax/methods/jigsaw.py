@@ -11,13 +11,14 @@ state, so every checkpoint of the run carries the set it was trained with.
 import jax.numpy as jnp
 
 from ssl_jax.export import convert_input
-from ssl_jax.method import Method
+from ssl_jax.method import ONE_RAW_VIEW, Method, method_factory
 from ssl_jax.methods.common import make_init
 from ssl_jax.methods.networks import mlp_head
 from ssl_jax.methods.pretext_task import make_classification_pretext
 from ssl_jax.pretext.jigsaw import hamming_permutations, jigsaw_tiles
 
 
+@method_factory("jigsaw", views=ONE_RAW_VIEW)
 def make_jigsaw(
     backbone,
     views,

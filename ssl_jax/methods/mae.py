@@ -14,7 +14,7 @@ from flax import nnx
 
 from ssl_jax.export import convert_input
 from ssl_jax.losses import masked_mse
-from ssl_jax.method import Method
+from ssl_jax.method import ONE_RAW_VIEW, Method, method_factory
 from ssl_jax.methods.pretext_task import eval_view, one_view, pretext_method, to_display
 from ssl_jax.models import MAEDecoder, module_def
 from ssl_jax.pretext import normalized_patch_targets, patchify, random_masking, unpatchify
@@ -31,6 +31,7 @@ def vit_patch_size(backbone) -> int:
     return int(module.patch_size)
 
 
+@method_factory("mae", views=ONE_RAW_VIEW)
 def make_mae(
     backbone,
     views,

@@ -1,37 +1,26 @@
 """MoCo v2 (He et al., 2020; Chen et al., 2020): a query encoder, a momentum key encoder, a queue.
 
-Query encoder: backbone -> 2-layer MLP projector without BatchNorm (MoCo v2's "MLP head":
-``method.proj_hidden_dim`` -> ``method.proj_dim``; the authors' ResNet-50 has 2048 -> 2048
--> 128). Key encoder:
-the same parts with params in ``method_state["target"]`` (named as BYOL's target so the
-export and tooling treat both alike) and its own BatchNorm statistics in
-``method_state["target_batch_stats"]`` (a copy at init, then the running averages of the
-key encoder's own train-mode forward passes; the authors momentum-update ``parameters()``
-only, not BN buffers). After each optimizer step ``update_state`` moves the key encoder
-``theta_k <- m theta_k + (1 - m) theta_q`` with a constant ``m`` (0.999, the authors) or a
-cosine schedule from ``m`` to ``method.final_momentum`` (solo-learn's CIFAR MoCo v2+:
-0.99 -> 0.999). The authors update before computing the keys of a step; updating after the
-previous step's optimizer update is the same sequence.
+Query encoder: backbone -> 2-layer MLP projector without BatchNorm (``proj_hidden_dim`` ->
+``proj_dim``; the authors' ResNet-50: 2048 -> 2048 -> 128). Key encoder: the same parts with
+params in ``method_state["target"]`` and its own BatchNorm statistics in
+``method_state["target_batch_stats"]`` (running averages of its own train-mode passes; the
+authors momentum-update ``parameters()`` only). ``update_state`` moves it by
+``theta_k <- m theta_k + (1 - m) theta_q``, ``m`` constant (0.999, the authors) or cosine
+from ``momentum`` to ``final_momentum`` (solo-learn's CIFAR MoCo v2+: 0.99 -> 0.999). The
+authors update at the start of a step, before its keys: the same sequence of key encoders.
 
-Loss: ``info_nce(q, sg(k), sg(queue), temperature=T)`` with ``q`` the query of view 1 and
-``k`` the key of view 2 (the authors' ``forward(im_q, im_k)``). With ``method.symmetric``
-(solo-learn's MoCo v2+), also ``q2`` against ``k1``; each query direction has its own queue
-(of view-2 and of view-1 keys), and the loss is the mean of the two terms. The queue
-``method_state["queue"]`` is ``(Q, K, D)``, Q = 1 (2 if symmetric), holding L2-normalised
-keys, randomly initialised on the sphere like the authors'. ``loss`` enqueues this step's
-keys (stop-gradient) FIFO at ``method_state["queue_ptr"]`` and returns the new queue in its
-new state: the queue a step reads holds only keys of earlier steps.
+Loss: ``info_nce(q, sg(k), sg(queue), temperature=T)``, ``q`` the query of view 1, ``k`` the
+key of view 2 (the authors' ``forward(im_q, im_k)``). ``symmetric`` (solo-learn's MoCo v2+)
+adds ``q2`` against ``k1`` with a second queue, and the loss is the mean of the two terms.
+The queue ``(Q, K, D)`` (Q = 1, or 2 if symmetric; :mod:`ssl_jax.methods.queue`) holds
+L2-normalised keys, starts as random points on the sphere like the authors', and ``loss``
+pushes this step's keys of the whole global batch after using it: a step reads only keys of
+earlier steps. ``K`` must be a multiple of the global batch, as the authors assert.
 
-Global batch, global BN. Under global-view ``jax.jit`` the batch axis spans every device and
-process, so the queue takes the keys of the WHOLE global batch each step (the authors'
-``concat_all_gather``) and is identical on every device and process; ``K`` must be a
-multiple of the global batch (``data.batch_size``), as the authors assert, so a push never
-wraps mid-batch. The authors shuffle the key encoder's batch across GPUs ("shuffle BN") so
-that per-GPU BatchNorm statistics cannot leak which key matches which query. Here BatchNorm
-in the jitted step normalises over the global batch (of one view), which already prevents
-that per-device leak: the explicit choice is global BN, as in MoCo v3 and SimCLR. It is not
-bit-identical to per-device shuffle-BN (different normalisation groups); a per-device
-variant would need ``jax.shard_map`` and is not implemented.
+BatchNorm normalises over the global batch of one view ("global BN", as MoCo v3 and
+SimCLR), which already prevents the per-device leak the authors' shuffle-BN guards against;
+it is not bit-identical to shuffle-BN (other normalisation groups), which would need
+``jax.shard_map``.
 
 https://arxiv.org/abs/1911.05722, https://arxiv.org/abs/2003.04297
 """
@@ -40,20 +29,22 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.losses import info_nce, l2_normalize
-from ssl_jax.method import Method
+from ssl_jax.method import TWO_VIEWS, Method, method_factory
 from ssl_jax.methods.common import embedding_std, mean_cosine, two_views
 from ssl_jax.methods.momentum import (
     check_export_network,
+    init_target,
     make_momentum_schedule,
     momentum_update,
     target_export,
 )
 from ssl_jax.methods.networks import apply_chain, init_parts, mlp_head
-from ssl_jax.methods.queue import enqueue
+from ssl_jax.methods.queue import check_queue_length, make_queue, push
 
 ENCODER_PARTS = ("backbone", "projector")
 
 
+@method_factory("mocov2", views=TWO_VIEWS)
 def make_mocov2(
     backbone,
     views,
@@ -86,16 +77,7 @@ def make_mocov2(
     network = check_export_network(export_network, "MoCo v2", "momentum encoder")
     temperature = float(temperature)
     symmetric = bool(symmetric)
-    queue_length = int(queue_length)
-    if temperature <= 0:
-        raise ValueError(f"method.temperature must be > 0, got {temperature}.")
-    if queue_length <= 0 or (batch_size and queue_length % batch_size):
-        multiple = max(1, -(-queue_length // (batch_size or 1))) * (batch_size or 1)
-        raise ValueError(
-            f"method.queue_length={queue_length} is not a positive multiple of "
-            f"data.batch_size={batch_size}: each step enqueues the keys of the whole global "
-            f"batch, FIFO (the authors assert K % batch == 0). Use e.g. {multiple}."
-        )
+    queue_length = check_queue_length(queue_length, batch_size, "MoCo v2")
     parts = {
         "backbone": backbone,
         "projector": mlp_head(backbone.feature_dim, proj_hidden_dim, proj_dim, use_bn=False),
@@ -105,13 +87,10 @@ def make_mocov2(
     def init(key):
         net_key, queue_key = jax.random.split(key)
         params, stats = init_parts(parts, net_key)
-        queue = jax.random.normal(queue_key, (num_queues, queue_length, proj_dim))
         state = {
             "batch_stats": stats,
-            "target": {name: params[name] for name in ENCODER_PARTS},
-            "target_batch_stats": {name: stats[name] for name in ENCODER_PARTS},
-            "queue": l2_normalize(queue),
-            "queue_ptr": jnp.zeros((), jnp.int32),
+            **init_target(params, stats, ENCODER_PARTS),
+            **make_queue(num_queues, queue_length, proj_dim, key=queue_key),
         }
         return params, state
 
@@ -136,13 +115,11 @@ def make_mocov2(
             for i, (q, k) in enumerate(zip(queries, keys, strict=True))
         ]
         value = sum(terms) / len(terms)
-        new_queue, new_ptr = enqueue(queue, method_state["queue_ptr"], jnp.stack(keys))
         new_state = {
             **method_state,
             "batch_stats": stats,
             "target_batch_stats": target_stats,
-            "queue": new_queue,
-            "queue_ptr": new_ptr,
+            **push({**method_state, "queue": queue}, jnp.stack(keys)),
         }
         metrics = {
             "pos_cosine": mean_cosine(queries[0], keys[0]),

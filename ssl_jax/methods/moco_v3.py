@@ -26,10 +26,11 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.losses import moco_v3_ctr
-from ssl_jax.method import Method
+from ssl_jax.method import TWO_VIEWS, Method, method_factory
 from ssl_jax.methods.common import embedding_std, mean_cosine, two_views
 from ssl_jax.methods.momentum import (
     check_export_network,
+    init_target,
     make_momentum_schedule,
     momentum_update,
     target_export,
@@ -40,6 +41,7 @@ ENCODER_PARTS = ("backbone", "projector")
 ONLINE_PARTS = (*ENCODER_PARTS, "predictor")
 
 
+@method_factory("mocov3", views=TWO_VIEWS)
 def make_mocov3(
     backbone,
     views,
@@ -66,8 +68,6 @@ def make_mocov3(
     )
     network = check_export_network(export_network, "MoCo v3", "momentum encoder")
     temperature = float(temperature)
-    if temperature <= 0:
-        raise ValueError(f"method.temperature must be > 0, got {temperature}.")
     head = dict(last_bn=True, last_bn_affine=False)
     parts = {
         "backbone": backbone,
@@ -85,8 +85,7 @@ def make_mocov3(
         params, stats = init_parts(parts, key)
         state = {
             "batch_stats": stats,
-            "target": {name: params[name] for name in ENCODER_PARTS},
-            "target_batch_stats": {name: stats[name] for name in ENCODER_PARTS},
+            **init_target(params, stats, ENCODER_PARTS),
         }
         return params, state
 

@@ -53,6 +53,15 @@ def make_momentum_schedule(
     return schedule
 
 
+def init_target(params: dict, stats: dict, parts: tuple[str, ...]) -> dict:
+    """The target's method-state entries at init: ``{"target", "target_batch_stats"}``, the
+    online ``params`` and batch ``stats`` of ``parts`` (the target starts as a copy)."""
+    return {
+        "target": {name: params[name] for name in parts},
+        "target_batch_stats": {name: stats[name] for name in parts},
+    }
+
+
 def check_export_network(network: str, method: str, target: str) -> str:
     """``network`` validated for a method with a momentum/EMA ``target`` network."""
     if network not in ("online", "target"):

@@ -1,5 +1,11 @@
 """The config adapter: a method from the ``method`` section of a run's config.
 
+:data:`METHODS` maps each ``method.name`` to its factory. It is not written by hand: the
+registry imports every module of :mod:`ssl_jax.methods` and collects the factories declared
+with :func:`~ssl_jax.method.method_factory`, whose declaration also names the view
+function the factory takes (:func:`make_views` builds it). Adding a method is its module,
+its config and its test.
+
 Each method's hyperparameters and their defaults live in one place, the keyword arguments of
 its library factory (``make_simclr(backbone, views, *, temperature=0.2, ...)``).
 :func:`method_config` turns them into a config section; :func:`get_method` checks a section
@@ -9,7 +15,10 @@ the run knows (``total_steps``, the global ``batch_size``, ``export.network``).
 """
 
 import dataclasses
+import importlib
 import inspect
+import pkgutil
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -23,53 +32,35 @@ from ssl_jax.augment.from_config import (
 )
 from ssl_jax.augment.multicrop import make_multicrop_fn
 from ssl_jax.export import make_input_spec
-from ssl_jax.method import Method
-from ssl_jax.methods.barlow_twins import make_barlow_twins
-from ssl_jax.methods.byol import make_byol
-from ssl_jax.methods.clusterfit import make_clusterfit
-from ssl_jax.methods.colorization import make_colorization
-from ssl_jax.methods.context import make_context
-from ssl_jax.methods.dino import make_dino
-from ssl_jax.methods.distill import make_cosine, make_kd, make_mse, make_seed
-from ssl_jax.methods.inpainting import make_inpainting
-from ssl_jax.methods.jigsaw import make_jigsaw
-from ssl_jax.methods.mae import make_mae
-from ssl_jax.methods.moco import make_mocov2
-from ssl_jax.methods.moco_v3 import make_mocov3
-from ssl_jax.methods.rotation import make_rotation
-from ssl_jax.methods.simclr import make_simclr
-from ssl_jax.methods.simsiam import make_simsiam
-from ssl_jax.methods.swav import make_swav
-from ssl_jax.methods.vicreg import make_vicreg
+from ssl_jax.method import MULTICROP, ONE_RAW_VIEW, Method
 from ssl_jax.models import make_backbone
 
-METHODS: dict[str, Callable[..., Method]] = {
-    "barlow_twins": make_barlow_twins,
-    "byol": make_byol,
-    "colorization": make_colorization,
-    "context": make_context,
-    "clusterfit": make_clusterfit,
-    "cosine": make_cosine,
-    "kd": make_kd,
-    "dino": make_dino,
-    "inpainting": make_inpainting,
-    "jigsaw": make_jigsaw,
-    "mae": make_mae,
-    "mocov2": make_mocov2,
-    "mse": make_mse,
-    "mocov3": make_mocov3,
-    "rotation": make_rotation,
-    "seed": make_seed,
-    "simclr": make_simclr,
-    "simsiam": make_simsiam,
-    "swav": make_swav,
-    "vicreg": make_vicreg,
-}
-MULTICROP_METHODS = ("dino", "swav")
-# Pretext tasks: one view in [0, 1] (they normalise through the export's input spec).
-PRETEXT_METHODS = ("colorization", "context", "inpainting", "jigsaw", "mae", "rotation")
-# Distillation from a frozen teacher (config.teacher): one view in [0, 1] too.
-DISTILL_METHODS = ("clusterfit", "cosine", "kd", "mse", "seed")
+
+def declared_factories() -> dict[str, Callable[..., Method]]:
+    """Every factory of a module of this package declared with
+    :func:`~ssl_jax.method.method_factory`, by its method name (sorted)."""
+    found: dict[str, Callable[..., Method]] = {}
+    package = __name__.rpartition(".")[0]
+    for info in pkgutil.iter_modules(sys.modules[package].__path__):
+        module = importlib.import_module(f"{package}.{info.name}")
+        for value in vars(module).values():
+            name = getattr(value, "method_name", None) if inspect.isfunction(value) else None
+            if name is None or value.__module__ != module.__name__:
+                continue
+            if name in found:
+                raise ValueError(
+                    f"method name {name!r} is declared twice, by {found[name].__module__}."
+                    f"{found[name].__name__} and {module.__name__}.{value.__name__}."
+                )
+            found[name] = value
+    return dict(sorted(found.items()))
+
+
+METHODS: dict[str, Callable[..., Method]] = declared_factories()
+# Distillation methods are those whose factory takes the run's frozen ``teacher``.
+DISTILL_METHODS = tuple(
+    n for n, f in METHODS.items() if "teacher" in inspect.signature(f).parameters
+)
 # Factory arguments the run supplies; they are not fields of the ``method`` section.
 RUN_ARGUMENTS = (
     "total_steps",
@@ -116,11 +107,13 @@ def _check_fields(name: str, fields, valid: dict) -> None:
 
 
 def make_views(augment: ml_collections.ConfigDict, name: str):
-    """The jittable view function of the ``augment`` section for method ``name``."""
-    if name in MULTICROP_METHODS:
+    """The jittable view function of the ``augment`` section of the kind method ``name``
+    declares (:data:`~ssl_jax.method.VIEW_KINDS`)."""
+    kind = _factory(name).views
+    if kind == MULTICROP:
         return make_multicrop_fn(*multicrop_from_config(augment))
     specs = view_specs_from_config(augment)
-    if name in PRETEXT_METHODS + DISTILL_METHODS:
+    if kind == ONE_RAW_VIEW:
         if len(specs) != 1:
             raise ValueError(
                 f"{name} needs a one-view augment recipe ('crop_flip'), got {len(specs)} views."

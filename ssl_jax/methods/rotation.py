@@ -8,12 +8,13 @@ on the pooled features is a Linear layer (``head_layers=1``) or an MLP.
 """
 
 from ssl_jax.export import convert_input
-from ssl_jax.method import Method
+from ssl_jax.method import ONE_RAW_VIEW, Method, method_factory
 from ssl_jax.methods.networks import apply_chain, mlp_head
 from ssl_jax.methods.pretext_task import make_classification_pretext
 from ssl_jax.pretext.rotation import rotate_batch
 
 
+@method_factory("rotation", views=ONE_RAW_VIEW)
 def make_rotation(
     backbone, views, *, input_spec: dict, head_layers: int = 1, head_hidden_dim: int = 512
 ) -> Method:

@@ -8,13 +8,14 @@ because the jitted step sees the global batch). https://arxiv.org/abs/2002.05709
 import jax.numpy as jnp
 
 from ssl_jax.losses import nt_xent
-from ssl_jax.method import Method
+from ssl_jax.method import TWO_VIEWS, Method, method_factory
 from ssl_jax.methods.common import embed_views, embedding_std, make_two_view_method, mean_cosine
 from ssl_jax.methods.networks import mlp_head
 
 BATCH_TERMS = "NT-Xent contrasts every view with the other examples of the batch (negatives)"
 
 
+@method_factory("simclr", views=TWO_VIEWS)
 def make_simclr(
     backbone,
     views,
@@ -26,8 +27,6 @@ def make_simclr(
     """SimCLR on ``backbone`` (a :class:`~ssl_jax.models.ModuleDef`) and the two-view function
     ``views(images_uint8, key) -> (v1, v2)``: a 2-layer projector (BN, ReLU) and NT-Xent at
     ``temperature``."""
-    if temperature <= 0:
-        raise ValueError(f"SimCLR's temperature must be > 0, got {temperature}.")
     parts = {
         "backbone": backbone,
         "projector": mlp_head(backbone.feature_dim, proj_hidden_dim, proj_dim),

@@ -9,11 +9,12 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.losses import simsiam_loss
-from ssl_jax.method import Method
+from ssl_jax.method import TWO_VIEWS, Method, method_factory
 from ssl_jax.methods.common import embed_views, embedding_std, make_two_view_method
 from ssl_jax.methods.networks import apply_chain, mlp_head
 
 
+@method_factory("simsiam", views=TWO_VIEWS)
 def make_simsiam(
     backbone,
     views,

@@ -16,18 +16,14 @@ through the backbone as one batch; the projector runs once on all of them.
   an exactly zero gradient (``jnp.where(frozen, stop_gradient(w), w)``), the authors'
   ``freeze_prototypes_niters``. The optimizer may still apply weight decay to them, which
   changes their length only, and ``project_params`` restores it.
-- **Queue** (``queue_length > 0``): ``method_state["queue"]`` ``(2, Q, proj_dim)`` holds the
-  normalised projections of the two global crops of the last ``Q / batch`` steps (a ring
-  buffer, ``queue_ptr`` the next row to write). From step ``queue_start_step`` on, each
-  step pushes its projections (computed in ``loss``, so ``loss`` returns the new queue);
-  once ``Q`` rows are filled the queue's scores, recomputed with the current prototypes,
-  join the batch in Sinkhorn (the authors start an empty queue at ``epoch_queue_starts``
-  and use it once full). ``Q`` is ``queue_length`` rounded down to a multiple of the
-  global batch size (when the factory is given ``batch_size``), as the authors'
-  ``queue_length -= queue_length % (batch * world)``.
-  The queue is one global array in the replicated ``method_state``, filled with the whole
-  global batch: under global-view ``jax.jit`` every device holds the same queue, and the
-  authors' per-GPU queues of ``Q / world`` rows together hold exactly these rows.
+- **Queue** (``queue_length > 0``, :mod:`ssl_jax.methods.queue`): ``method_state["queue"]``
+  ``(2, Q, proj_dim)`` holds the normalised projections of the two global crops of the last
+  ``Q / batch`` steps, FIFO. From step ``queue_start_step`` on, ``loss`` pushes its
+  projections; once ``Q`` rows are filled the queue's scores, recomputed with the current
+  prototypes, join the batch in Sinkhorn (the authors start an empty queue at
+  ``epoch_queue_starts`` and use it once full). ``Q`` must be a multiple of the global batch
+  size. The queue is one global array filled with the whole global batch: the authors'
+  per-GPU queues of ``Q / world`` rows together hold exactly these rows.
 - **Collapse**: ``prediction_entropy`` (metric) is the mean entropy of the predictions
   ``softmax(scores / temperature)``; at ``ln K`` every image predicts the same uniform
   distribution and the loss sits at ``ln K`` (the authors' README: "loss stuck at 8.006").
@@ -41,14 +37,16 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.losses import l2_normalize, swav_codes, swav_loss
-from ssl_jax.method import Method, no_state_update
+from ssl_jax.method import MULTICROP, Method, method_factory, no_state_update
 from ssl_jax.methods.collapse import mean_entropy, uniform_collapse_check
 from ssl_jax.methods.common import embedding_std, online_export
 from ssl_jax.methods.networks import embed_crops, init_parts, mlp_head
+from ssl_jax.methods.queue import check_queue_length, make_queue, push
 
 NUM_ASSIGNED = 2  # the authors' crops_for_assign = [0, 1]: the two global crops
 
 
+@method_factory("swav", views=MULTICROP)
 def make_swav(
     backbone,
     views,
@@ -67,9 +65,10 @@ def make_swav(
     """SwAV on ``backbone`` and the multi-crop function ``views(images_uint8, key) ->
     (global_crops, local_crops)`` (two global crops).
 
-    The defaults are the authors' (``main_swav.py``) except the queue, which is off. With
-    ``batch_size`` (the global batch) the queue length is rounded down to a multiple of it,
-    as the authors do; without, it must already be one (checked when the loss is traced).
+    The defaults are the authors' (``main_swav.py``) except the queue, which is off
+    (``queue_length=0``). A queue's length must be a multiple of the global batch: checked
+    against ``batch_size`` when given (a ``ValueError`` naming valid lengths; the authors
+    round it down instead), else when the loss is traced.
     """
     temperature = float(temperature)
     num_prototypes = int(num_prototypes)
@@ -78,8 +77,8 @@ def make_swav(
         "projector": mlp_head(backbone.feature_dim, proj_hidden_dim, proj_dim),
     }
     queue_length = int(queue_length)
-    if batch_size:
-        queue_length -= queue_length % batch_size
+    if queue_length:
+        queue_length = check_queue_length(queue_length, batch_size, "SwAV")
     queue_start = int(queue_start_step)
     freeze_steps = int(freeze_prototypes_steps)
     codes_fn = lambda scores, **kw: swav_codes(
@@ -94,26 +93,8 @@ def make_swav(
         )
         state = {"batch_stats": stats}
         if queue_length:
-            state["queue"] = jnp.zeros((NUM_ASSIGNED, queue_length, proj_dim), jnp.float32)
-            state["queue_ptr"] = jnp.zeros((), jnp.int32)
-            state["queue_count"] = jnp.zeros((), jnp.int32)
+            state.update(make_queue(NUM_ASSIGNED, queue_length, proj_dim, count=True))
         return params, state
-
-    def push(method_state, embeddings, step):
-        n = embeddings.shape[1]
-        if queue_length % n:
-            raise ValueError(
-                f"SwAV's queue of {queue_length} rows needs a global batch that divides it, "
-                f"got {n}; set data.batch_size to match the config's method.queue_length."
-            )
-        queue, ptr, count = (method_state[k] for k in ("queue", "queue_ptr", "queue_count"))
-        active = step >= queue_start
-        pushed = jax.lax.dynamic_update_slice(queue, embeddings.astype(queue.dtype), (0, ptr, 0))
-        return {
-            "queue": jnp.where(active, pushed, queue),
-            "queue_ptr": jnp.where(active, (ptr + n) % queue_length, ptr),
-            "queue_count": jnp.where(active, jnp.minimum(count + n, queue_length), count),
-        }
 
     def loss(params, method_state, batch, key, step, frozen):
         del frozen
@@ -145,7 +126,7 @@ def make_swav(
                 lambda: codes_fn(assigned),
             )
             embeddings = jax.lax.stop_gradient(z[: NUM_ASSIGNED * n]).reshape(NUM_ASSIGNED, n, -1)
-            new_state.update(push(method_state, embeddings, step))
+            new_state.update(push(method_state, embeddings, active=step >= queue_start))
             metrics["queue_in_use"] = use_queue.astype(jnp.float32)
         else:
             codes = codes_fn(assigned)

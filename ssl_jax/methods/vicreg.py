@@ -7,13 +7,14 @@ A 3-layer expander; the three terms are logged as ``vicreg_invariance``,
 import jax.numpy as jnp
 
 from ssl_jax.losses import vicreg_loss, vicreg_terms
-from ssl_jax.method import Method
+from ssl_jax.method import TWO_VIEWS, Method, method_factory
 from ssl_jax.methods.common import embed_views, embedding_std, make_two_view_method
 from ssl_jax.methods.networks import mlp_head
 
 BATCH_TERMS = "its variance and covariance terms are statistics of the batch"
 
 
+@method_factory("vicreg", views=TWO_VIEWS)
 def make_vicreg(
     backbone,
     views,

@@ -142,5 +142,12 @@ def test_a_missing_teacher_is_a_clear_error(tmp_path):
 def test_kd_from_a_teacher_without_a_categorical_head_names_the_alternatives(pretrained):
     with pytest.raises(ValueError, match=r"no categorical head.*fine-tuning run.*mse, cosine"):
         get_method(distill_config("kd", pretrained[0]))
-    with pytest.raises(ValueError, match="temperature must be > 0"):
-        get_method(distill_config("kd", pretrained[0], **{"method.temperature": 0.0}))
+
+
+def test_kd_with_a_non_positive_temperature_is_a_clear_error(classifier_teacher, batch):
+    """The loss validates its temperature (once, for every caller), when it is traced."""
+    method = get_method(distill_config("kd", classifier_teacher, **{"method.temperature": 0.0}))
+    params, state = jax.eval_shape(method.init, jax.random.key(0))
+    frozen = method.load_frozen(None)
+    with pytest.raises(ValueError, match="kd_loss needs temperature > 0, got 0.0"):
+        jax.eval_shape(method.loss, params, state, batch, jax.random.key(1), 0, frozen)

@@ -12,7 +12,6 @@ from ssl_jax.losses import moco_v3_ctr
 from ssl_jax.methods import get_method
 from ssl_jax.methods.momentum import make_momentum_schedule
 from ssl_jax.methods.networks import apply_chain, mlp_head
-from ssl_jax.methods.queue import enqueue
 from ssl_jax.methods.registry import make_views
 from tests.losses.test_contrastive import info_nce_reference
 from tests.programs.tiny import tiny_pretrain_config
@@ -107,22 +106,6 @@ def test_target_gets_exactly_zero_gradient(setup, batch):
     online_grads, target_grads = jax.grad(loss, argnums=(0, 1))(params, state["target"])
     assert all(bool(jnp.all(g == 0)) for g in jax.tree.leaves(target_grads))
     assert any(bool(jnp.any(g != 0)) for g in jax.tree.leaves(online_grads["projector"]))
-
-
-def test_enqueue_is_fifo_with_wraparound():
-    queue = jnp.zeros((1, 6, 3))
-    ptr = jnp.zeros((), jnp.int32)
-    batches = [jnp.full((1, 2, 3), float(i + 1)) + jnp.arange(2.0)[:, None] / 10 for i in range(5)]
-    pointers = []
-    for keys in batches:
-        queue, ptr = enqueue(queue, ptr, keys)
-        pointers.append(int(ptr))
-    assert pointers == [2, 4, 0, 2, 4]
-    # A ring buffer: rolled to start at the pointer, it holds the last K keys oldest first.
-    last = np.concatenate([b[0] for b in batches], axis=0)[-6:]
-    np.testing.assert_array_equal(np.roll(queue[0], -int(ptr), axis=0), last)
-    with pytest.raises(ValueError, match="multiple of the global batch size 4"):
-        enqueue(queue, ptr, jnp.zeros((1, 4, 3)))
 
 
 def mocov2_keys(config, method, state, batch, key, view):

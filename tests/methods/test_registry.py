@@ -1,12 +1,14 @@
 """The config adapter: defaults in one place, unknown fields rejected, run arguments passed."""
 
+import functools
 import inspect
 
 import ml_collections
 import pytest
 
+from ssl_jax.method import VIEW_KINDS, method_factory
 from ssl_jax.methods import METHODS, get_method, hyperparameters, method_config
-from ssl_jax.methods.registry import RUN_ARGUMENTS
+from ssl_jax.methods.registry import DISTILL_METHODS, RUN_ARGUMENTS, declared_factories
 from tests.programs.tiny import tiny_pretrain_config
 
 
@@ -27,6 +29,19 @@ def test_every_hyperparameter_has_its_default_in_the_factory(name):
     assert section.name == name
     assert {k: section[k] for k in section if k != "name"} == hyperparameters(name)
     assert not set(hyperparameters(name)) & set(RUN_ARGUMENTS)
+
+
+def test_the_registry_is_every_declared_factory_of_the_package():
+    """``METHODS`` is discovered, not written: each factory declares its name and views."""
+    assert METHODS == declared_factories()
+    assert {"simclr", "mocov2", "dino", "swav", "rotation", "mae", "seed"} <= set(METHODS)
+    for name, factory in METHODS.items():
+        assert factory.method_name == name and factory.views in VIEW_KINDS, name
+    assert METHODS["dino"].views == "multicrop" and METHODS["byol"].views == "two_views"
+    assert METHODS["mae"].views == "one_raw_view" == METHODS["kd"].views
+    assert DISTILL_METHODS == ("clusterfit", "cosine", "kd", "mse", "seed")  # they take a teacher
+    with pytest.raises(ValueError, match="views='three_views' is not one of"):
+        method_factory("x", views="three_views")
 
 
 def test_method_config_overrides_and_rejects_unknown_fields():
@@ -59,11 +74,11 @@ def test_run_arguments_reach_the_factory_only_where_it_takes_them(monkeypatch):
     seen = {}
 
     def fake(name):
+        @functools.wraps(METHODS[name])  # its signature and its declaration (views)
         def factory(backbone, views, *, proj_hidden_dim=1, proj_dim=1, **run):
             seen[name] = {k: v for k, v in run.items() if k in RUN_ARGUMENTS}
             return name
 
-        factory.__signature__ = inspect.signature(METHODS[name])
         return factory
 
     for name in ("simclr", "mocov2", "swav", "byol"):

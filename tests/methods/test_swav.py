@@ -116,10 +116,12 @@ def test_queue_is_a_fifo_of_the_global_crop_projections(setup):
     assert abs(float(loss) - float(loss_alone)) > 1e-4
 
 
-def test_queue_length_is_rounded_to_the_batch(setup):
-    method = get_method(swav_config(**{"method.queue_length": 40}))
+def test_a_queue_length_not_a_multiple_of_the_batch_is_an_error(setup):
+    with pytest.raises(ValueError, match=r"SwAV: method.queue_length=40 .* data.batch_size=16"):
+        get_method(swav_config(**{"method.queue_length": 40}))
+    method = get_method(swav_config(**{"method.queue_length": 48}))
     _, state = jax.eval_shape(method.init, jax.random.key(0))
-    assert state["queue"].shape == (2, 32, 8)
+    assert state["queue"].shape == (2, 48, 8)
     _, state = jax.eval_shape(
         get_method(swav_config(**{"method.queue_length": 0})).init, jax.random.key(0)
     )

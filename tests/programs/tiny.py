@@ -21,7 +21,7 @@ def tiny_pretrain_config(**overrides) -> ml_collections.ConfigDict:
     c.augment.blur_prob = 0.5
     c.model.width = 4
     name = overrides.pop("method.name", "simclr")
-    small = {"proj_hidden_dim": 16, "proj_dim": 8}
+    small = {"proj_hidden_dim": 16, "proj_dim": 8, "bottleneck_dim": 8}
     c.method = method_config(name, **{k: v for k, v in small.items() if k in hyperparameters(name)})
     c.optim.name = "adamw"
     c.optim.base_learning_rate = 1e-3
