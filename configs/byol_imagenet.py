@@ -9,12 +9,12 @@ top-1 (Table 1).
 Smoke test on the embedded digits: --config configs/byol_imagenet.py:runlocal
 """
 
-from ssl_jax.config import finish, imagenet_recipe, pretrain_defaults
+from ssl_jax.config import finish, imagenet_preset, pretrain_defaults
 from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
-    c = imagenet_recipe(pretrain_defaults(), batch_size=4096)
+    c = imagenet_preset(pretrain_defaults(), batch_size=4096)
     c.epochs = 1000
     c.augment.recipe = "byol"
     c.method = method_config(

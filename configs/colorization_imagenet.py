@@ -13,12 +13,12 @@ machine).
 Smoke test on the embedded digits: --config configs/colorization_imagenet.py:runlocal
 """
 
-from ssl_jax.config import finish, imagenet_recipe, pretext_recipe, pretrain_defaults
+from ssl_jax.config import finish, imagenet_preset, pretext_preset, pretrain_defaults
 from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
-    c = pretext_recipe(imagenet_recipe(pretrain_defaults(), batch_size=256))
+    c = pretext_preset(imagenet_preset(pretrain_defaults(), batch_size=256))
     c.epochs = 30
     c.method = method_config("colorization", loss="classification", output_stride=4)
     c.optim.update(name="adamw", base_learning_rate=3e-5, b2=0.99, weight_decay=1e-3)

@@ -21,14 +21,14 @@ on). Schedules given in epochs are converted to steps from the batch size.
 Smoke test on the embedded digits: --config configs/dino_imagenet.py:runlocal
 """
 
-from ssl_jax.config import epoch_steps, finish, imagenet_recipe, pretrain_defaults
+from ssl_jax.config import epoch_steps, finish, imagenet_preset, pretrain_defaults
 from ssl_jax.methods import method_config
 
 TRAIN_IMAGES = 1_281_167
 
 
 def get_config(arg=None):
-    c = imagenet_recipe(pretrain_defaults(), batch_size=512)
+    c = imagenet_preset(pretrain_defaults(), batch_size=512)
     c.epochs = 100
     c.augment.recipe = "dino"
     c.augment.global_crop_scale = (0.4, 1.0)

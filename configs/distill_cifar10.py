@@ -23,7 +23,7 @@ input size): --config configs/distill_cifar10.py:seed,runlocal
 
 from ml_collections.config_dict import placeholder
 
-from ssl_jax.config import cifar10_recipe, finish, pretrain_defaults
+from ssl_jax.config import cifar10_preset, finish, pretrain_defaults
 from ssl_jax.methods import method_config
 
 METHODS = ("seed", "mse", "cosine", "kd", "clusterfit")
@@ -38,7 +38,7 @@ def get_config(arg=None):
             f"Unknown config variant {arg!r}; valid: one of {METHODS}, optionally with "
             "',runlocal' (e.g. 'mse,runlocal')."
         )
-    c = cifar10_recipe(pretrain_defaults())
+    c = cifar10_preset(pretrain_defaults())
     c.teacher = ""  # the teacher's run directory (required)
     c.teacher_step = placeholder(int)  # its checkpoint; None = the newest when the run starts
     c.epochs = 200

@@ -5,7 +5,7 @@ filled with the mean and reconstructed under an L2 loss on the removed pixels, t
 upsampling decoder from the last stage (the paper: an AlexNet encoder, a channel-wise fully
 connected layer and up-convolutions; its adversarial term is left out).
 ``--config.method.mask=blocks`` or ``regions`` gives the random masks. The shared pretext
-recipe (``ssl_jax.config.pretext_recipe``) otherwise. The paper's headline: 56.5% mAP on VOC
+recipe (``ssl_jax.config.pretext_preset``) otherwise. The paper's headline: 56.5% mAP on VOC
 2007 classification (fine-tuned, random-region masks); our one-epoch
 measurements are in docs/results.md (Pretext tasks).
 
@@ -15,11 +15,11 @@ measurements are in docs/results.md (Pretext tasks).
 Smoke test on the embedded digits: --config configs/inpainting_cifar10.py:runlocal
 """
 
-from ssl_jax.config import cifar10_recipe, finish, pretext_recipe, pretrain_defaults
+from ssl_jax.config import cifar10_preset, finish, pretext_preset, pretrain_defaults
 from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
-    c = pretext_recipe(cifar10_recipe(pretrain_defaults()))
+    c = pretext_preset(cifar10_preset(pretrain_defaults()))
     c.method = method_config("inpainting", mask="center", mask_fraction=0.5)
     return finish(c, arg)

@@ -13,12 +13,12 @@ measurements are in docs/results.md (Pretext tasks).
 Smoke test on the embedded digits: --config configs/mae_cifar10.py:runlocal
 """
 
-from ssl_jax.config import cifar10_recipe, finish, pretext_recipe, pretrain_defaults
+from ssl_jax.config import cifar10_preset, finish, pretext_preset, pretrain_defaults
 from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
-    c = pretext_recipe(cifar10_recipe(pretrain_defaults()))
+    c = pretext_preset(cifar10_preset(pretrain_defaults()))
     c.epochs = 200
     c.schedule.warmup_epochs = 10
     c.model.backbone = "vit_tiny"

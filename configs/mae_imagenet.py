@@ -11,12 +11,12 @@ fine-tuning (100 epochs, ``configs/finetune.py`` with the MAE settings in its do
 Smoke test on the embedded digits: --config configs/mae_imagenet.py:runlocal
 """
 
-from ssl_jax.config import finish, imagenet_recipe, pretext_recipe, pretrain_defaults
+from ssl_jax.config import finish, imagenet_preset, pretext_preset, pretrain_defaults
 from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
-    c = pretext_recipe(imagenet_recipe(pretrain_defaults(), batch_size=4096))
+    c = pretext_preset(imagenet_preset(pretrain_defaults(), batch_size=4096))
     c.epochs = 800
     c.schedule.warmup_epochs = 40
     c.model.backbone = "vit_base"

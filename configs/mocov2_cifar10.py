@@ -12,12 +12,12 @@ SyncBN (no shuffle-BN; see ``ssl_jax/methods/moco.py``).
 Smoke test on the embedded digits: --config configs/mocov2_cifar10.py:runlocal
 """
 
-from ssl_jax.config import cifar10_recipe, finish, pretrain_defaults
+from ssl_jax.config import cifar10_preset, finish, pretrain_defaults
 from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
-    c = cifar10_recipe(pretrain_defaults())
+    c = cifar10_preset(pretrain_defaults())
     c.augment.recipe = "simclr"
     c.augment.brightness = 0.4
     c.augment.contrast = 0.4

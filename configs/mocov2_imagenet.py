@@ -13,12 +13,12 @@ global BN in the key encoder instead of per-GPU shuffle-BN (see ``ssl_jax/method
 Smoke test on the embedded digits: --config configs/mocov2_imagenet.py:runlocal
 """
 
-from ssl_jax.config import finish, imagenet_recipe, pretrain_defaults
+from ssl_jax.config import finish, imagenet_preset, pretrain_defaults
 from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
-    c = imagenet_recipe(pretrain_defaults(), batch_size=256)
+    c = imagenet_preset(pretrain_defaults(), batch_size=256)
     c.epochs = 200
     c.augment.recipe = "simclr"
     c.augment.crop_scale = (0.2, 1.0)

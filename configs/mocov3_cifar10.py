@@ -13,12 +13,12 @@ linear top-1 for MoCo v3 (ResNet-18, 1000 epochs).
 Smoke test on the embedded digits: --config configs/mocov3_cifar10.py:runlocal
 """
 
-from ssl_jax.config import cifar10_recipe, finish, pretrain_defaults
+from ssl_jax.config import cifar10_preset, finish, pretrain_defaults
 from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
-    c = cifar10_recipe(pretrain_defaults())
+    c = cifar10_preset(pretrain_defaults())
     c.augment.recipe = "byol"
     c.method = method_config(
         "mocov3",

@@ -13,14 +13,14 @@ ViT-S/16: --config configs/mocov3_imagenet.py:vit_small
 Smoke test on the embedded digits: --config configs/mocov3_imagenet.py:runlocal
 """
 
-from ssl_jax.config import finish, imagenet_recipe, pretrain_defaults
+from ssl_jax.config import finish, imagenet_preset, pretrain_defaults
 from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
     if arg not in (None, "runlocal", "vit_small"):
         raise ValueError(f"Unknown config variant {arg!r}; valid: runlocal, vit_small.")
-    c = imagenet_recipe(pretrain_defaults(), batch_size=4096)
+    c = imagenet_preset(pretrain_defaults(), batch_size=4096)
     c.epochs = 300
     c.augment.recipe = "byol"
     c.augment.crop_scale = (0.08, 1.0)

@@ -13,12 +13,12 @@ The local copy in ../shared/data instead:
 Smoke test on the embedded digits: --config configs/simclr_cifar10.py:runlocal
 """
 
-from ssl_jax.config import cifar10_recipe, finish, pretrain_defaults
+from ssl_jax.config import cifar10_preset, finish, pretrain_defaults
 from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
-    c = cifar10_recipe(pretrain_defaults())
+    c = cifar10_preset(pretrain_defaults())
     c.augment.recipe = "simclr"
     c.augment.blur_prob = 0.0
     c.method = method_config(

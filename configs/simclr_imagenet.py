@@ -9,12 +9,12 @@ reports 69.3% linear top-1 for this recipe (Table 6, ResNet-50 1x).
 Smoke test on the embedded digits: --config configs/simclr_imagenet.py:runlocal
 """
 
-from ssl_jax.config import finish, imagenet_recipe, pretrain_defaults
+from ssl_jax.config import finish, imagenet_preset, pretrain_defaults
 from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
-    c = imagenet_recipe(pretrain_defaults(), batch_size=4096)
+    c = imagenet_preset(pretrain_defaults(), batch_size=4096)
     c.epochs = 1000
     c.augment.recipe = "simclr"
     c.method = method_config(

@@ -10,12 +10,12 @@ Here: solo-learn's values (lr 0.5, wd 1e-5). solo-learn reports about 90.5% line
 Smoke test on the embedded digits: --config configs/simsiam_cifar10.py:runlocal
 """
 
-from ssl_jax.config import cifar10_recipe, finish, pretrain_defaults
+from ssl_jax.config import cifar10_preset, finish, pretrain_defaults
 from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
-    c = cifar10_recipe(pretrain_defaults())
+    c = cifar10_preset(pretrain_defaults())
     c.augment.recipe = "simclr"
     c.augment.blur_prob = 0.0
     c.augment.brightness = 0.4

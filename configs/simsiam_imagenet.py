@@ -9,12 +9,12 @@ reports 68.1% linear top-1 for 100 epochs (Table 4).
 Smoke test on the embedded digits: --config configs/simsiam_imagenet.py:runlocal
 """
 
-from ssl_jax.config import finish, imagenet_recipe, pretrain_defaults
+from ssl_jax.config import finish, imagenet_preset, pretrain_defaults
 from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
-    c = imagenet_recipe(pretrain_defaults(), batch_size=512)
+    c = imagenet_preset(pretrain_defaults(), batch_size=512)
     c.epochs = 100
     c.augment.recipe = "simclr"
     c.augment.brightness = 0.4

@@ -15,14 +15,14 @@ steps) embeds images at the global-crop size.
 Smoke test on the embedded digits: --config configs/swav_cifar10.py:runlocal
 """
 
-from ssl_jax.config import cifar10_recipe, epoch_steps, finish, pretrain_defaults
+from ssl_jax.config import cifar10_preset, epoch_steps, finish, pretrain_defaults
 from ssl_jax.methods import method_config
 
 TRAIN_IMAGES = 50_000
 
 
 def get_config(arg=None):
-    c = cifar10_recipe(pretrain_defaults())
+    c = cifar10_preset(pretrain_defaults())
     c.augment.recipe = "swav"
     c.augment.global_crop_scale = (0.08, 1.0)
     c.augment.local_crop_scale = (0.05, 0.14)

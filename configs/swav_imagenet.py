@@ -19,14 +19,14 @@ are converted to steps from the batch size.
 Smoke test on the embedded digits: --config configs/swav_imagenet.py:runlocal
 """
 
-from ssl_jax.config import epoch_steps, finish, imagenet_recipe, pretrain_defaults
+from ssl_jax.config import epoch_steps, finish, imagenet_preset, pretrain_defaults
 from ssl_jax.methods import method_config
 
 TRAIN_IMAGES = 1_281_167
 
 
 def get_config(arg=None):
-    c = imagenet_recipe(pretrain_defaults(), batch_size=4096)
+    c = imagenet_preset(pretrain_defaults(), batch_size=4096)
     c.epochs = 800
     c.augment.recipe = "swav"
     c.augment.global_crop_scale = (0.14, 1.0)

@@ -8,12 +8,12 @@ coefficients 25/25/1, BYOL's views. The paper reports 73.2% linear top-1.
 Smoke test on the embedded digits: --config configs/vicreg_imagenet.py:runlocal
 """
 
-from ssl_jax.config import finish, imagenet_recipe, pretrain_defaults
+from ssl_jax.config import finish, imagenet_preset, pretrain_defaults
 from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
-    c = imagenet_recipe(pretrain_defaults(), batch_size=2048)
+    c = imagenet_preset(pretrain_defaults(), batch_size=2048)
     c.epochs = 1000
     c.augment.recipe = "byol"
     c.method = method_config(

@@ -185,7 +185,7 @@ def epoch_steps(c: ml_collections.ConfigDict, epochs: float, train_images: int):
     return (train_images // c.data.get_ref("batch_size")) * epochs
 
 
-def cifar10_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+def cifar10_preset(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The CIFAR-10 setting shared by the ``*_cifar10`` configs (solo-learn's scale).
 
     ResNet-18 with the CIFAR stem, 32 px views, global batch 256, 1000 epochs, 10 warmup
@@ -210,9 +210,9 @@ def cifar10_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return c
 
 
-def pretext_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The training setting the pretext-task configs share (on top of ``cifar10_recipe`` or
-    ``imagenet_recipe``): one crop-and-flip view (the task makes its own input), SGD with
+def pretext_preset(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The training setting the pretext-task configs share (on top of ``cifar10_preset`` or
+    ``imagenet_preset``): one crop-and-flip view (the task makes its own input), SGD with
     momentum 0.9, lr 0.1 x batch/256, weight decay 5e-4 (RotNet's), cosine decay after 1 warmup
     epoch, 100 epochs."""
     c.augment.recipe = "crop_flip"
@@ -225,7 +225,7 @@ def pretext_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return c
 
 
-def imagenet_recipe(c: ml_collections.ConfigDict, *, batch_size: int) -> ml_collections.ConfigDict:
+def imagenet_preset(c: ml_collections.ConfigDict, *, batch_size: int) -> ml_collections.ConfigDict:
     """The ImageNet setting shared by the ``*_imagenet`` configs: ResNet-50, 224 px views."""
     c.data.name = "tfds"
     c.data.tfds_name = "imagenet2012"

@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from ssl_jax.augment.pipeline import IMAGENET_MEAN, IMAGENET_STD
-from ssl_jax.config import pretext_recipe, pretrain_defaults
+from ssl_jax.config import pretext_preset, pretrain_defaults
 from ssl_jax.data import make_digits_source
 from ssl_jax.export import make_input_spec
 from ssl_jax.losses import rebalanced_cross_entropy
@@ -53,7 +53,7 @@ DEVICE_CONFIGS["mae"] = {
 
 
 def pretext_config(name: str, **fields) -> ml_collections.ConfigDict:
-    c = pretext_recipe(pretrain_defaults())
+    c = pretext_preset(pretrain_defaults())
     c.data.update(name="digits", image_size=16, batch_size=8)
     c.augment.crop_size = 16
     c.model.width = 4
