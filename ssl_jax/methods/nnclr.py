@@ -48,17 +48,28 @@ def make_nnclr(
     proj_dim: int = 256,
     pred_hidden_dim: int = 4096,
     queue_length: int = 98304,
+    proj_last_bn_affine: bool = True,
     batch_size: int | None = None,
 ) -> Method:
     """NNCLR on ``backbone`` and the two-view function ``views``: a support set of
     ``queue_length`` projections (a multiple of the global ``batch_size``, checked here when
-    given and at trace time), InfoNCE at ``temperature``."""
+    given and at trace time), InfoNCE at ``temperature``.
+
+    ``proj_last_bn_affine``: whether the projector's last BatchNorm has a scale and bias (as
+    solo-learn's). Its bias gets an analytically zero gradient (the predictor's first
+    BatchNorm removes a constant shift of ``z``), so it moves by float noise only; that noise
+    reaches the loss through the support set, which stores ``z``."""
     temperature = float(temperature)
     queue_length = check_queue_length(queue_length, batch_size, "NNCLR")
     parts = {
         "backbone": backbone,
         "projector": mlp_head(
-            backbone.feature_dim, proj_hidden_dim, proj_dim, num_layers=3, last_bn=True
+            backbone.feature_dim,
+            proj_hidden_dim,
+            proj_dim,
+            num_layers=3,
+            last_bn=True,
+            last_bn_affine=proj_last_bn_affine,
         ),
         "predictor": mlp_head(proj_dim, pred_hidden_dim, proj_dim),
     }
