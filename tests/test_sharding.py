@@ -22,7 +22,7 @@ from tests.programs.tiny import tiny_pretrain_config
 
 CONFIGS = {
     "simclr": {"method.name": "simclr"},
-    "byol": {**BYOL, "optim.name": "sgd", "optim.base_learning_rate": 0.05},  # see test_devices
+    "byol": {**BYOL, "optim.name": "sgd", "optim.base_learning_rate": 0.05},  # see test_byol
     "dino": DINO,
     "mae": {"method.name": "mae", **PRETEXT["mae"]},
 }

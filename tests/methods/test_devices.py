@@ -6,44 +6,41 @@ the global batch. Three steps of the sharded step on 8 fake devices must give th
 the final method state (queues, centers, EMA targets, batch statistics) of 1 device.
 """
 
+import functools
+import importlib
+import pkgutil
+
 import jax
 import numpy as np
 import pytest
 
+import tests.methods
 from ssl_jax.data import make_digits_source
 from ssl_jax.methods import METHODS, get_method
+from ssl_jax.methods.registry import DISTILL_METHODS
 from ssl_jax.optim import make_optimizer, make_schedule
 from ssl_jax.parallel import global_batch, make_mesh
 from ssl_jax.train_step import make_init_fn, make_train_step, state_sharding
-from tests.methods.test_byol import BYOL
-from tests.methods.test_dino import DINO
 from tests.methods.test_distill import classifier_teacher, distill_config
-from tests.methods.test_moco import V2, V3
-from tests.methods.test_pretext import DEVICE_CONFIGS as PRETEXT
-from tests.methods.test_swav import SWAV
-from tests.methods.test_two_view import OVERRIDES as TWO_VIEW
 from tests.programs.tiny import tiny_pretrain_config
 
 STEPS = 3
 __all__ = ["classifier_teacher"]  # a fixture of tests/methods/test_distill.py used here too
-CONFIGS = {
-    "simclr": {"method.name": "simclr"},
-    # SGD, not the tiny config's AdamW: the online projector's last bias has an analytically
-    # zero gradient (the predictor's BatchNorm removes it), so its gradient is float noise
-    # that differs between 1 and 8 devices; Adam's first steps turn noise into +-lr updates,
-    # which reach the loss through the EMA target (relative loss difference ~6e-5).
-    "byol": {**BYOL, "optim.name": "sgd", "optim.base_learning_rate": 0.05},
-    "mocov2": V2,
-    "mocov3": V3,
-    "dino": DINO,
-    "swav": {**SWAV, "method.queue_start_step": 2},
-    **{name: {"method.name": name, **fields} for name, fields in TWO_VIEW.items()},
-    **{name: {"method.name": name, **fields} for name, fields in PRETEXT.items()},
-    # Distillation: the tiny shared run is the teacher (tests/methods/test_distill.py); kd's
-    # is that run's export with a categorical head (its fixture classifier_teacher).
-    **{name: {"method.name": name} for name in ("clusterfit", "cosine", "kd", "mse", "seed")},
-}
-DISTILL = ("clusterfit", "cosine", "kd", "mse", "seed")
+
+
+@functools.cache
+def device_configs() -> dict[str, dict]:
+    """Each method's ``tiny_pretrain_config`` overrides for these runs, by name: the
+    ``DEVICE_CONFIGS`` its own test module of ``tests/methods`` declares (found here, listed
+    nowhere else; distillation methods' teacher is supplied by :func:`method_config`).
+    Called at test time, when every module is imported (they import this one)."""
+    found: dict[str, dict] = {}
+    for info in pkgutil.iter_modules(tests.methods.__path__):
+        module = importlib.import_module(f"tests.methods.{info.name}")
+        for name, fields in getattr(module, "DEVICE_CONFIGS", {}).items():
+            assert name not in found, f"DEVICE_CONFIGS[{name!r}] is declared twice"
+            found[name] = {"method.name": name, **fields}
+    return found
 
 
 def trajectory(config, num_devices, workdir=None, *, fsdp=False, keep=None):
@@ -75,21 +72,26 @@ def trajectory(config, num_devices, workdir=None, *, fsdp=False, keep=None):
 
 
 def test_every_method_is_covered():
-    assert sorted(CONFIGS) == sorted(METHODS)
+    missing = sorted(set(METHODS) - set(device_configs()))
+    assert not missing, (
+        f"{missing}: declare DEVICE_CONFIGS = {{name: tiny_pretrain_config overrides}} in the "
+        "method's test module (tests/methods/test_<name>.py)"
+    )
+    assert sorted(device_configs()) == sorted(METHODS)
 
 
 def method_config(name, request):
-    if name in DISTILL:
+    if name in DISTILL_METHODS:
         fixture = "classifier_teacher" if name == "kd" else "pretrained"
         teacher = request.getfixturevalue(fixture)
         teacher = teacher[0] if fixture == "pretrained" else teacher
         fields = {"method.num_clusters": 5} if name == "clusterfit" else {}
         return distill_config(name, teacher, total_steps=STEPS, **fields)
-    return tiny_pretrain_config(**{**CONFIGS[name], "total_steps": STEPS})
+    return tiny_pretrain_config(**{**device_configs()[name], "total_steps": STEPS})
 
 
-@pytest.mark.slow  # 9 methods x 2 meshes of a compiled ResNet step, about 2 minutes
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.slow  # every method x 2 meshes of a compiled ResNet step, several minutes
+@pytest.mark.parametrize("name", sorted(METHODS))
 def test_one_and_eight_devices_give_the_same_trajectory(name, request, tmp_path):
     config = method_config(name, request)
     one_losses, one_state = trajectory(config, 1, str(tmp_path / "one"))

@@ -35,6 +35,8 @@ DINO = {
     "augment.local_crop_size": 4,
     "augment.num_local_crops": 2,
 }
+# tests/methods/test_devices.py runs these 1 and 8 devices.
+DEVICE_CONFIGS = {"dino": DINO}
 
 
 def dino_config(**overrides):

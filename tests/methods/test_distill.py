@@ -18,6 +18,9 @@ from tests.programs.tiny import tiny_pretrain_config
 
 # The tiny shared run (tests/conftest.py, 8 px digits, width 4) is the teacher; the student
 # is a width-2 ResNet-18 of 8 px views.
+# tests/methods/test_devices.py runs these 1 and 8 devices, the tiny shared run the teacher
+# (kd's: that run's export with a categorical head, the fixture classifier_teacher).
+DEVICE_CONFIGS = {name: {} for name in ("clusterfit", "cosine", "kd", "mse", "seed")}
 STUDENT = {"model.width": 2, "augment.recipe": "crop_flip", "method.proj_hidden_dim": 8}
 
 

@@ -25,6 +25,8 @@ V3 = {
     "augment.recipe": "byol",
 }
 TOTAL = 10
+# tests/methods/test_devices.py runs these 1 and 8 devices.
+DEVICE_CONFIGS = {"mocov2": V2, "mocov3": V3}
 
 
 def moco_config(base, **overrides):

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import pytest
 
 from ssl_jax.methods import METHODS, get_method
-from tests.methods.test_devices import CONFIGS, STEPS, method_config
+from tests.methods.test_devices import STEPS, device_configs, method_config
 from tests.methods.test_distill import classifier_teacher
 
 __all__ = ["classifier_teacher"]  # a fixture of tests/methods/test_distill.py used here too
@@ -19,7 +19,7 @@ __all__ = ["classifier_teacher"]  # a fixture of tests/methods/test_distill.py u
 
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_update_state_moves_the_target_only(name, request):
-    assert name in CONFIGS
+    assert name in device_configs()
     method = get_method(method_config(name, request), total_steps=STEPS)
     params, state = jax.eval_shape(method.init, jax.random.key(0))
     step = jax.ShapeDtypeStruct((), jnp.int32)

@@ -13,6 +13,9 @@ from ssl_jax.methods.registry import make_views
 from tests.losses.test_contrastive import nt_xent_reference
 from tests.programs.tiny import tiny_pretrain_config
 
+# tests/methods/test_devices.py runs these 1 and 8 devices.
+DEVICE_CONFIGS = {"simclr": {}}
+
 
 @pytest.fixture(scope="module")
 def setup():

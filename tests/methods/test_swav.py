@@ -32,6 +32,8 @@ SWAV = {
     "augment.local_crop_size": 4,
     "augment.num_local_crops": 2,
 }
+# tests/methods/test_devices.py runs these 1 and 8 devices.
+DEVICE_CONFIGS = {"swav": {**SWAV, "method.queue_start_step": 2}}
 
 
 def swav_config(**overrides):

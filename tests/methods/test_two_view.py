@@ -19,6 +19,8 @@ OVERRIDES = {
     "barlow_twins": {"method.lambda_": 5e-3, "method.scale_loss": 0.1},
     "vicreg": {"method.sim_coeff": 25.0, "method.std_coeff": 25.0, "method.cov_coeff": 1.0},
 }
+# tests/methods/test_devices.py runs these 1 and 8 devices.
+DEVICE_CONFIGS = OVERRIDES
 
 
 def build(name):
