@@ -10,12 +10,12 @@ about 91.9% linear top-1 for this recipe.
 Smoke test on the embedded digits: --config configs/nnclr_cifar10.py:runlocal
 """
 
-from ssl_jax.config import cifar10_recipe, finish, pretrain_defaults
+from ssl_jax.config import cifar10_preset, finish, pretrain_defaults
 from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
-    c = cifar10_recipe(pretrain_defaults())
+    c = cifar10_preset(pretrain_defaults())
     c.augment.recipe = "byol"
     c.method = method_config(
         "nnclr",
