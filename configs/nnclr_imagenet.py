@@ -4,7 +4,8 @@ The paper's recipe: batch 4096, LARS with lr 0.3 x batch/256 (4.8) and weight de
 1000 epochs with 10 warmup epochs and cosine decay, projector 2048-2048-256 (BatchNorm after
 each layer), predictor 4096-256, a support set of 98,304 projections, temperature 0.1, BYOL's
 views at 224 px (the optimizer and schedule as SimCLR's, which the paper builds on; not yet
-checked line by line against the paper's appendix). The paper reports 75.6% linear top-1 (its abstract; ResNet-50, 1000 epochs).
+checked line by line against the paper's appendix). The paper reports 75.6% linear top-1
+(its abstract; ResNet-50, 1000 epochs).
 
   python launch/pretrain.py --multihost --config configs/nnclr_imagenet.py --workdir DIR \
     --config.data.tfds_data_dir=/path/to/tensorflow_datasets
