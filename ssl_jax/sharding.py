@@ -14,10 +14,23 @@ dimension that the device count divides (the first such among equals); smaller a
 norms, step counters) and arrays no dimension of which divides stay replicated. Method state
 that is global by nature (a MoCo queue, a DINO center) is still one global array under
 ``jax.jit``'s global view: splitting it changes where its rows live, not its values.
+
+Activations stay split over the batch: left to itself, the partitioner propagates a weight's
+split into the activations it multiplies (a ViT's ``qkv`` output split along its features,
+the input gathered whole over the batch on every device), which costs more memory per device
+than data parallelism. Under :func:`batch_sharded_activations` (the train step enters it when
+the state is split) the models pin their activations to batch-over-``data`` with
+:func:`constrain_batch` at every matrix product and block boundary, the role of MaxText's and
+big_vision's logical activation annotations (``activation_batch``), so the partitioner gathers
+the weights instead. Outside it :func:`constrain_batch` returns its input: the data-parallel
+program is unchanged.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -28,6 +41,31 @@ from jax.sharding import PartitionSpec as P
 from ssl_jax.parallel import DATA_AXIS, replicated
 
 DEFAULT_MIN_SIZE = 2**14  # elements (64 KiB of float32): smaller leaves are not worth a gather
+
+_ACTIVATIONS: contextvars.ContextVar[Mesh | None] = contextvars.ContextVar(
+    "ssl_jax_batch_sharded_activations", default=None
+)
+
+
+@contextlib.contextmanager
+def batch_sharded_activations(mesh: Mesh | None) -> Iterator[None]:
+    """While tracing inside, :func:`constrain_batch` splits activations over ``mesh``'s data
+    axis (``None``: it does nothing)."""
+    token = _ACTIVATIONS.set(mesh)
+    try:
+        yield
+    finally:
+        _ACTIVATIONS.reset(token)
+
+
+def constrain_batch(x: jax.Array) -> jax.Array:
+    """``x`` constrained to be split along its first (batch) dimension over the data axis,
+    inside :func:`batch_sharded_activations`; otherwise, or when the devices do not divide
+    that dimension, ``x`` itself."""
+    mesh = _ACTIVATIONS.get()
+    if mesh is None or x.ndim == 0 or x.shape[0] % mesh.size:
+        return x
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P(DATA_AXIS)))
 
 
 def fsdp_spec(shape: tuple[int, ...], devices: int, min_size: int = DEFAULT_MIN_SIZE) -> P:

@@ -11,7 +11,7 @@ from jax.sharding import Mesh
 from ssl_jax import liveness
 from ssl_jax.accumulation import accumulate
 from ssl_jax.parallel import batch_sharded, replicated
-from ssl_jax.sharding import DEFAULT_MIN_SIZE, state_shardings
+from ssl_jax.sharding import DEFAULT_MIN_SIZE, batch_sharded_activations, state_shardings
 
 if TYPE_CHECKING:  # Only a type: the fine-tuning program uses this step without the methods.
     from ssl_jax.method import Method
@@ -99,19 +99,26 @@ def make_train_step(
     the same arrays serve every step. Gradients of the loss (a mean over the global batch)
     are already global: no ``pmean``. ``accumulation_steps`` > 1 computes the gradient over
     that many micro-batches of the batch in turn (:mod:`ssl_jax.accumulation`; check the
-    method with :func:`ssl_jax.accumulation.check` first).
+    method with :func:`ssl_jax.accumulation.check` first). When ``sharding`` splits any
+    leaf (FSDP), the models' activations are kept split over the batch
+    (:func:`ssl_jax.sharding.batch_sharded_activations`).
     """
+    split = sharding is not None and not all(
+        s.is_fully_replicated for s in jax.tree.leaves(sharding)
+    )
+    activations_mesh = mesh if split else None
 
     def train_step(state: TrainState, batch: dict, frozen: Any) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         grad_fn = jax.value_and_grad(method.loss, has_aux=True)
         inputs = (state.params, state.method_state, batch, key, state.step, frozen)
-        if accumulation_steps == 1:
-            (loss, (method_state, metrics)), grads = grad_fn(*inputs)
-        else:  # micro-batches one after the other (ssl_jax.accumulation)
-            (loss, (method_state, metrics)), grads = accumulate(
-                grad_fn, accumulation_steps, mesh, *inputs
-            )
+        with batch_sharded_activations(activations_mesh):
+            if accumulation_steps == 1:
+                (loss, (method_state, metrics)), grads = grad_fn(*inputs)
+            else:  # micro-batches one after the other (ssl_jax.accumulation)
+                (loss, (method_state, metrics)), grads = accumulate(
+                    grad_fn, accumulation_steps, mesh, *inputs
+                )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         if method.project_params is not None:

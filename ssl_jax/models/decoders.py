@@ -30,6 +30,7 @@ from flax import nnx
 
 from ssl_jax.models.resnet import _bn, _conv
 from ssl_jax.models.vit import Block, _layer_norm
+from ssl_jax.sharding import constrain_batch
 
 __all__ = ["ConvDecoder", "MAEDecoder", "sincos_pos_embed_2d"]
 
@@ -216,17 +217,17 @@ class MAEDecoder(nnx.Module):
                 f"ids_restore must hold integer indices in 0..{num_patches - 1}; got dtype "
                 f"{ids_restore.dtype}."
             )
-        x = self.decoder_embed(tokens)
+        x = constrain_batch(self.decoder_embed(constrain_batch(tokens)))
         mask_tokens = jnp.broadcast_to(
             self.mask_token[...].astype(x.dtype), (n, num_patches + 1 - num_tokens, x.shape[-1])
         )
         patches = jnp.concatenate([x[:, 1:], mask_tokens], axis=1)
         patches = jnp.take_along_axis(patches, ids_restore[:, :, None], axis=1)
-        x = jnp.concatenate([x[:, :1], patches], axis=1)
+        x = constrain_batch(jnp.concatenate([x[:, :1], patches], axis=1))
         x = x + sincos_pos_embed_2d(self.decoder_dim, self.grid_size)[None].astype(x.dtype)
         for block in self.blocks:
             x = block(x)
-        x = self.pred(self.norm(x))
+        x = constrain_batch(self.pred(self.norm(x)))
         return x[:, 1:].astype(jnp.float32)
 
 

@@ -8,6 +8,7 @@ from flax import nnx
 
 from ssl_jax.losses.normalize import l2_normalize
 from ssl_jax.models.resnet import BN_EPSILON, BN_MOMENTUM
+from ssl_jax.sharding import constrain_batch
 
 
 def _bn(num_features: int, *, affine: bool = True, dtype: Any, rngs: nnx.Rngs) -> nnx.BatchNorm:
@@ -78,11 +79,11 @@ class MLPHead(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         for linear, norm in zip(self.linears[:-1], self.norms, strict=True):
-            x = linear(x)
+            x = constrain_batch(linear(x))
             if norm is not None:
                 x = norm(x)
             x = nnx.relu(x)
-        x = self.linears[-1](x)
+        x = constrain_batch(self.linears[-1](x))
         if self.last_norm is not None:
             x = self.last_norm(x)
         return x
@@ -190,10 +191,10 @@ class DINOHead(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         for linear, norm in zip(self.linears[:-1], self.norms, strict=True):
-            x = linear(x)
+            x = constrain_batch(linear(x))
             if norm is not None:
                 x = norm(x)
             x = nnx.gelu(x, approximate=False)
-        x = self.linears[-1](x)
+        x = constrain_batch(self.linears[-1](x))
         x = l2_normalize(x)
-        return self.last_layer(x)
+        return constrain_batch(self.last_layer(x))

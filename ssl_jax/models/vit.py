@@ -34,6 +34,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ssl_jax.sharding import constrain_batch
+
 LN_EPSILON = 1e-6
 POOLS = ("cls", "mean")
 
@@ -143,9 +145,9 @@ class Attention(nnx.Module):
 
     def __call__(self, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
         n, t, d = x.shape
-        qkv = self.qkv(x).reshape(n, t, 3, self.num_heads, d // self.num_heads)
+        qkv = constrain_batch(self.qkv(x)).reshape(n, t, 3, self.num_heads, d // self.num_heads)
         y = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])
-        y = self.proj(y.reshape(n, t, d))
+        y = constrain_batch(self.proj(constrain_batch(y.reshape(n, t, d))))
         return y if key is None else dropout(y, self.drop_rate, key)
 
 
@@ -163,12 +165,12 @@ class Mlp(nnx.Module):
         self.fc2 = _linear(hidden_dim, dim, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
-        h = nnx.gelu(self.fc1(x), approximate=False)
+        h = nnx.gelu(constrain_batch(self.fc1(x)), approximate=False)
         if key is None:
-            return self.fc2(h)
+            return constrain_batch(self.fc2(h))
         hidden_key, out_key = jax.random.split(key)
         h = dropout(h, self.drop_rate, hidden_key)
-        return dropout(self.fc2(h), self.drop_rate, out_key)
+        return dropout(constrain_batch(self.fc2(h)), self.drop_rate, out_key)
 
 
 class Block(nnx.Module):
@@ -200,14 +202,15 @@ class Block(nnx.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop_rate=drop_rate, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+        x = constrain_batch(x)
         if key is None:
             x = x + self.attn(self.norm1(x))
-            return x + self.mlp(self.norm2(x))
+            return constrain_batch(x + self.mlp(self.norm2(x)))
         attn_key, attn_path_key, mlp_key, mlp_path_key = jax.random.split(key, 4)
         y = self.attn(self.norm1(x), key=attn_key)
         x = x + drop_path(y, self.drop_path_rate, attn_path_key)
         y = self.mlp(self.norm2(x), key=mlp_key)
-        return x + drop_path(y, self.drop_path_rate, mlp_path_key)
+        return constrain_batch(x + drop_path(y, self.drop_path_rate, mlp_path_key))
 
 
 class VisionTransformer(nnx.Module):
@@ -342,7 +345,7 @@ class VisionTransformer(nnx.Module):
             )
         key = self._dropout_key(rngs)
         num_patches = (h // p) * (w // p)
-        x = self.patch_embed(x).reshape(n, num_patches, -1)
+        x = constrain_batch(self.patch_embed(x)).reshape(n, num_patches, -1)
         dtype = x.dtype
         cls = jnp.broadcast_to(self.cls_token[...], (n, 1, x.shape[-1])).astype(dtype)
         pos = interpolate_pos_embed(self.pos_embed[...], (h // p, w // p)).astype(dtype)
@@ -355,6 +358,7 @@ class VisionTransformer(nnx.Module):
         if key is not None:
             key, pos_drop_key = jax.random.split(key)
             x = dropout(x, self.drop_rate, pos_drop_key)
+        x = constrain_batch(x)
         block_keys = (
             [None] * len(self.blocks) if key is None else jax.random.split(key, len(self.blocks))
         )
