@@ -86,7 +86,9 @@ def markdown(results: dict) -> str:
         "# The default data-parallel step: this checkout vs a baseline\n\n"
         f"Command: `python benchmarks/default_path.py --baseline <checkout of "
         f"{s['baseline_commit']}>`; this checkout {s['this_commit']}; {s['rounds']} alternating "
-        f"rounds of {s['steps']} timed steps, median; {s['machine']}.\n\n" + "\n".join(rows) + "\n"
+        f"rounds of {s['steps']} timed steps, median; {s['machine']}, load average "
+        f"{s.get('load_average_at_start', 'not recorded')} at the start (step times on a "
+        "loaded machine are noise; the HLO comparison is exact).\n\n" + "\n".join(rows) + "\n"
     )
 
 
@@ -108,6 +110,8 @@ def main() -> None:
             "baseline_commit": commit(sides["baseline"]),
             "this_commit": commit(REPO),
             "machine": f"{os.cpu_count()} CPU cores",
+            # Timings on a shared machine are noise; the HLO comparison is not.
+            "load_average_at_start": round(os.getloadavg()[0], 2),
         },
         "cells": {},
     }

@@ -123,6 +123,7 @@ def test_does_not_fit_exits_with_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow  # ~8 real compiles; the search itself: test_largest_fitting
 def test_find_batch_bisects_to_the_largest_fitting_batch(tmp_path):
     config = tiny_pretrain_config(**{"data.batch_size": 16, "mesh.num_devices": 1})
     small = plan.run(config, tmp_path / "small")
