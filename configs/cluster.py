@@ -15,22 +15,20 @@ dataset. Baselines: --config.random_init=True, --config.raw_pixels=True. Variant
 import ml_collections
 
 from ssl_jax.config import probe_defaults
+from ssl_jax.evaluators.registry import DEFAULTS, SMALL_RUN
 
 
 def get_config(arg=None):
     c = probe_defaults()
     c.raw_pixels = False  # the baseline of the encoder's input pixels, flattened
-    c.cluster = ml_collections.ConfigDict(
-        dict(
-            split="test",  # test | train | both (concatenated)
-            k=-1,  # clusters; -1: the number of classes
-            restarts=10,
-            iterations=300,  # Lloyd iterations per restart at most (stops when stable)
-        )
-    )
+    # The evaluator's fields (ssl_jax.evaluators.registry.DEFAULTS): split (test | train |
+    # both, concatenated), k (clusters; -1: the number of classes), restarts, iterations
+    # (Lloyd iterations per restart at most; stops when stable).
+    fields = {k: v for k, v in DEFAULTS["cluster"].items() if k not in ("seed", "batch_size")}
     if arg == "runlocal":
-        c.cluster.restarts = 2
-    elif arg is not None:
+        fields.update(SMALL_RUN["cluster"])
+    c.cluster = ml_collections.ConfigDict(fields)
+    if arg not in (None, "runlocal"):
         raise ValueError(f"Unknown config variant {arg!r}; valid: runlocal.")
     c.lock()
     return c

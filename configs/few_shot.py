@@ -17,26 +17,20 @@ logreg_5way_1shot_ci95. The data defaults to the dataset the export records; set
 import ml_collections
 
 from ssl_jax.config import probe_defaults
+from ssl_jax.evaluators.registry import DEFAULTS, SMALL_RUN
 
 
 def get_config(arg=None):
     c = probe_defaults()
     c.raw_pixels = False  # the baseline of the encoder's input pixels, flattened
-    c.few_shot = ml_collections.ConfigDict(
-        dict(
-            ways=(5, -1),  # -1: every class (all-way)
-            shots=(1, 5, 10, 25),
-            queries=15,  # per class and episode, clipped to what the class has
-            query_split="test",  # test | train (disjoint from each episode's support)
-            episodes=600,
-            classifiers=("proto", "logreg"),
-            logreg_c=1.0,  # scikit-learn's C: sum of cross-entropies + ||W||^2 / (2 C)
-            logreg_tol=1e-4,  # Nesterov steps until the convergence bound is below this
-        )
-    )
+    # The evaluator's fields (ssl_jax.evaluators.registry.DEFAULTS): ways (-1: all-way), shots,
+    # queries per class (clipped to what a class has), query_split (test | train, disjoint from
+    # each episode's support), episodes, classifiers, logreg_c (scikit-learn's C), logreg_tol.
+    fields = {k: v for k, v in DEFAULTS["few_shot"].items() if k not in ("seed", "batch_size")}
     if arg == "runlocal":
-        c.few_shot.episodes = 50
-    elif arg is not None:
+        fields.update(SMALL_RUN["few_shot"])
+    c.few_shot = ml_collections.ConfigDict(fields)
+    if arg not in (None, "runlocal"):
         raise ValueError(f"Unknown config variant {arg!r}; valid: runlocal.")
     c.lock()
     return c

@@ -7,11 +7,14 @@
 import ml_collections
 
 from ssl_jax.config import probe_defaults
+from ssl_jax.evaluators.registry import DEFAULTS
 
 
 def get_config(arg=None):
     c = probe_defaults()
-    c.knn = ml_collections.ConfigDict(dict(k=(20, 200), temperature=0.07))
+    c.knn = ml_collections.ConfigDict(  # the evaluator's k and temperature
+        {k: v for k, v in DEFAULTS["knn"].items() if k != "batch_size"}
+    )
     if arg not in (None, "runlocal"):
         raise ValueError(f"Unknown config variant {arg!r}; valid: runlocal.")
     c.lock()

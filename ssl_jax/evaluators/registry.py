@@ -53,6 +53,8 @@ DEFAULTS = {
     ),
     "cluster": dict(split="test", k=-1, restarts=10, iterations=300, seed=0, batch_size=512),
 }
+# What a small smoke run (a config's ``:runlocal``) changes in each evaluator's defaults.
+SMALL_RUN = {"few_shot": dict(episodes=50), "cluster": dict(restarts=2)}
 # Evaluators that also read the train state's params (the others read the export only).
 READS_PARAMS = ("online_linear",)
 
