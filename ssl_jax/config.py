@@ -81,7 +81,7 @@ def pretrain_defaults() -> ml_collections.ConfigDict:
     # Every hyperparameter of one method (its factory's defaults); configs of other methods
     # replace the section: c.method = method_config("byol", ...).
     from ssl_jax.methods.registry import method_config  # noqa: PLC0415 (keeps probe configs light)
-    from ssl_jax.param_groups import KINDS  # noqa: PLC0415
+    from ssl_jax.param_groups import KINDS, PARTS  # noqa: PLC0415
 
     c.method = method_config("simclr")
     c.optim = ml_collections.ConfigDict(
@@ -105,7 +105,7 @@ def pretrain_defaults() -> ml_collections.ConfigDict:
             # "part/kind" label such as "head/norm_bias".
             param_groups={
                 group: dict(lr_mult=placeholder(float), weight_decay=placeholder(float))
-                for group in ("backbone", "projector", "predictor", "head", "prototypes", *KINDS)
+                for group in (*PARTS, *KINDS)
             },
             layer_decay=placeholder(float),  # ViT backbone: lr * decay ** (depth + 1 - layer)
         )

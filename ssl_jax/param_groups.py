@@ -26,6 +26,9 @@ import jax
 import jax.numpy as jnp
 
 KINDS = ("weight", "norm_bias")
+# The parts (top-level params keys) the shipped methods use; the pretraining config offers a
+# group for each (a config file may add others, or a "part/kind" label).
+PARTS = ("backbone", "projector", "predictor", "head", "prototypes")
 
 
 def key_path(path: Sequence[Any]) -> tuple[str, ...]:
