@@ -120,3 +120,39 @@ def test_without_fsdp_the_step_is_the_data_parallel_one():
     on = state_sharding(method, tx, mesh, fsdp=True, min_size=0)
     split = jax.eval_shape(make_init_fn(method, tx, mesh, on), config.seed)
     assert make_train_step(method, tx, schedule, mesh, on).lower(split, batch).as_text() != default
+
+
+def test_activations_are_constrained_to_the_batch_split_only_inside_the_context():
+    """The mechanism the fsdp step relies on: inside ``batch_sharded_activations(mesh)`` every
+    ViT block's activations carry a batch-split sharding constraint; outside it (the data
+    parallel default) the model lowers with none, and a batch the devices do not divide is
+    left alone."""
+    from flax import nnx
+
+    from ssl_jax.models.vit import VisionTransformer
+    from ssl_jax.sharding import batch_sharded_activations, constrain_batch
+
+    mesh = make_mesh(8)
+    model = VisionTransformer(
+        img_size=8, patch_size=4, embed_dim=16, depth=2, num_heads=2, rngs=nnx.Rngs(0)
+    )
+    graphdef, params = nnx.split(model)
+
+    def forward(mesh):  # the context is entered while tracing, as the train step does
+        def apply(params, x):
+            with batch_sharded_activations(mesh):
+                return nnx.merge(graphdef, params)(x)
+
+        return jax.jit(apply)
+
+    x = jax.ShapeDtypeStruct((16, 8, 8, 3), np.float32)
+    constraints = lambda text: text.count("sharding_constraint")
+    assert constraints(forward(None).lower(params, x).as_text()) == 0
+    text = forward(mesh).lower(params, x).as_text()
+    odd = forward(mesh).lower(params, jax.ShapeDtypeStruct((12, 8, 8, 3), np.float32))
+    with batch_sharded_activations(mesh):
+        assert constrain_batch(np.zeros((12, 4))).shape == (12, 4)
+    # patch embedding + tokens, and per block: qkv, attention output (2), fc1, fc2, 2 residuals
+    assert constraints(text) >= 2 + 2 * 7
+    assert '[{"data"}' in text
+    assert constraints(odd.as_text()) == 0
