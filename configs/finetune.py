@@ -95,7 +95,9 @@ def get_config(arg=None):
     )
     c.ckpt = ml_collections.ConfigDict(dict(every_steps=500, keep=2, async_save=True))
     c.log = ml_collections.ConfigDict(dict(every_steps=20, tensorboard=False, progress=True))
-    c.mesh = ml_collections.ConfigDict(dict(num_devices=-1))  # -1: every device
+    # num_devices -1: every device; fsdp: the training state split over the devices (arrays of
+    # at least fsdp_min_size elements), as in pretraining (docs/big-models.md).
+    c.mesh = ml_collections.ConfigDict(dict(num_devices=-1, fsdp=False, fsdp_min_size=2**14))
     if arg == "runlocal":
         c.total_steps = 20
         c.data.batch_size = 64

@@ -57,6 +57,7 @@ from ssl_jax.programs.setup import (
     make_training_mesh,
     restore_or_start,
 )
+from ssl_jax.sharding import replicate
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,10 @@ def _with_backbone(state, arrays, tx):
 
 
 def accuracy(predict, arrays: dict, source, *, batch_size: int, mesh, desc: str) -> dict:
-    """Top-1/top-5 (%) of the classifier ``arrays`` on every image of ``source``."""
+    """Top-1/top-5 (%) of the classifier ``arrays`` on every image of ``source`` (arrays that
+    ``mesh.fsdp`` split are gathered whole first: the encoder takes replicated arrays)."""
+    if not all(x.sharding.is_fully_replicated for x in jax.tree.leaves(arrays)):
+        arrays = replicate(arrays, mesh)
     logits, labels = extract_features(
         predict, arrays, source, batch_size=batch_size, mesh=mesh, desc=desc, progress=False
     )

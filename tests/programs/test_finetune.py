@@ -203,6 +203,20 @@ def test_one_and_eight_devices_give_the_same_trajectory(finetuned, pretrained, t
     np.testing.assert_allclose([got[s] for s in got], [want[s] for s in got], rtol=2e-5)
 
 
+@pytest.mark.slow  # an fsdp train step to compile (about 30 s)
+def test_an_fsdp_run_follows_the_replicated_one(finetuned, pretrained, tmp_path):
+    """``mesh.fsdp``: the classifier's state split over the 8 devices, the same losses and the
+    same chosen test accuracy as the replicated 8-device run."""
+    reference, expected = finetuned
+    fields = {**FOLLOW_THE_EXPORT, "mesh.fsdp": True, "mesh.fsdp_min_size": 0}
+    result = finetune.run(finetune_config(pretrained[0], **fields), str(tmp_path / "fsdp"))
+    got, want = losses(str(tmp_path / "fsdp")), losses(reference)
+    assert sorted(got) == sorted(want)
+    np.testing.assert_allclose([got[s] for s in got], [want[s] for s in got], rtol=2e-5)
+    for key in ("chosen_step", "top1"):
+        assert result[key] == pytest.approx(expected[key]), key
+
+
 @pytest.mark.slow  # a jitted random initialisation of the backbone to compile (about 20 s)
 def test_random_init_starts_from_a_fresh_backbone_of_the_architecture(pretrained, tmp_path):
     mesh = make_mesh()
