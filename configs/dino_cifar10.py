@@ -15,15 +15,23 @@ The kNN monitor (every 10,000 steps) embeds images at the global-crop size.
   python launch/pretrain.py --config configs/dino_cifar10.py --workdir runs/dino_cifar10 \
     --config.data.name=npz --config.data.path=../shared/data/cifar10
 Smoke test on the embedded digits: --config configs/dino_cifar10.py:runlocal
+
+Variant ``vit`` (``configs/dino_cifar10.py:vit``, also ``vit,runlocal``): the DINO authors'
+architecture, ViT-Tiny with 4-pixel patches (``cifar10_vit``), with their ViT recipe
+(``configs/dino_imagenet.py``): AdamW, lr 5e-4 x batch/256, weight decay 0.04, teacher
+momentum 0.996 -> 1, teacher temperature 0.04; views, head and the rest as above.
 """
 
-from ssl_jax.config import cifar10_preset, epoch_steps, finish, pretrain_defaults
+from ssl_jax.config import cifar10_preset, cifar10_vit, epoch_steps, finish, pretrain_defaults
 from ssl_jax.methods import method_config
 
 TRAIN_IMAGES = 50_000
 
 
 def get_config(arg=None):
+    variants = [v for v in (arg or "").split(",") if v]
+    if set(variants) - {"vit", "runlocal"} or len(set(variants)) < len(variants):
+        raise ValueError(f"Unknown config variant {arg!r}; valid: runlocal, vit, vit,runlocal.")
     c = cifar10_preset(pretrain_defaults())
     c.augment.recipe = "dino"
     c.augment.blur_prob = 0.0
@@ -51,8 +59,15 @@ def get_config(arg=None):
     c.optim.base_learning_rate = 0.3
     c.optim.weight_decay = 1e-6
     c.export.network = "target"
-    if arg == "runlocal":
+    if "vit" in variants:
+        cifar10_vit(c)
+        c.optim.base_learning_rate = 5e-4
+        c.optim.weight_decay = 0.04
+        c.method.base_momentum = 0.996
+        c.method.teacher_temp = 0.04
+        c.method.warmup_teacher_temp_steps = 0
+    if "runlocal" in variants:
         c.augment.local_crop_size = 8
         c.method.warmup_teacher_temp_steps = 10
         c.method.freeze_last_layer_steps = 2
-    return finish(c, arg)
+    return finish(c, "runlocal" if "runlocal" in variants else None)

@@ -11,13 +11,21 @@ linear top-1 for MoCo v3 (ResNet-18, 1000 epochs).
   python launch/pretrain.py --config configs/mocov3_cifar10.py --workdir runs/mocov3_cifar10 \
     --config.data.name=npz --config.data.path=../shared/data/cifar10
 Smoke test on the embedded digits: --config configs/mocov3_cifar10.py:runlocal
+
+Variant ``vit`` (``configs/mocov3_cifar10.py:vit``, also ``vit,runlocal``): ViT-Tiny with
+4-pixel patches (``cifar10_vit``) and the authors' ViT recipe (``configs/mocov3_imagenet.py``):
+a 3-layer projector, AdamW, lr 1.5e-4 x batch/256, weight decay 0.1. The paper's frozen random
+patch projection is not applied (the patch embedding trains).
 """
 
-from ssl_jax.config import cifar10_preset, finish, pretrain_defaults
+from ssl_jax.config import cifar10_preset, cifar10_vit, finish, pretrain_defaults
 from ssl_jax.methods import method_config
 
 
 def get_config(arg=None):
+    variants = [v for v in (arg or "").split(",") if v]
+    if set(variants) - {"vit", "runlocal"} or len(set(variants)) < len(variants):
+        raise ValueError(f"Unknown config variant {arg!r}; valid: runlocal, vit, vit,runlocal.")
     c = cifar10_preset(pretrain_defaults())
     c.augment.recipe = "byol"
     c.method = method_config(
@@ -35,4 +43,9 @@ def get_config(arg=None):
     c.optim.base_learning_rate = 0.3
     c.optim.weight_decay = 1e-6
     c.optim.trust_coefficient = 0.02
-    return finish(c, arg)
+    if "vit" in variants:
+        cifar10_vit(c)
+        c.method.proj_num_layers = 3
+        c.optim.base_learning_rate = 1.5e-4
+        c.optim.weight_decay = 0.1
+    return finish(c, "runlocal" if "runlocal" in variants else None)

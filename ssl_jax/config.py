@@ -210,6 +210,18 @@ def cifar10_preset(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return c
 
 
+def cifar10_vit(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The CIFAR-10 ViT (on top of ``cifar10_preset``): ViT-Tiny with 4-pixel patches on the
+    32-pixel images (64 patches), the [CLS] token as the feature, and AdamW, the optimizer of
+    the ViT recipes (each config sets its learning rate and weight decay)."""
+    c.model.backbone = "vit_tiny"
+    c.model.patch_size = 4
+    c.model.img_size = 32
+    c.model.pool = "cls"
+    c.optim.name = "adamw"
+    return c
+
+
 def pretext_preset(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The training setting the pretext-task configs share (on top of ``cifar10_preset`` or
     ``imagenet_preset``): one crop-and-flip view (the task makes its own input), SGD with

@@ -211,3 +211,23 @@ def test_eval_entries_take_their_evaluators_defaults():
     assert eval_entry("knn", every_steps=5, k=(5,))["k"] == (5,)
     with pytest.raises(ValueError, match="temperature"):
         eval_entry("knn", temprature=0.1)
+
+
+@pytest.mark.parametrize("name", ["dino_cifar10", "mocov3_cifar10"])
+def test_the_vit_variant_changes_the_backbone_and_the_optimizer_only(name):
+    """``:vit`` is the authors' ViT recipe on ViT-Tiny/4: a ViT and AdamW, the method's views
+    and data untouched; ``vit,runlocal`` shrinks it as ``runlocal`` does; a repeated or unknown
+    variant is an error."""
+    module = load(os.path.join(REPO, "configs", f"{name}.py"))
+    base, vit = module.get_config().to_dict(), module.get_config("vit").to_dict()
+    assert vit["model"]["backbone"] == "vit_tiny" and vit["model"]["patch_size"] == 4
+    assert vit["model"]["img_size"] == 32 and vit["optim"]["name"] == "adamw"
+    changed = {s for s in base if base[s] != vit[s]}
+    assert changed == {"model", "optim", "method"}
+    assert vit["augment"] == base["augment"] and vit["data"] == base["data"]
+    small = module.get_config("vit,runlocal")
+    assert small.model.backbone == "vit_tiny" and small.model.img_size == small.augment.crop_size
+    assert small.data.name == "digits"
+    for bad in ("vit,vit", "vit,tiny"):
+        with pytest.raises(ValueError, match="vit,runlocal"):
+            module.get_config(bad)
