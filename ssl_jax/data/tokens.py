@@ -156,7 +156,7 @@ def save_tokenizer(tokenizer, path: epath.PathLike) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     tmp.write_bytes(data)
-    tmp.rename(path)
+    tmp.replace(path)
     return fingerprint(data)
 
 
@@ -263,7 +263,16 @@ def make_text_input_spec(
     *, tokenizer: str, fingerprint: str, vocab_size: int, seq_len: int, lowercase: bool = True
 ) -> dict:
     """The ``input`` section of a text export's spec: the tokenizer file (as the run wrote
-    it), its fingerprint, its vocabulary size, the sequence length, the special ids."""
+    it), its fingerprint (:func:`fingerprint`, which :func:`load_tokenizer` checks), its
+    vocabulary size, the sequence length, the special tokens (ids 0, 1, ...). Raises
+    ``ValueError`` naming a bad field."""
+    for name, value in (("vocab_size", vocab_size), ("seq_len", seq_len)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"text input {name} must be a positive int, got {value!r}.")
+    if not isinstance(tokenizer, str) or not tokenizer:
+        raise ValueError(f"text input tokenizer must be a file path, got {tokenizer!r}.")
+    if not isinstance(fingerprint, str) or len(fingerprint) != 64:
+        raise ValueError(f"text input fingerprint must be a SHA-256 hex, got {fingerprint!r}.")
     return {
         "kind": "tokens",
         "tokenizer": str(tokenizer),
