@@ -12,25 +12,19 @@ export is the encoder.
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 from ssl_jax.data.tokens import MASK_ID, SPECIAL_IDS
 from ssl_jax.losses import masked_lm_loss
 from ssl_jax.method import TOKENS, Method, method_factory, no_state_update
-from ssl_jax.methods.common import make_init, online_export
+from ssl_jax.methods.common import (
+    make_init,
+    masked_accuracy,
+    masked_lm_logits,
+    online_export,
+    text_encoder_shape,
+)
 from ssl_jax.models import MLMHead, module_def
 from ssl_jax.pretext import mask_tokens
-
-
-def text_vocab_size(backbone, method: str) -> int:
-    """The vocabulary size of a text encoder ``backbone``; a clear error for other backbones."""
-    module = nnx.eval_shape(lambda: backbone.build(rngs=nnx.Rngs(0)))
-    if not hasattr(module, "vocab_size"):
-        raise ValueError(
-            f"{method} needs a text encoder (model.backbone=bert_tiny/bert_mini/bert_small/"
-            f"bert_base), got {type(module).__name__}."
-        )
-    return int(module.vocab_size)
 
 
 @method_factory("mlm", views=TOKENS)
@@ -53,7 +47,7 @@ def make_mlm(
     ``[unused]`` tokens.
     """
     del views
-    vocab_size = text_vocab_size(backbone, "mlm")
+    vocab_size = text_encoder_shape(backbone, "mlm").vocab_size
     options = dict(
         rate=rate,
         vocab_size=vocab_size,
@@ -72,27 +66,21 @@ def make_mlm(
         mask_key, drop_key = jax.random.split(key)
         masked = mask_tokens(batch["tokens"], mask_key, **options)
         stats = method_state["batch_stats"]
-        out, backbone_stats = backbone.apply(
-            params["backbone"],
-            stats["backbone"],
-            masked.tokens,
-            train=True,
-            return_all=True,
-            segments=batch["segments"],
-            rngs=drop_key,
-        )
-        hidden = jnp.take_along_axis(out["tokens"], masked.positions[..., None], axis=1)
-        embedding = params["backbone"]["token_embed"][...]
-        logits, head_stats = head.apply(
-            params["head"], stats["head"], hidden, train=True, embedding=embedding
+        logits, _, new_stats = masked_lm_logits(
+            backbone,
+            head,
+            {"encoder": params["backbone"], "head": params["head"]},
+            {"encoder": stats["backbone"], "head": stats["head"]},
+            masked,
+            batch["segments"],
+            drop_key,
         )
         value = masked_lm_loss(logits, masked.labels, masked.weights)
-        hits = (jnp.argmax(logits, axis=-1) == masked.labels) * masked.weights
         metrics = {
-            "mlm_accuracy": 100.0 * jnp.sum(hits) / jnp.maximum(jnp.sum(masked.weights), 1.0),
+            "mlm_accuracy": masked_accuracy(logits, masked.labels, masked.weights),
             "masked_per_sequence": jnp.mean(jnp.sum(masked.weights, axis=1)),
         }
-        new_state = {"batch_stats": {"backbone": backbone_stats, "head": head_stats}}
+        new_state = {"batch_stats": {"backbone": new_stats["encoder"], "head": new_stats["head"]}}
         return value, (new_state, metrics)
 
     return Method(

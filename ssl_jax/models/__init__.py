@@ -19,7 +19,7 @@ from ssl_jax.models.resnet import (
     resnet34,
     resnet50,
 )
-from ssl_jax.models.text import TEXT_ENCODERS, MLMHead, TextEncoder
+from ssl_jax.models.text import TEXT_ENCODERS, MLMHead, RTDHead, TextEncoder
 from ssl_jax.models.vit import (
     VITS,
     VisionTransformer,
@@ -47,6 +47,7 @@ __all__ = [
     "MLMHead",
     "MLPHead",
     "ModuleDef",
+    "RTDHead",
     "ResNet",
     "TextEncoder",
     "VisionTransformer",

@@ -161,6 +161,19 @@ class MLMHead(nnx.Module):
         return h @ embedding.astype(jnp.float32).T + self.bias[...]
 
 
+class RTDHead(nnx.Module):
+    """ELECTRA's discriminator head: ``dense_1(gelu(dense(h)))``, one logit per token
+    (positive: replaced)."""
+
+    def __init__(self, embed_dim: int, *, rngs: nnx.Rngs):
+        self.dense = _linear(embed_dim, embed_dim, dtype=jnp.float32, rngs=rngs)
+        self.out = _linear(embed_dim, 1, dtype=jnp.float32, rngs=rngs)
+
+    def __call__(self, h: jax.Array) -> jax.Array:
+        h = nnx.gelu(self.dense(h.astype(jnp.float32)), approximate=False)
+        return self.out(h)[..., 0]
+
+
 def _bert(defaults: dict[str, Any], rngs: nnx.Rngs, kwargs: dict[str, Any]) -> TextEncoder:
     return TextEncoder(**{**defaults, **kwargs}, rngs=rngs)
 
@@ -195,6 +208,7 @@ TEXT_ENCODERS: dict[str, Callable[..., nnx.Module]] = {
 __all__ = [
     "TEXT_ENCODERS",
     "MLMHead",
+    "RTDHead",
     "TextEncoder",
     "attention_bias",
     "bert_base",

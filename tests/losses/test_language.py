@@ -7,7 +7,7 @@ import pytest
 from jax.test_util import check_grads
 
 from ssl_jax.losses import language
-from ssl_jax.losses.language import masked_lm_loss
+from ssl_jax.losses.language import masked_lm_loss, replaced_token_detection_loss
 
 loss_fn = jax.jit(masked_lm_loss)
 
@@ -58,3 +58,28 @@ def test_shape_errors_and_doctest():
         masked_lm_loss(jnp.zeros((2, 3)), jnp.zeros((2,), int), jnp.zeros((2,)))
     flags = doctest.ELLIPSIS
     assert doctest.testmod(language, optionflags=flags).failed == 0
+
+
+def rtd_reference(logits, replaced, weights):
+    """ELECTRA's get_discriminator_output with explicit loops, in float64."""
+    total = count = 0.0
+    for index in np.ndindex(*logits.shape):
+        p = 1 / (1 + np.exp(-np.float64(logits[index])))
+        r = float(replaced[index])
+        total += weights[index] * -(r * np.log(p) + (1 - r) * np.log(1 - p))
+        count += weights[index]
+    return total / (count + 1e-6)
+
+
+def test_replaced_token_detection_matches_electras_loss():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(3, 7)).astype(np.float32) * 2
+    replaced = rng.random((3, 7)) < 0.2
+    weights = (np.arange(7)[None] < np.array([[7], [4], [1]])).astype(np.float32)
+    got = jax.jit(replaced_token_detection_loss)(logits, replaced, weights)
+    np.testing.assert_allclose(got, rtd_reference(logits, replaced, weights), rtol=1e-5)
+    changed = logits.copy()
+    changed[1, 4:] = 30.0  # padding: no effect
+    np.testing.assert_allclose(replaced_token_detection_loss(changed, replaced, weights), got)
+    with pytest.raises(ValueError, match="of one shape"):
+        replaced_token_detection_loss(logits, replaced[:, :3], weights)

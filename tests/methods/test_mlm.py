@@ -42,14 +42,21 @@ def setup(tmp_path_factory):
     method = get_method(config)
     source = get_source(config.data, "train", workdir=tmp_path_factory.mktemp("run"))
     batch = jax.tree.map(jnp.asarray, make_batch(source, np.arange(16)))
-    params, state = method.init(jax.random.key(0))
-    return config, method, batch, params, state
+    params, state = jax.jit(method.init)(jax.random.key(0))
+    key = jax.random.key(3)
+
+    def loss(p):
+        value, (_, metrics) = method.loss(p, state, batch, key, 0, None)
+        return value, metrics
+
+    grad_fn = jax.jit(jax.value_and_grad(loss, has_aux=True))  # one compile for the tests
+    return config, method, batch, params, state, grad_fn
 
 
 def test_loss_is_the_cross_entropy_of_the_masked_tokens(setup):
-    config, method, batch, params, state = setup
+    config, method, batch, params, state, grad_fn = setup
     key = jax.random.key(3)
-    value, (_, metrics) = method.loss(params, state, batch, key, 0, None)
+    (value, metrics), _ = grad_fn(params)
     mask_key, _ = jax.random.split(key)
     masked = mask_tokens(
         batch["tokens"],
@@ -88,13 +95,11 @@ def test_loss_is_the_cross_entropy_of_the_masked_tokens(setup):
 
 
 def test_one_step_lowers_the_loss_and_trains_the_tied_embedding(setup):
-    _, method, batch, params, state = setup
-    key = jax.random.key(1)
-    grad_fn = jax.value_and_grad(lambda p: method.loss(p, state, batch, key, 0, None)[0])
-    before, grads = grad_fn(params)
+    _, method, batch, params, state, grad_fn = setup
+    (before, _), grads = grad_fn(params)
     tx = optax.adam(1e-2)
     updates, _ = tx.update(grads, tx.init(params), params)
-    after, _ = grad_fn(optax.apply_updates(params, updates))
+    (after, _), _ = grad_fn(optax.apply_updates(params, updates))
     assert float(after) < float(before)
     emb_grad = np.asarray(grads["backbone"]["token_embed"])
     # Rows of ids absent from the batch get gradient through the output projection only.
