@@ -12,8 +12,10 @@ methods, which downstream programs never import (``tests/test_imports.py``).
   gradients (batch statistics, target params, queues, centers).
 - ``loss(params, method_state, batch, key, step, frozen) -> (loss, (method_state,
   metrics))``: the views are made from ``batch["images"]`` (uint8) inside, on the
-  accelerator. ``step`` is the global step being computed (no method keeps a counter of its
-  own); ``frozen`` holds the method's frozen inputs (see ``load_frozen``), else ``None``.
+  accelerator (text methods read the token records ``batch["tokens"]`` and
+  ``batch["segments"]`` instead, and take no view function). ``step`` is the global step
+  being computed (no method keeps a counter of its own); ``frozen`` holds the method's
+  frozen inputs (see ``load_frozen``), else ``None``.
 - ``update_state(params, method_state, step) -> method_state``: after the optimizer step.
 
   **The rule**: state that depends on this step's activations comes out of ``loss`` as its
@@ -69,7 +71,8 @@ UNCHECKED = "its loss has not been checked for micro-batching"
 TWO_VIEWS = "two_views"  # -> (v1, v2), two augmented, normalised views (a two-view recipe)
 MULTICROP = "multicrop"  # -> (global_crops, local_crops), tuples of normalised crops
 ONE_RAW_VIEW = "one_raw_view"  # -> x, one augmented view in [0, 1], not normalised
-VIEW_KINDS = (TWO_VIEWS, MULTICROP, ONE_RAW_VIEW)
+TOKENS = "tokens"  # no view function (None): text methods read batch["tokens"], ["segments"]
+VIEW_KINDS = (TWO_VIEWS, MULTICROP, ONE_RAW_VIEW, TOKENS)
 
 
 class Method(NamedTuple):
@@ -93,7 +96,8 @@ def method_factory(name: str, *, views: str) -> Callable[[Callable], Callable]:
 
     The decorator returns the factory unchanged, with ``method_name`` and ``views``
     attributes; the registry discovers them (a name declared twice is an error). ``views``:
-    :data:`TWO_VIEWS`, :data:`MULTICROP` or :data:`ONE_RAW_VIEW`.
+    :data:`TWO_VIEWS`, :data:`MULTICROP`, :data:`ONE_RAW_VIEW` or :data:`TOKENS` (text: the
+    factory gets ``views=None``).
     """
     if views not in VIEW_KINDS:
         raise ValueError(f"method {name!r}: views={views!r} is not one of {VIEW_KINDS}.")

@@ -101,9 +101,9 @@ class BatchIterator:
         return self.global_indices(step)[start : start + self.local_batch_size]
 
     def batch_at(self, step: int) -> dict[str, np.ndarray]:
-        """`{"images": uint8 (local_bs, H, W, 3), "labels": int32 (local_bs,)}` for `step`."""
-        images, labels = self.source.get(self.local_indices(step))
-        return {"images": images, "labels": labels}
+        """`{"images": uint8 (local_bs, H, W, 3), "labels": int32 (local_bs,)}` for `step`
+        (a token source's records instead of images: :func:`make_batch`)."""
+        return make_batch(self.source, self.local_indices(step))
 
     def get_state(self, step: int) -> dict[str, Any]:
         """A JSON-able state after `step` steps: resuming runs `batch_at(step)` next."""
@@ -170,6 +170,15 @@ def iterate_eval(
     return stream(batches, 0, count, workers=workers, buffer=prefetch_size)
 
 
+def make_batch(source: Source, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """``{"images", "labels"}`` of ``indices``, or for a source whose ``get`` returns a dict
+    of records (token sources: ``{"tokens", "segments"}``) those records and ``"labels"``."""
+    records, labels = source.get(indices)
+    if isinstance(records, dict):
+        return {**records, "labels": labels}
+    return {"images": records, "labels": labels}
+
+
 def in_memory(source: Source) -> bool:
     """Whether ``source`` holds decoded arrays (slicing them needs no worker processes)."""
     return bool(getattr(source, "in_memory", False))
@@ -184,13 +193,16 @@ class EvalBatches:
 
     def __call__(self, k: int) -> dict[str, np.ndarray]:
         local, num_examples = self.local, len(self.source)
-        height, width, channels = self.source.image_shape
         start = k * self.batch_size + self.process_index * local
         indices = np.arange(start, min(start + local, num_examples))
-        images = np.zeros((local, height, width, channels), np.uint8)
-        labels = np.zeros(local, np.int32)
-        mask = np.zeros(local, bool)
+        spec = getattr(self.source, "record_spec", None)  # token sources
+        if spec is None:
+            spec = {"images": (self.source.image_shape, np.uint8)}
+        batch = {key: np.zeros((local, *shape), dtype) for key, (shape, dtype) in spec.items()}
+        batch["labels"] = np.zeros(local, np.int32)
+        batch["mask"] = np.zeros(local, bool)
         if len(indices):
-            images[: len(indices)], labels[: len(indices)] = self.source.get(indices)
-            mask[: len(indices)] = True
-        return {"images": images, "labels": labels, "mask": mask}
+            for key, value in make_batch(self.source, indices).items():
+                batch[key][: len(indices)] = value
+            batch["mask"][: len(indices)] = True
+        return batch

@@ -77,6 +77,11 @@ def describe_source(data: Any, split: str = "train") -> SourceShape:
         return _opened(source, "its manifest.json (no shard opened)")
     if name in ("npz", "folder"):
         return _shape(f"{name}:{getattr(data, 'path', '')}", image_size, None, None, False, "")
+    if name in ("jsonl", "text"):
+        raise DataError(
+            f"data.name={name!r}: text sources have no shape without their tokenizer; planning "
+            "takes image sources only so far."
+        )
     raise DataError(f"Unknown data source {name!r}; set --config.data.name=...")
 
 

@@ -116,9 +116,16 @@ class Evaluators:
     ):
         self.total_steps = total_steps
         self.entries = active_entries(evals)
+        self.evaluators = {}
+        if input_spec.get("kind") == "tokens":  # a text run: the evaluators take images
+            if self.entries:
+                raise ValueError(
+                    f"evals {sorted(self.entries)}: the evaluators take images only, not a "
+                    "text encoder yet; set --config.evals.<name>.every_steps=0."
+                )
+            return
         encode = make_sharded_encode(make_encode_fn(backbone, input_spec), mesh)
         self.features = SplitFeatures(data, encode, mesh)  # one encoding per split and step
-        self.evaluators = {}
         for name, entry in self.entries.items():
             try:
                 self.evaluators[name] = EVALUATORS[entry.type](entry, self.features)

@@ -75,6 +75,11 @@ def make_encode_fn(
     ``jax.jit`` or ``evaluators.make_sharded_encode``); float images must be in [0, 1], which a
     jitted ``encode`` cannot check (:meth:`Export.encode` checks before its call).
     """
+    if input_spec.get("kind") == "tokens":
+        raise ValueError(
+            "this export is a text encoder (its spec's input is tokens): the adaptation "
+            "programs and evaluators take image encoders only so far."
+        )
     input_spec = make_input_spec(**input_spec)
 
     def encode(arrays: dict, images: jax.Array) -> jax.Array:
@@ -108,6 +113,11 @@ def make_pixel_encode_fn(input_spec: Mapping[str, Any]) -> Callable[[dict, jax.A
     The features are :func:`preprocess`'s output (the encoder's input) flattened; ``arrays``
     is ignored (pass ``{}``). Not jitted.
     """
+    if input_spec.get("kind") == "tokens":
+        raise ValueError(
+            "this export is a text encoder (its spec's input is tokens): the adaptation "
+            "programs and evaluators take image encoders only so far."
+        )
     input_spec = make_input_spec(**input_spec)
 
     def encode(arrays: dict, images: jax.Array) -> jax.Array:

@@ -16,6 +16,7 @@ from typing import Any
 import ml_collections
 
 from ssl_jax.data.identity import check_identity
+from ssl_jax.data.tokens import make_text_input_spec
 
 SPEC_FORMAT = 1
 # Colour space -> channel counts the backbone may take (gray and Lab L: 1, or 3 repeated).
@@ -83,6 +84,22 @@ def make_input_spec(
     }
 
 
+def check_input(input: Mapping[str, Any]) -> dict:
+    """The ``input`` section validated: an image one (:func:`make_input_spec`) or, with
+    ``kind: "tokens"``, a text one (:func:`ssl_jax.data.tokens.make_text_input_spec`: the
+    tokenizer file and its fingerprint, the vocabulary size, the sequence length)."""
+    if input.get("kind") == "tokens":
+        fields = {k: v for k, v in input.items() if k not in ("kind", "special_tokens")}
+        spec = make_text_input_spec(**fields)
+        if input.get("special_tokens", spec["special_tokens"]) != spec["special_tokens"]:
+            raise ValueError(
+                f"input special_tokens {input['special_tokens']} differ from this version's "
+                f"{spec['special_tokens']}."
+            )
+        return spec
+    return make_input_spec(**input)
+
+
 def make_spec(
     model: Mapping[str, Any],
     *,
@@ -97,7 +114,8 @@ def make_spec(
     """The encoder export's spec, a JSON-ready dict (format :data:`SPEC_FORMAT`).
 
     ``model``: the run config's ``model`` section (the backbone is rebuilt from it);
-    ``input``: the fields of :func:`make_input_spec`; ``network``: which network the arrays
+    ``input``: the fields of :func:`make_input_spec` (images) or of a text input
+    (:func:`check_input`); ``network``: which network the arrays
     are (``online``, ``target``, ``teacher``, ``student``); ``method``: its name;
     ``feature_dim``: the width of the features; ``step``: the training step; ``head``:
     ``False``, or the categorical head included with the arrays (:func:`make_head_spec`,
@@ -141,7 +159,7 @@ def make_spec(
     spec = {
         "format": SPEC_FORMAT,
         "model": dict(model),
-        "input": make_input_spec(**input),
+        "input": check_input(input),
         "network": network,
         "method": method,
         "feature_dim": _positive_int(feature_dim, "spec feature_dim"),
@@ -173,6 +191,7 @@ def check_spec(spec: Mapping[str, Any]) -> dict:
 
 __all__ = [
     "COLOR_SPACES",
+    "check_input",
     "HEAD_KINDS",
     "NETWORKS",
     "SPEC_FORMAT",

@@ -1,6 +1,9 @@
-"""Pieces every two-view joint-embedding method shares: init, forward, export, metrics."""
+"""Pieces every two-view joint-embedding method shares: init, forward, export, metrics; and
+what the text methods (MLM, ELECTRA) share: the encoder's shape and the masked-LM logits."""
 
+import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from ssl_jax.losses import l2_normalize
 from ssl_jax.method import Method, no_state_update
@@ -68,3 +71,43 @@ def make_two_view_method(name: str, parts: dict, views, objective, *, batch_term
         backbone=parts["backbone"],
         batch_terms=batch_terms,
     )
+
+
+def text_encoder_shape(backbone, method: str):
+    """The abstract module of a text encoder ``backbone`` (its ``vocab_size``, ``max_len``,
+    ``feature_dim``, ``blocks``); a clear error for other backbones."""
+    module = nnx.eval_shape(lambda: backbone.build(rngs=nnx.Rngs(0)))
+    if not hasattr(module, "vocab_size"):
+        raise ValueError(
+            f"{method} needs a text encoder (model.backbone=bert_tiny/bert_mini/bert_small/"
+            f"bert_base), got {type(module).__name__}."
+        )
+    return module
+
+
+def masked_lm_logits(encoder, head, params: dict, stats: dict, masked, segments, key):
+    """``(logits (N, M, V), hidden (N, L, D), new stats)`` of MLM head ``head`` on text
+    encoder ``encoder``'s final tokens at the ``masked`` positions (a
+    :class:`~ssl_jax.pretext.MaskedTokens`), the output projection tied to the encoder's
+    token embedding. ``params`` / ``stats`` hold ``"encoder"`` and ``"head"`` entries."""
+    out, encoder_stats = encoder.apply(
+        params["encoder"],
+        stats["encoder"],
+        masked.tokens,
+        train=True,
+        return_all=True,
+        segments=segments,
+        rngs=key,
+    )
+    hidden = jnp.take_along_axis(out["tokens"], masked.positions[..., None], axis=1)
+    embedding = params["encoder"]["token_embed"][...]
+    logits, head_stats = head.apply(
+        params["head"], stats["head"], hidden, train=True, embedding=embedding
+    )
+    return logits, out["tokens"], {"encoder": encoder_stats, "head": head_stats}
+
+
+def masked_accuracy(logits, labels, weights) -> jax.Array:
+    """Top-1 accuracy (%) of ``logits`` over the positions of weight 1."""
+    hits = (jnp.argmax(logits, axis=-1) == labels) * weights
+    return 100.0 * jnp.sum(hits) / jnp.maximum(jnp.sum(weights), 1.0)

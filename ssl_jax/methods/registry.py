@@ -32,7 +32,7 @@ from ssl_jax.augment.from_config import (
 )
 from ssl_jax.augment.multicrop import make_multicrop_fn
 from ssl_jax.export import make_input_spec
-from ssl_jax.method import MULTICROP, ONE_RAW_VIEW, Method
+from ssl_jax.method import MULTICROP, ONE_RAW_VIEW, TOKENS, Method
 from ssl_jax.models import make_backbone
 
 
@@ -108,8 +108,10 @@ def _check_fields(name: str, fields, valid: dict) -> None:
 
 def make_views(augment: ml_collections.ConfigDict, name: str):
     """The jittable view function of the ``augment`` section of the kind method ``name``
-    declares (:data:`~ssl_jax.method.VIEW_KINDS`)."""
+    declares (:data:`~ssl_jax.method.VIEW_KINDS`); None for a text method."""
     kind = _factory(name).views
+    if kind == TOKENS:
+        return None  # text methods corrupt the token records themselves
     if kind == MULTICROP:
         return make_multicrop_fn(*multicrop_from_config(augment))
     specs = view_specs_from_config(augment)

@@ -19,6 +19,7 @@ from ssl_jax.models.resnet import (
     resnet34,
     resnet50,
 )
+from ssl_jax.models.text import TEXT_ENCODERS, MLMHead, RTDHead, TextEncoder
 from ssl_jax.models.vit import (
     VITS,
     VisionTransformer,
@@ -35,6 +36,7 @@ __all__ = [
     "BACKBONES",
     "FAMILIES",
     "RESNETS",
+    "TEXT_ENCODERS",
     "VITS",
     "BasicBlock",
     "Bottleneck",
@@ -42,9 +44,12 @@ __all__ = [
     "DINOHead",
     "LinearClassifier",
     "MAEDecoder",
+    "MLMHead",
     "MLPHead",
     "ModuleDef",
+    "RTDHead",
     "ResNet",
+    "TextEncoder",
     "VisionTransformer",
     "WeightNormLinear",
     "apply_module",

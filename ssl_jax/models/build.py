@@ -17,6 +17,7 @@ from flax import nnx
 
 from ssl_jax.models.module_def import ModuleDef, module_def
 from ssl_jax.models.resnet import RESNETS
+from ssl_jax.models.text import TEXT_ENCODERS
 from ssl_jax.models.vit import VITS
 
 # The backbone's computation dtype (``model.dtype``): parameters, BatchNorm statistics and the
@@ -77,9 +78,31 @@ def vit_options(model: ml_collections.ConfigDict, remat: bool) -> dict:
     return kwargs
 
 
+def text_options(model: ml_collections.ConfigDict, remat: bool) -> dict:
+    """Text encoder fields: ``vocab_size`` (required: the tokenizer's, or more), ``max_len``
+    (512), ``pool`` (``"cls"`` or ``"mean"``), ``drop_rate`` (0) and overrides of the size
+    (``embed_dim``, ``depth``, ``num_heads``); no rematerialisation yet."""
+    if remat:
+        raise ValueError("model.remat is not supported by the text encoders; set it False.")
+    if not model.get("vocab_size"):
+        raise ValueError(
+            f"model.backbone={model.backbone!r} needs model.vocab_size (at least the "
+            "tokenizer's vocabulary, data.vocab_size)."
+        )
+    kwargs = {
+        "vocab_size": model.vocab_size,
+        "max_len": model.get("max_len", 512),
+        "pool": model.get("pool", "cls"),
+        "drop_rate": model.get("drop_rate", 0.0),
+    }
+    kwargs.update({k: model[k] for k in ("embed_dim", "depth", "num_heads") if k in model})
+    return kwargs
+
+
 FAMILIES: dict[str, BackboneFamily] = {
     "resnet": BackboneFamily(RESNETS, resnet_options),
     "vit": BackboneFamily(VITS, vit_options),
+    "text": BackboneFamily(TEXT_ENCODERS, text_options),
 }
 
 
@@ -115,5 +138,6 @@ __all__ = [
     "get_family",
     "make_backbone",
     "resnet_options",
+    "text_options",
     "vit_options",
 ]

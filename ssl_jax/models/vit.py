@@ -143,10 +143,15 @@ class Attention(nnx.Module):
         self.qkv = _linear(dim, 3 * dim, use_bias=qkv_bias, dtype=dtype, rngs=rngs)
         self.proj = _linear(dim, dim, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, *, key: jax.Array | None = None, bias: jax.Array | None = None
+    ) -> jax.Array:
+        """``bias``: an additive attention bias broadcastable to ``(N, heads, T, T)`` (a large
+        negative value where a query must not see a key: text padding, other documents), or
+        None (images: the call is the same as without the argument)."""
         n, t, d = x.shape
         qkv = constrain_batch(self.qkv(x)).reshape(n, t, 3, self.num_heads, d // self.num_heads)
-        y = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])
+        y = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], bias=bias)
         y = constrain_batch(self.proj(constrain_batch(y.reshape(n, t, d))))
         return y if key is None else dropout(y, self.drop_rate, key)
 
@@ -201,13 +206,17 @@ class Block(nnx.Module):
         self.norm2 = _layer_norm(dim, dtype=dtype, rngs=rngs)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop_rate=drop_rate, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, *, key: jax.Array | None = None, bias: jax.Array | None = None
+    ) -> jax.Array:
+        """``bias``: the attention's additive bias (:meth:`Attention.__call__`), None for
+        images."""
         x = constrain_batch(x)
         if key is None:
-            x = x + self.attn(self.norm1(x))
+            x = x + self.attn(self.norm1(x), bias=bias)
             return constrain_batch(x + self.mlp(self.norm2(x)))
         attn_key, attn_path_key, mlp_key, mlp_path_key = jax.random.split(key, 4)
-        y = self.attn(self.norm1(x), key=attn_key)
+        y = self.attn(self.norm1(x), key=attn_key, bias=bias)
         x = x + drop_path(y, self.drop_path_rate, attn_path_key)
         y = self.mlp(self.norm2(x), key=mlp_key)
         return constrain_batch(x + drop_path(y, self.drop_path_rate, mlp_path_key))

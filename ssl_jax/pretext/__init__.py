@@ -11,6 +11,7 @@ per example.
   targets, class rebalancing and annealed-mean decoding (Zhang et al.).
 - :mod:`~ssl_jax.pretext.masks`: inpainting masks (Context Encoders).
 - :mod:`~ssl_jax.pretext.patches`: patches, random masking and pixel targets (MAE).
+- :mod:`~ssl_jax.pretext.tokens`: BERT's masking of token sequences (text, int ids).
 """
 
 from ssl_jax.pretext.colorization import (
@@ -39,8 +40,10 @@ from ssl_jax.pretext.patches import (
     unpatchify,
 )
 from ssl_jax.pretext.rotation import rotate, rotate_batch
+from ssl_jax.pretext.tokens import MaskedTokens, corrupt_tokens, mask_tokens, max_predictions_for
 
 __all__ = [
+    "MaskedTokens",
     "ab_gamut_bins",
     "annealed_mean",
     "apply_mask",
@@ -48,10 +51,13 @@ __all__ = [
     "colorization_inputs",
     "colorize",
     "context_pairs",
+    "corrupt_tokens",
     "empirical_ab_prior",
     "hamming_permutations",
     "jigsaw_tiles",
     "lab_to_rgb",
+    "mask_tokens",
+    "max_predictions_for",
     "min_hamming_distance",
     "normalized_patch_targets",
     "patchify",

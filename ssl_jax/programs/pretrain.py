@@ -25,8 +25,8 @@ from etils import epath
 
 from ssl_jax import config as config_lib
 from ssl_jax.augment.from_config import eval_settings
-from ssl_jax.checkpoint import Checkpointer, CheckpointError, read_config
-from ssl_jax.data import get_source
+from ssl_jax.checkpoint import Checkpointer, CheckpointError, read_config, read_encoder_spec
+from ssl_jax.data import DataError, get_source
 from ssl_jax.data.identity import identify
 from ssl_jax.evaluators import Evaluators, maybe_with_online_linear
 from ssl_jax.export import make_input_spec, make_spec
@@ -104,6 +104,17 @@ def _changes_on_resume(config, workdir, ckpt) -> dict:
     return changed
 
 
+def _check_tokenizer(now: dict, saved: dict) -> None:
+    """A resumed text run must tokenise with the tokenizer its checkpoint was trained with."""
+    if now["fingerprint"] != saved.get("fingerprint"):
+        raise DataError(
+            f"tokenizer {now['tokenizer']} has fingerprint {now['fingerprint'][:12]}... but "
+            f"the checkpoint was trained with {str(saved.get('fingerprint'))[:12]}... "
+            f"({saved.get('tokenizer')}): it is another run's (or a retrained) tokenizer. Put "
+            "the run's own tokenizer.json back, or start a new workdir."
+        )
+
+
 class Step(NamedTuple):
     """What :func:`build_step` makes: the pieces of a run's train step."""
 
@@ -156,11 +167,18 @@ def run(
     batch_size = config.data.batch_size
     mesh = make_training_mesh(config, batch_size)
 
-    source = get_source(config.data, "train")
+    source = get_source(config.data, "train", workdir=workdir)  # a text run's tokenizer there
     iterator = make_batch_iterator(source, batch_size=batch_size, seed=config.seed)
     steps_per_epoch = iterator.steps_per_epoch
     built = build_step(config, mesh, steps_per_epoch, num_classes=source.num_classes)
-    total, method, input_spec = built.total, built.method, built.input_spec
+    total, method = built.total, built.method
+    input_spec = getattr(source, "input_spec", None) or built.input_spec  # token sources
+    if input_spec.get("kind") == "tokens" and input_spec["vocab_size"] > config.model.vocab_size:
+        raise ValueError(
+            f"the tokenizer has {input_spec['vocab_size']} tokens but model.vocab_size="
+            f"{config.model.vocab_size}; set --config.model.vocab_size={input_spec['vocab_size']} "
+            "or more (data.vocab_size bounds the tokenizer)."
+        )
     init_fn, train_step = built.init_fn, built.train_step
     abstract_state = jax.eval_shape(init_fn, config.seed)
     # Frozen inputs (a teacher) are reloaded from their source at every start, resume included.
@@ -173,15 +191,23 @@ def run(
         ckpt, workdir, abstract_state, iterator, lambda: _start(config, init_fn, abstract_state)
     )
     changed = _changes_on_resume(config, workdir, ckpt)
+    if start and input_spec.get("kind") == "tokens":
+        _check_tokenizer(input_spec, read_encoder_spec(str(workdir), start)["input"])
+    if hasattr(source, "image_shape"):
+        unit, shape = "images", "x".join(map(str, source.image_shape))
+    else:  # token records
+        unit, shape = "sequences", f"{source.seq_len} tokens"
     log.info(
-        "data: %s, %d images of %s, %d classes; %s; %d steps of %d images (%d per epoch)",
+        "data: %s, %d %s of %s, %d classes; %s; %d steps of %d %s (%d per epoch)",
         source.name,
         len(source),
-        "x".join(map(str, source.image_shape)),
+        unit,
+        shape,
         source.num_classes,
         origin,
         total,
         batch_size,
+        unit,
         steps_per_epoch,
     )
     truncate_after(workdir / "metrics.jsonl", start)

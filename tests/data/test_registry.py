@@ -20,7 +20,7 @@ def test_unknown_name_lists_the_valid_names():
     assert "'imagenett'" in message
     for name in ("digits", "npz", "folder", "tfds"):
         assert name in message
-    assert sorted(SOURCES) == ["digits", "folder", "npz", "records", "tfds"]
+    assert sorted(SOURCES) == ["digits", "folder", "jsonl", "npz", "records", "text", "tfds"]
 
 
 def test_digits_from_a_minimal_config_object():

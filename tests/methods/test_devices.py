@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import tests.methods
-from ssl_jax.data import make_digits_source
+from ssl_jax.data import get_source
+from ssl_jax.data.loader import make_batch
 from ssl_jax.methods import METHODS, get_method
 from ssl_jax.methods.registry import DISTILL_METHODS
 from ssl_jax.optim import make_optimizer, make_schedule
@@ -53,14 +54,13 @@ def trajectory(config, num_devices, workdir=None, *, fsdp=False, keep=None):
     sharding = state_sharding(method, tx, mesh, fsdp=fsdp, min_size=0)
     state = make_init_fn(method, tx, mesh, sharding)(config.seed)
     step = make_train_step(method, tx, schedule, mesh, sharding)
-    source = make_digits_source("train", image_size=config.data.image_size)
+    source = get_source(config.data, "train", workdir=workdir)  # digits, or a text corpus
     frozen = None
     if method.load_frozen is not None:  # ClusterFit's k-means runs on the mesh, cached per run
         frozen = method.load_frozen(mesh, workdir=workdir, source=source)
     losses = []
     for i in range(STEPS):
-        images, labels = source.get(np.arange(16 * i, 16 * (i + 1)))
-        batch = global_batch({"images": images, "labels": labels}, mesh)
+        batch = global_batch(make_batch(source, np.arange(16 * i, 16 * (i + 1))), mesh)
         state, metrics = step(state, batch, frozen)
         losses.append(float(metrics["loss"]))
     # No recompilation after the first step. A second program usually means a weakly typed

@@ -26,7 +26,7 @@ def test_every_registered_backbone_has_exactly_one_family():
     assert get_family("resnet50") is FAMILIES["resnet"]
     assert get_family("vit_giant") is FAMILIES["vit"]
     with pytest.raises(
-        ValueError, match=r"Unknown backbone 'resnet101'; valid names: \['resnet18'"
+        ValueError, match=r"Unknown backbone 'resnet101'; valid names: \['bert_base'"
     ):
         make_backbone(ml_collections.ConfigDict({**MODEL, "backbone": "resnet101"}))
 

@@ -16,6 +16,7 @@ from flax import nnx
 from ssl_jax.models import (
     BACKBONES,
     RESNETS,
+    TEXT_ENCODERS,
     VITS,
     VisionTransformer,
     apply_module,
@@ -367,7 +368,7 @@ def test_invalid_arguments_raise(small_vit):
 
 def test_registry():
     assert set(VITS) == {"vit_tiny", "vit_small", "vit_base", "vit_large", "vit_huge", "vit_giant"}
-    assert set(BACKBONES) == set(RESNETS) | set(VITS)
+    assert set(BACKBONES) == set(RESNETS) | set(VITS) | set(TEXT_ENCODERS)
     model = abstract(lambda rngs: get_backbone("vit_tiny", patch_size=4, img_size=32, rngs=rngs))
     assert isinstance(model, VisionTransformer) and model.feature_dim == 192
     params = jax.eval_shape(lambda: make_model("vit_small", seed=0, depth=1)[1])
