@@ -1,5 +1,6 @@
 """Pieces every two-view joint-embedding method shares: init, forward, export, metrics."""
 
+import jax
 import jax.numpy as jnp
 
 from ssl_jax.losses import l2_normalize
@@ -68,3 +69,14 @@ def make_two_view_method(name: str, parts: dict, views, objective, *, batch_term
         backbone=parts["backbone"],
         batch_terms=batch_terms,
     )
+
+
+def stop_gradient_where(tree, frozen, name: str):
+    """Leaves under key ``name`` of ``tree`` get no gradient where ``frozen`` (traced bool)."""
+
+    def select(path, x):
+        if any(getattr(k, "key", None) == name for k in path):
+            return jnp.where(frozen, jax.lax.stop_gradient(x), x)
+        return x
+
+    return jax.tree_util.tree_map_with_path(select, tree)

@@ -11,8 +11,10 @@ per example.
   targets, class rebalancing and annealed-mean decoding (Zhang et al.).
 - :mod:`~ssl_jax.pretext.masks`: inpainting masks (Context Encoders).
 - :mod:`~ssl_jax.pretext.patches`: patches, random masking and pixel targets (MAE).
+- :mod:`~ssl_jax.pretext.block_masks`: blockwise patch masks with a per-image ratio (iBOT, BEiT).
 """
 
+from ssl_jax.pretext.block_masks import block_masks, draw_mask_ratios
 from ssl_jax.pretext.colorization import (
     ab_gamut_bins,
     annealed_mean,
@@ -44,10 +46,12 @@ __all__ = [
     "ab_gamut_bins",
     "annealed_mean",
     "apply_mask",
+    "block_masks",
     "central_block_mask",
     "colorization_inputs",
     "colorize",
     "context_pairs",
+    "draw_mask_ratios",
     "empirical_ab_prior",
     "hamming_permutations",
     "jigsaw_tiles",
