@@ -10,10 +10,13 @@ from ssl_jax.losses.colorization import ab_regression_loss, rebalanced_cross_ent
 from ssl_jax.losses.contrastive import contrastive_loss, info_nce, moco_v3_ctr, nt_xent
 from ssl_jax.losses.distillation import (
     dino_center_update,
+    dino_cross_entropy,
     dino_loss,
     dino_teacher_temperature,
     ibot_patch_loss,
+    masked_patch_cross_entropy,
 )
+from ssl_jax.losses.koleo import koleo_loss
 from ssl_jax.losses.normalize import l2_normalize
 from ssl_jax.losses.reconstruction import masked_mse
 from ssl_jax.losses.redundancy import barlow_twins_loss, vicreg_loss, vicreg_terms
@@ -26,6 +29,7 @@ __all__ = [
     "byol_loss",
     "contrastive_loss",
     "dino_center_update",
+    "dino_cross_entropy",
     "dino_loss",
     "dino_teacher_temperature",
     "embedding_cosine",
@@ -33,8 +37,10 @@ __all__ = [
     "ibot_patch_loss",
     "info_nce",
     "kd_loss",
+    "koleo_loss",
     "l2_normalize",
     "masked_mse",
+    "masked_patch_cross_entropy",
     "moco_v3_ctr",
     "nt_xent",
     "rebalanced_cross_entropy",

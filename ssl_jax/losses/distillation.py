@@ -97,6 +97,37 @@ def dino_loss(
 
     dtype = jnp.promote_types(jnp.result_type(student, teacher, center), jnp.float32)
     q = jax.nn.softmax((teacher.astype(dtype) - center.astype(dtype)) / teacher_temp, axis=-1)
+    return dino_cross_entropy(student.astype(dtype), q, student_temp=student_temp)
+
+
+def dino_cross_entropy(
+    student_logits: ArrayLike, teacher_probs: ArrayLike, *, student_temp: float = 0.1
+) -> jax.Array:
+    r""":func:`dino_loss` given the teacher's target distributions :math:`q` ``(T, N, K)``
+    instead of its logits: the mean over the ``T (S - 1)`` pairs of a teacher crop and another
+    student crop of the batch-mean cross-entropy. DINOv2 calls it with Sinkhorn-Knopp targets
+    (:func:`~ssl_jax.losses.sinkhorn_knopp` of the teacher's logits at the teacher
+    temperature, ``centering="sinkhorn_knopp"``); its global-crop term compares each student
+    global crop with the other teacher crop and its local term every local crop with both,
+    divided by the same ``T (S - 1)`` pairs, which is this sum.
+    ``student_logits`` ``(S, N, K)``, global crops first; a scalar."""
+    student = jnp.asarray(student_logits)
+    q = jnp.asarray(teacher_probs)
+    if student.ndim != 3 or q.ndim != 3 or q.shape[1:] != student.shape[1:]:
+        raise ValueError(
+            "dino_cross_entropy expects student_logits (S, N, K) and teacher_probs (T, N, K), "
+            f"got {student.shape} and {q.shape}."
+        )
+    num_student, n, _ = student.shape
+    num_teacher = q.shape[0]
+    if not 1 <= num_teacher <= num_student or num_student < 2:
+        raise ValueError(
+            f"dino_cross_entropy needs 1 <= T <= S and S >= 2, got T={num_teacher}, "
+            f"S={num_student}."
+        )
+    _check_positive("dino_cross_entropy", "student_temp", student_temp)
+    dtype = jnp.promote_types(jnp.result_type(student, q), jnp.float32)
+    q = q.astype(dtype)
     log_p = jax.nn.log_softmax(student.astype(dtype) / student_temp, axis=-1)
     # Batch-mean cross-entropy of every (teacher crop t, student crop s) pair, shape (T, S).
     cross_entropy = -jnp.einsum(
@@ -291,8 +322,40 @@ def ibot_patch_loss(
     _check_positive("ibot_patch_loss", "teacher_temp", teacher_temp)
     dtype = jnp.promote_types(jnp.result_type(student, teacher, center), jnp.float32)
     q = jax.nn.softmax((teacher.astype(dtype) - center.astype(dtype)) / teacher_temp, axis=-1)
+    return masked_patch_cross_entropy(student.astype(dtype), q, mask, student_temp=student_temp)
+
+
+def masked_patch_cross_entropy(
+    student_patch_logits: ArrayLike,
+    teacher_patch_probs: ArrayLike,
+    mask: ArrayLike,
+    *,
+    student_temp: float = 0.1,
+) -> jax.Array:
+    r""":func:`ibot_patch_loss` given the teacher's target distributions ``(T, N, L, K)``
+    (only their masked entries matter) instead of its logits: the per-image mean over the
+    masked patches of the cross-entropy, averaged over the ``T N`` images (DINOv2's
+    ``iBOTPatchLoss.forward_masked`` with its default weights ``1 / max(1, #masked)``; its
+    ``* 2 / 2`` scales cancel). DINOv2 passes Sinkhorn-Knopp targets of the masked patches."""
+    student = jnp.asarray(student_patch_logits)
+    q = jnp.asarray(teacher_patch_probs)
+    mask = jnp.asarray(mask)
+    if (
+        student.ndim != 4
+        or q.shape != student.shape
+        or mask.shape != student.shape[:3]
+        or mask.dtype != jnp.bool_
+    ):
+        raise ValueError(
+            "masked_patch_cross_entropy expects (T, N, L, K) student logits and teacher "
+            f"probabilities and a (T, N, L) bool mask, got {student.shape}, {q.shape}, "
+            f"{mask.dtype} {mask.shape}."
+        )
+    _check_positive("masked_patch_cross_entropy", "student_temp", student_temp)
+    dtype = jnp.promote_types(jnp.result_type(student, q), jnp.float32)
+    q = q.astype(dtype)
     log_p = jax.nn.log_softmax(student.astype(dtype) / student_temp, axis=-1)
-    cross_entropy = -jnp.sum(q * log_p, axis=-1)  # (T, N, L)
+    cross_entropy = -jnp.sum(jnp.where(mask[..., None], q * log_p, 0.0), axis=-1)  # (T, N, L)
     weights = mask.astype(dtype)
     per_image = jnp.sum(cross_entropy * weights, axis=-1) / jnp.maximum(
         jnp.sum(weights, axis=-1), 1.0
