@@ -179,3 +179,23 @@ def test_heads_registers_and_config_errors():
         make_dinov2(backbone(**{"model.mask_token": False}), fixed_views, total_steps=TOTAL)
     with pytest.raises(ValueError, match="needs a ViT backbone"):
         get_method(tiny_pretrain_config(**{**DINOV2, "model.backbone": "resnet18"}), total_steps=3)
+
+
+@pytest.mark.slow  # compiles the gradient of the loss (~20 s)
+def test_teacher_gets_exactly_zero_gradient(batch):
+    method = build()
+    params, state = jax.jit(method.init)(jax.random.key(0))
+
+    @jax.jit
+    def grads(params, target):
+        def f(params, target):
+            s = {**state, "target": target}
+            return method.loss(params, s, batch, jax.random.key(4), 5, None)[0]
+
+        return jax.grad(f, (0, 1))(params, target)
+
+    student, teacher = grads(params, state["target"])
+    assert all(bool(jnp.all(g == 0)) for g in jax.tree.leaves(teacher))
+    for name in ("head", "ibot_head"):
+        assert any(bool(jnp.any(g != 0)) for g in jax.tree.leaves(student[name])), name
+    assert np.any(np.asarray(student["backbone"]["reg_token"][...]) != 0)
