@@ -8,7 +8,15 @@ mesh axes (``jax.make_mesh``'s default), and gives one device's value
 from ssl_jax.losses.clustering import sinkhorn_knopp, swav_codes, swav_loss
 from ssl_jax.losses.colorization import ab_regression_loss, rebalanced_cross_entropy
 from ssl_jax.losses.contrastive import contrastive_loss, info_nce, moco_v3_ctr, nt_xent
-from ssl_jax.losses.distillation import dino_center_update, dino_loss, dino_teacher_temperature
+from ssl_jax.losses.distillation import (
+    dino_center_update,
+    dino_cross_entropy,
+    dino_loss,
+    dino_teacher_temperature,
+    ibot_patch_loss,
+    masked_patch_cross_entropy,
+)
+from ssl_jax.losses.koleo import koleo_loss
 from ssl_jax.losses.language import masked_lm_loss, replaced_token_detection_loss
 from ssl_jax.losses.normalize import l2_normalize
 from ssl_jax.losses.reconstruction import masked_mse
@@ -22,15 +30,19 @@ __all__ = [
     "byol_loss",
     "contrastive_loss",
     "dino_center_update",
+    "dino_cross_entropy",
     "dino_loss",
     "dino_teacher_temperature",
     "embedding_cosine",
     "embedding_mse",
+    "ibot_patch_loss",
     "info_nce",
     "kd_loss",
+    "koleo_loss",
     "l2_normalize",
     "masked_lm_loss",
     "masked_mse",
+    "masked_patch_cross_entropy",
     "moco_v3_ctr",
     "nt_xent",
     "rebalanced_cross_entropy",

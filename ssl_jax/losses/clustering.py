@@ -17,7 +17,13 @@ def _check_sinkhorn_args(fn: str, epsilon: float, num_iters: int) -> None:
         raise ValueError(f"{fn} needs an integer num_iters >= 1, got {num_iters!r}.")
 
 
-def sinkhorn_knopp(scores: ArrayLike, *, epsilon: float = 0.05, num_iters: int = 3) -> jax.Array:
+def sinkhorn_knopp(
+    scores: ArrayLike,
+    *,
+    epsilon: float = 0.05,
+    num_iters: int = 3,
+    where: ArrayLike | None = None,
+) -> jax.Array:
     r"""SwAV soft codes: equipartitioned assignment of B samples to K prototypes.
 
     Transcribes the authors' ``distributed_sinkhorn``. With :math:`Q = \exp(S/\varepsilon)^\top`
@@ -43,6 +49,10 @@ def sinkhorn_knopp(scores: ArrayLike, *, epsilon: float = 0.05, num_iters: int =
         L2-normalised prototypes, so in ``[-1, 1]``) of the samples to assign.
       epsilon: :math:`\varepsilon > 0`, the entropic regularisation (paper: 0.05).
       num_iters: number of Sinkhorn iterations, at least 1 (paper: 3).
+      where: optional ``(B,)`` bool; only the samples where it is ``True`` are assigned
+        (``B`` is their count, traced), the others get all-zero codes: the Sinkhorn-Knopp of
+        the selected rows alone, with static shapes. DINOv2 centres the teacher's outputs for
+        the masked patches this way (``SinkhornKnoppTeacher`` over the ``n_masked_patches``).
 
     Returns:
       ``(B, K)`` codes, rows summing to 1; float32 (float64 for float64 inputs).
@@ -80,8 +90,31 @@ def sinkhorn_knopp(scores: ArrayLike, *, epsilon: float = 0.05, num_iters: int =
         log_q = log_q - jax.nn.logsumexp(log_q, axis=1, keepdims=True) - log_k
         return log_q - jax.nn.logsumexp(log_q, axis=0, keepdims=True) - log_b
 
+    if where is not None:
+        return _masked_sinkhorn(log_q, jnp.asarray(where), log_k, num_iters)
     log_q = jax.lax.fori_loop(0, num_iters, iteration, log_q)
     return jnp.exp(log_q + log_b).T
+
+
+def _masked_sinkhorn(log_q: jax.Array, where: jax.Array, log_k: float, num_iters: int):
+    """``sinkhorn_knopp``'s loop over the columns (samples) where ``where``; zeros elsewhere."""
+    if where.shape != log_q.shape[1:] or where.dtype != jnp.bool_:
+        raise ValueError(
+            f"sinkhorn_knopp's where must be a bool array of shape ({log_q.shape[1]},), one "
+            f"flag per sample; got {where.dtype} of shape {where.shape}."
+        )
+    valid = where[None, :]
+    log_b = jnp.log(jnp.maximum(jnp.sum(where), 1).astype(log_q.dtype))
+    log_q = jnp.where(valid, log_q, -jnp.inf)
+
+    def iteration(_, log_q):
+        rows = jax.nn.logsumexp(log_q, axis=1, keepdims=True)
+        log_q = jnp.where(valid, log_q - rows - log_k, -jnp.inf)
+        cols = jax.nn.logsumexp(log_q, axis=0, keepdims=True)
+        return jnp.where(valid, log_q - cols - log_b, -jnp.inf)
+
+    log_q = jax.lax.fori_loop(0, num_iters, iteration, log_q)
+    return jnp.where(valid, jnp.exp(log_q + log_b), 0.0).T
 
 
 def swav_codes(

@@ -97,6 +97,37 @@ def dino_loss(
 
     dtype = jnp.promote_types(jnp.result_type(student, teacher, center), jnp.float32)
     q = jax.nn.softmax((teacher.astype(dtype) - center.astype(dtype)) / teacher_temp, axis=-1)
+    return dino_cross_entropy(student.astype(dtype), q, student_temp=student_temp)
+
+
+def dino_cross_entropy(
+    student_logits: ArrayLike, teacher_probs: ArrayLike, *, student_temp: float = 0.1
+) -> jax.Array:
+    r""":func:`dino_loss` given the teacher's target distributions :math:`q` ``(T, N, K)``
+    instead of its logits: the mean over the ``T (S - 1)`` pairs of a teacher crop and another
+    student crop of the batch-mean cross-entropy. DINOv2 calls it with Sinkhorn-Knopp targets
+    (:func:`~ssl_jax.losses.sinkhorn_knopp` of the teacher's logits at the teacher
+    temperature, ``centering="sinkhorn_knopp"``); its global-crop term compares each student
+    global crop with the other teacher crop and its local term every local crop with both,
+    divided by the same ``T (S - 1)`` pairs, which is this sum.
+    ``student_logits`` ``(S, N, K)``, global crops first; a scalar."""
+    student = jnp.asarray(student_logits)
+    q = jnp.asarray(teacher_probs)
+    if student.ndim != 3 or q.ndim != 3 or q.shape[1:] != student.shape[1:]:
+        raise ValueError(
+            "dino_cross_entropy expects student_logits (S, N, K) and teacher_probs (T, N, K), "
+            f"got {student.shape} and {q.shape}."
+        )
+    num_student, n, _ = student.shape
+    num_teacher = q.shape[0]
+    if not 1 <= num_teacher <= num_student or num_student < 2:
+        raise ValueError(
+            f"dino_cross_entropy needs 1 <= T <= S and S >= 2, got T={num_teacher}, "
+            f"S={num_student}."
+        )
+    _check_positive("dino_cross_entropy", "student_temp", student_temp)
+    dtype = jnp.promote_types(jnp.result_type(student, q), jnp.float32)
+    q = q.astype(dtype)
     log_p = jax.nn.log_softmax(student.astype(dtype) / student_temp, axis=-1)
     # Batch-mean cross-entropy of every (teacher crop t, student crop s) pair, shape (T, S).
     cross_entropy = -jnp.einsum(
@@ -212,3 +243,121 @@ def dino_teacher_temperature(
     frac = jnp.clip(step / max(warmup_steps - 1, 1), 0.0, 1.0)
     warm = warmup_teacher_temp + (teacher_temp - warmup_teacher_temp) * frac
     return jnp.where(step < warmup_steps, warm, jnp.float32(teacher_temp))
+
+
+def ibot_patch_loss(
+    student_patch_logits: ArrayLike,
+    teacher_patch_logits: ArrayLike,
+    center: ArrayLike,
+    mask: ArrayLike,
+    *,
+    student_temp: float = 0.1,
+    teacher_temp: float | ArrayLike = 0.07,
+) -> jax.Array:
+    r"""iBOT's masked-image-modelling loss: the student's patch outputs at the masked positions
+    of each global crop against the teacher's centred, sharpened outputs for the same patches
+    of the same crop, unmasked.
+
+    With :math:`q = \operatorname{softmax}((g - c) / \tau_t)` and
+    :math:`\log p = \operatorname{log\,softmax}(f / \tau_s)` per patch, and :math:`m` the mask,
+
+    .. math::
+        L = \frac{1}{T} \sum_{t=1}^{T} \frac{1}{N} \sum_{n=1}^{N}
+            \frac{\sum_l m_{t,n,l} \sum_k -q_{t,n,l,k} \log p_{t,n,l,k}}
+                 {\max(1, \sum_l m_{t,n,l})}
+
+    (iBOT eq. 2 and the authors' ``iBOTLoss.forward``: each image's cross-entropies are
+    averaged over its masked patches, an image without masked patches contributes 0 but still
+    counts in the batch mean, and the ``T`` crops' terms are averaged). The teacher sees the
+    crop without masks, the student with them; crop ``t`` of the student is compared with crop
+    ``t`` of the teacher only.
+
+    Gradients flow to every input: wrap the teacher's logits and ``center`` in
+    ``jax.lax.stop_gradient``. The center is updated as DINO's, over every patch of every
+    global crop: :func:`dino_center_update` on the ``(T, N, L, K)`` teacher logits (the
+    authors' ``center2``).
+
+    Args:
+      student_patch_logits: ``(T, N, L, K)`` student head outputs for the patch tokens.
+      teacher_patch_logits: ``(T, N, L, K)`` teacher head outputs for the same crops.
+      center: ``(K,)`` running mean of the teacher patch outputs.
+      mask: ``(T, N, L)`` bool, ``True`` at the patches the student saw masked.
+      student_temp: :math:`\tau_s > 0` (0.1).
+      teacher_temp: :math:`\tau_t > 0` (iBOT: 0.04 warmed up to 0.07); may be traced.
+
+    Returns:
+      Scalar loss, float32 (float64 for float64 inputs).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> logits = jnp.zeros((2, 3, 4, 8))  # 2 crops, batch 3, 4 patches, 8 outputs
+      >>> mask = jnp.ones((2, 3, 4), bool)
+      >>> round(float(ibot_patch_loss(logits, logits, jnp.zeros(8), mask)), 4)  # log 8
+      2.0794
+
+    References:
+      Zhou et al., "iBOT: Image BERT Pre-Training with Online Tokenizer", ICLR 2022.
+      https://arxiv.org/abs/2111.07832 ; code: https://github.com/bytedance/ibot
+      (``main_ibot.py``, ``iBOTLoss``).
+    """
+    student = jnp.asarray(student_patch_logits)
+    teacher = jnp.asarray(teacher_patch_logits)
+    center = jnp.asarray(center)
+    mask = jnp.asarray(mask)
+    if student.ndim != 4 or student.shape != teacher.shape:
+        raise ValueError(
+            "ibot_patch_loss expects student and teacher patch logits of one shape (crops, "
+            f"batch, patches, outputs), got {student.shape} and {teacher.shape}."
+        )
+    if mask.shape != student.shape[:3] or mask.dtype != jnp.bool_:
+        raise ValueError(
+            f"ibot_patch_loss expects a bool mask of shape {student.shape[:3]} (crops, batch, "
+            f"patches), got {mask.dtype} of shape {mask.shape}."
+        )
+    if center.shape != (student.shape[-1],):
+        raise ValueError(
+            f"ibot_patch_loss expects center of shape ({student.shape[-1]},), got {center.shape}."
+        )
+    _check_positive("ibot_patch_loss", "student_temp", student_temp)
+    _check_positive("ibot_patch_loss", "teacher_temp", teacher_temp)
+    dtype = jnp.promote_types(jnp.result_type(student, teacher, center), jnp.float32)
+    q = jax.nn.softmax((teacher.astype(dtype) - center.astype(dtype)) / teacher_temp, axis=-1)
+    return masked_patch_cross_entropy(student.astype(dtype), q, mask, student_temp=student_temp)
+
+
+def masked_patch_cross_entropy(
+    student_patch_logits: ArrayLike,
+    teacher_patch_probs: ArrayLike,
+    mask: ArrayLike,
+    *,
+    student_temp: float = 0.1,
+) -> jax.Array:
+    r""":func:`ibot_patch_loss` given the teacher's target distributions ``(T, N, L, K)``
+    (only their masked entries matter) instead of its logits: the per-image mean over the
+    masked patches of the cross-entropy, averaged over the ``T N`` images (DINOv2's
+    ``iBOTPatchLoss.forward_masked`` with its default weights ``1 / max(1, #masked)``; its
+    ``* 2 / 2`` scales cancel). DINOv2 passes Sinkhorn-Knopp targets of the masked patches."""
+    student = jnp.asarray(student_patch_logits)
+    q = jnp.asarray(teacher_patch_probs)
+    mask = jnp.asarray(mask)
+    if (
+        student.ndim != 4
+        or q.shape != student.shape
+        or mask.shape != student.shape[:3]
+        or mask.dtype != jnp.bool_
+    ):
+        raise ValueError(
+            "masked_patch_cross_entropy expects (T, N, L, K) student logits and teacher "
+            f"probabilities and a (T, N, L) bool mask, got {student.shape}, {q.shape}, "
+            f"{mask.dtype} {mask.shape}."
+        )
+    _check_positive("masked_patch_cross_entropy", "student_temp", student_temp)
+    dtype = jnp.promote_types(jnp.result_type(student, q), jnp.float32)
+    q = q.astype(dtype)
+    log_p = jax.nn.log_softmax(student.astype(dtype) / student_temp, axis=-1)
+    cross_entropy = -jnp.sum(jnp.where(mask[..., None], q * log_p, 0.0), axis=-1)  # (T, N, L)
+    weights = mask.astype(dtype)
+    per_image = jnp.sum(cross_entropy * weights, axis=-1) / jnp.maximum(
+        jnp.sum(weights, axis=-1), 1.0
+    )
+    return jnp.mean(per_image)

@@ -111,3 +111,14 @@ def masked_accuracy(logits, labels, weights) -> jax.Array:
     """Top-1 accuracy (%) of ``logits`` over the positions of weight 1."""
     hits = (jnp.argmax(logits, axis=-1) == labels) * weights
     return 100.0 * jnp.sum(hits) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def stop_gradient_where(tree, frozen, name: str):
+    """Leaves under key ``name`` of ``tree`` get no gradient where ``frozen`` (traced bool)."""
+
+    def select(path, x):
+        if any(getattr(k, "key", None) == name for k in path):
+            return jnp.where(frozen, jax.lax.stop_gradient(x), x)
+        return x
+
+    return jax.tree_util.tree_map_with_path(select, tree)

@@ -33,6 +33,7 @@ from ssl_jax.losses import (
 )
 from ssl_jax.method import MULTICROP, Method, method_factory
 from ssl_jax.methods.collapse import entropy_of_mean, mean_entropy, uniform_collapse_check
+from ssl_jax.methods.common import stop_gradient_where
 from ssl_jax.methods.momentum import (
     check_export_network,
     cosine_momentum,
@@ -44,17 +45,6 @@ from ssl_jax.methods.networks import dino_head, embed_crops, init_parts
 
 TARGET_PARTS = ("backbone", "head")
 NUM_GLOBAL = 2
-
-
-def stop_gradient_where(tree, frozen, name: str):
-    """Leaves under key ``name`` of ``tree`` get no gradient where ``frozen`` (traced bool)."""
-
-    def select(path, x):
-        if any(getattr(k, "key", None) == name for k in path):
-            return jnp.where(frozen, jax.lax.stop_gradient(x), x)
-        return x
-
-    return jax.tree_util.tree_map_with_path(select, tree)
 
 
 @method_factory("dino", views=MULTICROP)

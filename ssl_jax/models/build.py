@@ -64,13 +64,19 @@ def vit_options(model: ml_collections.ConfigDict, remat: bool) -> dict:
     regularisers ``drop_rate`` and ``drop_path_rate`` (0; no parameters: fine-tuning sets
     them), ``remat_policy`` when ``remat`` (``"full"``), and overrides of the family's shape
     (``patch_size``: 16, 14 for ViT-H and ViT-g; ``embed_dim``, ``depth``, ``num_heads``: a
-    smaller ViT than ViT-Ti in tests)."""
+    smaller ViT than ViT-Ti in tests); and the optional parts, given only when set (so an
+    export's spec without them builds the same model): ``mask_token`` (a learned mask token,
+    for iBOT and DINOv2's masked patches), ``num_registers`` (register tokens) and
+    ``layer_scale`` (LayerScale's initial value), see :class:`~ssl_jax.models.VisionTransformer`."""
     kwargs = {
         "img_size": model.get("img_size", 224),
         "pool": model.get("pool", "cls"),
         "drop_rate": model.get("drop_rate", 0.0),
         "drop_path_rate": model.get("drop_path_rate", 0.0),
     }
+    for key in ("mask_token", "num_registers", "layer_scale"):
+        if model.get(key) is not None:
+            kwargs[key] = model[key]
     if remat:
         kwargs["remat"] = model.get("remat_policy", "full")
     keys = ("patch_size", "embed_dim", "depth", "num_heads")

@@ -12,8 +12,10 @@ per example.
 - :mod:`~ssl_jax.pretext.masks`: inpainting masks (Context Encoders).
 - :mod:`~ssl_jax.pretext.patches`: patches, random masking and pixel targets (MAE).
 - :mod:`~ssl_jax.pretext.tokens`: BERT's masking of token sequences (text, int ids).
+- :mod:`~ssl_jax.pretext.block_masks`: blockwise patch masks with a per-image ratio (iBOT, BEiT).
 """
 
+from ssl_jax.pretext.block_masks import block_masks, draw_mask_ratios
 from ssl_jax.pretext.colorization import (
     ab_gamut_bins,
     annealed_mean,
@@ -47,11 +49,13 @@ __all__ = [
     "ab_gamut_bins",
     "annealed_mean",
     "apply_mask",
+    "block_masks",
     "central_block_mask",
     "colorization_inputs",
     "colorize",
     "context_pairs",
     "corrupt_tokens",
+    "draw_mask_ratios",
     "empirical_ab_prior",
     "hamming_permutations",
     "jigsaw_tiles",
