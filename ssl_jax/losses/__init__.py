@@ -7,7 +7,15 @@ mesh axes (``jax.make_mesh``'s default), and gives one device's value
 
 from ssl_jax.losses.clustering import sinkhorn_knopp, swav_codes, swav_loss
 from ssl_jax.losses.colorization import ab_regression_loss, rebalanced_cross_entropy
-from ssl_jax.losses.contrastive import contrastive_loss, info_nce, moco_v3_ctr, nt_xent
+from ssl_jax.losses.contrastive import (
+    contrastive_loss,
+    dcl_loss,
+    dclw_loss,
+    dclw_weights,
+    info_nce,
+    moco_v3_ctr,
+    nt_xent,
+)
 from ssl_jax.losses.distillation import dino_center_update, dino_loss, dino_teacher_temperature
 from ssl_jax.losses.normalize import l2_normalize
 from ssl_jax.losses.reconstruction import masked_mse
@@ -20,6 +28,9 @@ __all__ = [
     "barlow_twins_loss",
     "byol_loss",
     "contrastive_loss",
+    "dcl_loss",
+    "dclw_loss",
+    "dclw_weights",
     "dino_center_update",
     "dino_loss",
     "dino_teacher_temperature",

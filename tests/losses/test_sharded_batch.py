@@ -45,6 +45,9 @@ CASES = {
         (z1, z2, queue),
         (0, 0, None),
     ),
+    "dcl_loss": (losses.dcl_loss, (z1, z2), (0, 0)),
+    "dclw_loss": (losses.dclw_loss, (z1, z2), (0, 0)),
+    "dclw_weights": (losses.dclw_weights, (z1, z2), (0, 0)),
     "dino_center_update": (losses.dino_center_update, (center, teacher), (None, 1)),
     "dino_loss": (
         functools.partial(losses.dino_loss, teacher_temp=0.07),
