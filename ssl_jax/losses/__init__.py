@@ -5,6 +5,7 @@ mesh axes (``jax.make_mesh``'s default), and gives one device's value
 (:mod:`ssl_jax.explicit_sharding`).
 """
 
+from ssl_jax.losses.capacity import mmcr_loss, nuclear_norm
 from ssl_jax.losses.clustering import sinkhorn_knopp, swav_codes, swav_loss
 from ssl_jax.losses.colorization import ab_regression_loss, rebalanced_cross_entropy
 from ssl_jax.losses.contrastive import (
@@ -19,14 +20,16 @@ from ssl_jax.losses.contrastive import (
 from ssl_jax.losses.distillation import dino_center_update, dino_loss, dino_teacher_temperature
 from ssl_jax.losses.normalize import l2_normalize
 from ssl_jax.losses.reconstruction import masked_mse
-from ssl_jax.losses.redundancy import barlow_twins_loss, vicreg_loss, vicreg_terms
+from ssl_jax.losses.redundancy import barlow_twins_loss, tico_loss, vicreg_loss, vicreg_terms
 from ssl_jax.losses.regression import byol_loss, simsiam_loss
 from ssl_jax.losses.teacher_student import embedding_cosine, embedding_mse, kd_loss, seed_loss
+from ssl_jax.losses.whitening import cholesky_whiten, wmse_loss
 
 __all__ = [
     "ab_regression_loss",
     "barlow_twins_loss",
     "byol_loss",
+    "cholesky_whiten",
     "contrastive_loss",
     "dcl_loss",
     "dclw_loss",
@@ -40,14 +43,18 @@ __all__ = [
     "kd_loss",
     "l2_normalize",
     "masked_mse",
+    "mmcr_loss",
     "moco_v3_ctr",
     "nt_xent",
+    "nuclear_norm",
     "rebalanced_cross_entropy",
     "seed_loss",
     "simsiam_loss",
     "sinkhorn_knopp",
     "swav_codes",
     "swav_loss",
+    "tico_loss",
     "vicreg_loss",
     "vicreg_terms",
+    "wmse_loss",
 ]
