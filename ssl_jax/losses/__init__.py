@@ -19,7 +19,7 @@ from ssl_jax.losses.contrastive import (
 )
 from ssl_jax.losses.distillation import dino_center_update, dino_loss, dino_teacher_temperature
 from ssl_jax.losses.normalize import l2_normalize
-from ssl_jax.losses.reconstruction import masked_mse
+from ssl_jax.losses.reconstruction import masked_l1, masked_mse
 from ssl_jax.losses.redundancy import barlow_twins_loss, tico_loss, vicreg_loss, vicreg_terms
 from ssl_jax.losses.regression import byol_loss, simsiam_loss
 from ssl_jax.losses.teacher_student import embedding_cosine, embedding_mse, kd_loss, seed_loss
@@ -42,6 +42,7 @@ __all__ = [
     "info_nce",
     "kd_loss",
     "l2_normalize",
+    "masked_l1",
     "masked_mse",
     "mmcr_loss",
     "moco_v3_ctr",

@@ -11,6 +11,8 @@ per example.
   targets, class rebalancing and annealed-mean decoding (Zhang et al.).
 - :mod:`~ssl_jax.pretext.masks`: inpainting masks (Context Encoders).
 - :mod:`~ssl_jax.pretext.patches`: patches, random masking and pixel targets (MAE).
+- :mod:`~ssl_jax.pretext.simmim`: random masking in mask patches coarser than the model's
+  (SimMIM).
 """
 
 from ssl_jax.pretext.colorization import (
@@ -39,12 +41,14 @@ from ssl_jax.pretext.patches import (
     unpatchify,
 )
 from ssl_jax.pretext.rotation import rotate, rotate_batch
+from ssl_jax.pretext.simmim import check_simmim_mask, simmim_mask, simmim_mask_count
 
 __all__ = [
     "ab_gamut_bins",
     "annealed_mean",
     "apply_mask",
     "central_block_mask",
+    "check_simmim_mask",
     "colorization_inputs",
     "colorize",
     "context_pairs",
@@ -63,6 +67,8 @@ __all__ = [
     "rgb_to_lab",
     "rotate",
     "rotate_batch",
+    "simmim_mask",
+    "simmim_mask_count",
     "soft_encode_ab",
     "unpatchify",
 ]

@@ -64,6 +64,7 @@ CASES = {
     ),
     "kd_loss": (losses.kd_loss, (z1, z2), (0, 0)),
     "l2_normalize": (losses.l2_normalize, (z1,), (0,)),
+    "masked_l1": (losses.masked_l1, (pixels, 0.5 * pixels[::-1], pixel_mask), (0, 0, 0)),
     "masked_mse": (losses.masked_mse, (pixels, 0.5 * pixels[::-1], pixel_mask), (0, 0, 0)),
     "mmcr_loss": (
         lambda a, b: losses.mmcr_loss(jax.numpy.stack([a, b], axis=1), lambda_=0.1),
