@@ -18,6 +18,7 @@ from ssl_jax.losses.contrastive import (
     nt_xent,
 )
 from ssl_jax.losses.distillation import dino_center_update, dino_loss, dino_teacher_temperature
+from ssl_jax.losses.latent import data2vec_targets
 from ssl_jax.losses.normalize import l2_normalize
 from ssl_jax.losses.reconstruction import masked_l1, masked_mse
 from ssl_jax.losses.redundancy import barlow_twins_loss, tico_loss, vicreg_loss, vicreg_terms
@@ -31,6 +32,7 @@ __all__ = [
     "byol_loss",
     "cholesky_whiten",
     "contrastive_loss",
+    "data2vec_targets",
     "dcl_loss",
     "dclw_loss",
     "dclw_weights",

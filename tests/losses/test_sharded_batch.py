@@ -46,6 +46,11 @@ CASES = {
         (z1, z2, queue),
         (0, 0, None),
     ),
+    "data2vec_targets": (
+        lambda s: losses.data2vec_targets(s, layer_norm_targets=True),
+        (student[:, :, None].repeat(3, axis=2),),
+        (1,),
+    ),
     "dcl_loss": (losses.dcl_loss, (z1, z2), (0, 0)),
     "dclw_loss": (losses.dclw_loss, (z1, z2), (0, 0)),
     "dclw_weights": (losses.dclw_weights, (z1, z2), (0, 0)),
