@@ -409,15 +409,17 @@ def test_dcl_gradients_match_finite_differences():
     z1, z2 = rng.normal(size=(2, 5, 4))
     with jax.enable_x64(True):
         args = (jnp.asarray(z1), jnp.asarray(z2))
-        check_grads(lambda a, b: dcl_loss(a, b, temperature=0.3), args, order=2, modes=["rev"])
-        check_grads(lambda a, b: dclw_loss(a, b, temperature=0.3), args, order=2, modes=["rev"])
+        dcl = jax.jit(lambda a, b: dcl_loss(a, b, temperature=0.3))
+        dclw = jax.jit(lambda a, b: dclw_loss(a, b, temperature=0.3))
+        check_grads(dcl, args, order=1, modes=["rev"])
+        check_grads(dclw, args, order=1, modes=["rev"])
 
 
 def test_dcl_invariant_to_batch_permutation_scale_and_view_order():
     rng = np.random.default_rng(34)
     z1, z2 = rng.normal(size=(2, 12, 6)).astype(np.float32)
     perm = rng.permutation(12)
-    for loss in (dcl_loss, dclw_loss):
+    for loss in (jax.jit(dcl_loss), jax.jit(dclw_loss)):
         base = loss(z1, z2)
         np.testing.assert_allclose(loss(z1[perm], z2[perm]), base, rtol=1e-5)
         np.testing.assert_allclose(loss(3.0 * z1, 0.5 * z2), base, rtol=1e-5)
