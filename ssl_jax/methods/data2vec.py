@@ -12,7 +12,8 @@ unmasked image from several masked versions of it, through a light convolutional
   convolutions with LayerNorm and GELU over the patch grid, a learned embedding at the masked
   positions.
 - Loss: the squared error on the masked patches, summed over the ``D`` target features and
-  scaled by ``1 / sqrt(D)`` (as read in the authors' fairseq code; ``masked_mse * sqrt(D)``),
+  scaled by ``1 / sqrt(D)`` (the authors' fairseq ``loss_scale`` default as recalled,
+  unverified here; ``masked_mse * sqrt(D)``),
   averaged over the masked patches of every copy.
 - ``update_state`` moves the teacher: ``m`` on a cosine from ``momentum`` to
   ``final_momentum``.

@@ -11,7 +11,7 @@ images, its ImageNet runs 8 views (and 2 as an ablation), and its ImageNet objec
 (``MMCR_Momentum``) adds a momentum encoder; neither more views nor the momentum variant is
 implemented here. The projector follows the authors' CIFAR model (Barlow Twins' head):
 Linear without bias, BatchNorm, ReLU, then a final Linear (``proj_hidden_dim=512,
-proj_dim=128``). https://arxiv.org/abs/2303.03307
+proj_dim=128``; their final Linear has no bias, this one keeps :class:`~ssl_jax.models.MLPHead`'s). https://arxiv.org/abs/2303.03307
 """
 
 import jax.numpy as jnp
