@@ -71,8 +71,8 @@ MUTANTS = (
         "simclr_misaligned_positives",
         "3",
         "ssl_jax/methods/simclr.py",
-        "return nt_xent(z1, z2, temperature=temperature)",
-        "return nt_xent(z1, jnp.roll(z2, 1, axis=0), temperature=temperature)",
+        "return contrast(z1, z2), stats, metrics",
+        "return contrast(z1, jnp.roll(z2, 1, axis=0)), stats, metrics",
         ("tests/methods/test_simclr.py::test_loss_is_nt_xent_of_matching_views_by_hand",),
     ),
     Mutant(
@@ -520,6 +520,43 @@ MUTANTS = (
             "tests/programs/test_loop.py::"
             "test_evaluations_run_on_their_own_steps_whatever_the_logging_interval",
         ),
+    ),
+    Mutant(
+        "dcl_positive_in_denominator",
+        "3",
+        "ssl_jax/losses/contrastive.py",
+        "negative_lse = jax.nn.logsumexp(jnp.where(is_positive, -jnp.inf, logits), axis=-1)",
+        "negative_lse = jax.nn.logsumexp(logits, axis=-1)",
+        (
+            "tests/losses/test_contrastive.py::test_dcl_and_dclw_match_the_paper_and_the_authors_form",
+        ),
+    ),
+    Mutant(
+        "tico_gradient_into_stored_covariance",
+        "4",
+        "ssl_jax/losses/redundancy.py",
+        "current = beta * jax.lax.stop_gradient(covariance.astype(z1.dtype))",
+        "current = beta * covariance.astype(z1.dtype)",
+        ("tests/methods/test_tico.py::test_loss_covariance_update_and_gradients_are_the_papers",),
+    ),
+    Mutant(
+        "data2vec_copies_paired_with_other_images",
+        "3",
+        "ssl_jax/methods/data2vec.py",
+        "shared = jnp.repeat(targets, num_masks, axis=0)",
+        "shared = jnp.tile(targets, (num_masks, 1, 1))",
+        (
+            "tests/methods/test_data2vec.py::"
+            "test_loss_is_the_multi_mask_regression_of_the_teachers_averaged_top_blocks",
+        ),
+    ),
+    Mutant(
+        "simmim_loss_on_every_patch",
+        "3",
+        "ssl_jax/methods/simmim.py",
+        "value = masked_l1(pred, patchify(x, patch), mask)",
+        "value = masked_l1(pred, patchify(x, patch), jnp.ones_like(mask))",
+        ("tests/methods/test_simmim.py::test_loss_is_the_l1_error_on_the_masked_patches_by_hand",),
     ),
 )
 

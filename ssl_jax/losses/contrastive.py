@@ -4,7 +4,9 @@
 negatives (the other keys of the batch, the other anchors, a bank such as MoCo's queue) with
 temperature-scaled cosine similarities. :func:`nt_xent` (SimCLR), :func:`info_nce` (MoCo) and
 :func:`moco_v3_ctr` (MoCo v3) are that function with their paper's options; NNCLR's loss is
-it with the nearest neighbours of a support set passed as the anchors.
+it with the nearest neighbours of a support set passed as the anchors; :func:`dcl_loss` and
+:func:`dclw_loss` (decoupled contrastive learning) are NT-Xent without the positive in the
+denominator.
 """
 
 import jax
@@ -41,6 +43,8 @@ def contrastive_loss(
     in_batch_negatives: bool = True,
     symmetric: bool = False,
     scale: float = 1.0,
+    decoupled: bool = False,
+    positive_weights: ArrayLike | None = None,
 ) -> jax.Array:
     r"""InfoNCE: the cross-entropy of each anchor's positive among its candidates.
 
@@ -65,6 +69,11 @@ def contrastive_loss(
       negatives are the other 2N - 2 embeddings of both arrays (SimCLR's NT-Xent),
       without it only the bank.
     - ``scale``: a factor on the mean (MoCo v3's :math:`2\tau`).
+    - ``decoupled=True``: the positive leaves the denominator (Yeh et al. 2022, DCL eq. 6),
+      :math:`\ell_i = -w_i\, a_i^\top p_i/\tau + \log \sum_{n \in \mathcal{N}_i}
+      \exp(a_i^\top n/\tau)`, with :math:`w_i = 1` or ``positive_weights[i]`` (DCLW's
+      weighting: :func:`dclw_loss`); with ``symmetric`` the positives' rows take the same
+      weights.
 
     Computed with a log-softmax, so a small ``temperature`` is stable. Gradients reach every
     input: a method that trains only the anchors' encoder wraps the others in
@@ -79,13 +88,16 @@ def contrastive_loss(
       in_batch_negatives: whether the batch's other embeddings are negatives.
       symmetric: whether the positives are anchors too.
       scale: a Python float multiplying the mean.
+      decoupled: whether the positive is left out of the denominator (DCL).
+      positive_weights: optional ``(N,)`` weights of the positive terms; needs ``decoupled``.
 
     Returns:
       Scalar loss, float32 (float64 for float64 inputs).
 
     Raises:
       ValueError: on mismatched shapes, ``temperature <= 0``, or no negatives at all
-        (``in_batch_negatives=False`` without a bank).
+        (``in_batch_negatives=False`` without a bank), or ``positive_weights`` of another
+        shape than ``(N,)`` or without ``decoupled``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -119,9 +131,17 @@ def contrastive_loss(
             "negatives=(K, D) or set in_batch_negatives=True."
         )
     _check_temperature("contrastive_loss", temperature)
+    n = anchors.shape[0]
+    if positive_weights is not None:
+        positive_weights = jnp.asarray(positive_weights)
+        if not decoupled or positive_weights.shape != (n,):
+            raise ValueError(
+                f"contrastive_loss takes positive_weights of shape (N,)=({n},) with "
+                f"decoupled=True (DCLW), got shape {positive_weights.shape} and "
+                f"decoupled={decoupled}."
+            )
     dtype = jnp.promote_types(jnp.result_type(*arrays), jnp.float32)
     bank = None if negatives is None else l2_normalize(negatives.astype(dtype))
-    n = anchors.shape[0]
     if in_batch_negatives and symmetric:
         z = l2_normalize(jnp.concatenate([anchors, positives], axis=0).astype(dtype))
         logits = jnp.matmul(z, z.T, out_sharding=leading_axis_result(z)) / temperature
@@ -129,15 +149,14 @@ def contrastive_loss(
         if bank is not None:
             logits = jnp.concatenate([logits, (z @ bank.T) / temperature], axis=-1)
         positive = jnp.concatenate([jnp.arange(n, 2 * n), jnp.arange(n)])
-        log_prob = jax.nn.log_softmax(logits, axis=-1)
-        log_prob = jnp.take_along_axis(log_prob, positive[:, None], axis=-1)
     elif in_batch_negatives:
         q = l2_normalize(anchors.astype(dtype))
         k = l2_normalize(positives.astype(dtype))
         logits = jnp.matmul(q, k.T, out_sharding=leading_axis_result(q))
         if bank is not None:
             logits = jnp.concatenate([logits, q @ bank.T], axis=-1)
-        log_prob = diagonal(jax.nn.log_softmax(logits / temperature, axis=-1))
+        logits = logits / temperature
+        positive = None  # the diagonal
     else:
         if symmetric:
             anchors, positives = (
@@ -146,12 +165,30 @@ def contrastive_loss(
             )
         q = l2_normalize(anchors.astype(dtype))
         k = l2_normalize(positives.astype(dtype))
-        positive = jnp.sum(q * k, axis=-1, keepdims=True)
-        logits = jnp.concatenate([positive, q @ bank.T], axis=-1) / temperature
-        log_prob = jax.nn.log_softmax(logits, axis=-1)[:, 0]
+        logits = jnp.concatenate([jnp.sum(q * k, axis=-1, keepdims=True), q @ bank.T], axis=-1)
+        logits = logits / temperature
+        positive = jnp.zeros(logits.shape[0], dtype=int)
+    if positive is None:
+        pick = lambda m: diagonal(m)
+    else:
+        pick = lambda m: jnp.take_along_axis(m, positive[:, None], axis=-1)[:, 0]
+    if not decoupled:
+        per_anchor = -pick(jax.nn.log_softmax(logits, axis=-1))
+    else:
+        columns = jnp.arange(logits.shape[1])
+        rows = jnp.arange(logits.shape[0]) if positive is None else positive
+        is_positive = rows[:, None] == columns[None, :]
+        positive_logit = pick(logits)
+        if positive_weights is not None:
+            weights = positive_weights.astype(dtype)
+            if logits.shape[0] == 2 * n:  # symmetric: the positives' rows follow
+                weights = jnp.concatenate([weights, weights])
+            positive_logit = weights * positive_logit
+        negative_lse = jax.nn.logsumexp(jnp.where(is_positive, -jnp.inf, logits), axis=-1)
+        per_anchor = negative_lse - positive_logit
     if scale == 1.0:
-        return -jnp.mean(log_prob)
-    return -scale * jnp.mean(log_prob)
+        return jnp.mean(per_anchor)
+    return scale * jnp.mean(per_anchor)
 
 
 def nt_xent(z1: ArrayLike, z2: ArrayLike, *, temperature: float = 0.1) -> jax.Array:
@@ -304,3 +341,106 @@ def moco_v3_ctr(query: ArrayLike, key: ArrayLike, *, temperature: float) -> jax.
         )
     _check_temperature("moco_v3_ctr", temperature)
     return contrastive_loss(query, key, temperature=temperature, scale=2.0 * temperature)
+
+
+def dcl_loss(z1: ArrayLike, z2: ArrayLike, *, temperature: float = 0.1) -> jax.Array:
+    r"""Decoupled contrastive loss (DCL): NT-Xent with the positive out of the denominator.
+
+    With every embedding L2-normalised and :math:`\mathcal{N}_i` the other 2N - 2
+    embeddings of both views (SimCLR's negatives),
+
+    .. math::
+        \ell_i = -\frac{z_i^\top z_i^+}{\tau}
+                  + \log \sum_{n \in \mathcal{N}_i} \exp(z_i^\top n / \tau)
+
+    and the loss is the mean of :math:`\ell` over all 2N anchors (Yeh et al. 2022, eq. 6;
+    the authors' ``DCL`` class computes one direction, their example sums
+    ``loss(z1, z2) + loss(z2, z1)``, twice this mean). Removing the positive from the
+    denominator removes the negative-positive coupling factor of InfoNCE's gradient, which
+    makes small batches work: :func:`contrastive_loss` ``(z1, z2, symmetric=True,
+    decoupled=True)``.
+
+    Args:
+      z1: ``(N, D)`` projections of the first views.
+      z2: ``(N, D)`` projections of the second views.
+      temperature: :math:`\tau > 0` (0.1 in the authors' code).
+
+    Returns:
+      Scalar loss, float32 (float64 for float64 inputs).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> z = jnp.eye(2)
+      >>> round(float(dcl_loss(z, z, temperature=1.0)), 4)
+      -0.3069
+
+    References:
+      Yeh et al., "Decoupled Contrastive Learning", ECCV 2022.
+      https://arxiv.org/abs/2110.06848
+    """
+    z1 = jnp.asarray(z1)
+    z2 = jnp.asarray(z2)
+    _check_pair("dcl_loss", z1, z2)
+    _check_temperature("dcl_loss", temperature)
+    return contrastive_loss(z1, z2, temperature=temperature, symmetric=True, decoupled=True)
+
+
+def dclw_weights(z1: ArrayLike, z2: ArrayLike, *, sigma: float = 0.5) -> jax.Array:
+    r"""DCLW's negative von Mises-Fisher weights of the positive pairs, ``(N,)``.
+
+    .. math::
+        w_i = 2 - \frac{\exp(z_i^\top z_i^+ / \sigma)}
+                       {\frac1N \sum_j \exp(z_j^\top z_j^+ / \sigma)}
+
+    of L2-normalised embeddings (Yeh et al. 2022, eq. 8; the authors' ``2 - N
+    softmax(sum(z1 * z2) / sigma)``): easy positives (high similarity) weigh less, the mean
+    weight is 1. Gradients flow through the weights, as in the authors' code.
+    """
+    if sigma <= 0:
+        raise ValueError(f"dclw_weights needs sigma > 0, got {sigma}.")
+    z1 = l2_normalize(jnp.asarray(z1))
+    z2 = l2_normalize(jnp.asarray(z2))
+    similarity = jnp.sum(z1 * z2, axis=-1) / sigma
+    return 2.0 - z1.shape[0] * jax.nn.softmax(similarity)
+
+
+def dclw_loss(
+    z1: ArrayLike, z2: ArrayLike, *, temperature: float = 0.1, sigma: float = 0.5
+) -> jax.Array:
+    r"""Weighted decoupled contrastive loss (DCLW): :func:`dcl_loss` with the positive term
+    of anchor pair :math:`i` weighted by :func:`dclw_weights` :math:`w_i`,
+
+    .. math::
+        \ell_i = -w_i \frac{z_i^\top z_i^+}{\tau}
+                  + \log \sum_{n \in \mathcal{N}_i} \exp(z_i^\top n / \tau)
+
+    (Yeh et al. 2022, eq. 7-8), both directions of a pair with the same weight (it is
+    symmetric in the two views), mean over the 2N anchors.
+
+    Args:
+      z1: ``(N, D)`` projections of the first views.
+      z2: ``(N, D)`` projections of the second views.
+      temperature: :math:`\tau > 0`.
+      sigma: :math:`\sigma > 0` of the von Mises-Fisher weighting (0.5 in the paper).
+
+    Returns:
+      Scalar loss, float32 (float64 for float64 inputs).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> z = jnp.eye(2)
+      >>> round(float(dclw_loss(z, z, temperature=1.0)), 4)
+      -0.3069
+
+    References:
+      Yeh et al., "Decoupled Contrastive Learning", ECCV 2022.
+      https://arxiv.org/abs/2110.06848
+    """
+    z1 = jnp.asarray(z1)
+    z2 = jnp.asarray(z2)
+    _check_pair("dclw_loss", z1, z2)
+    _check_temperature("dclw_loss", temperature)
+    weights = dclw_weights(z1, z2, sigma=sigma)
+    return contrastive_loss(
+        z1, z2, temperature=temperature, symmetric=True, decoupled=True, positive_weights=weights
+    )

@@ -1,4 +1,5 @@
-"""Redundancy-reduction losses: statistics of the embedding dimensions over the batch."""
+"""Redundancy-reduction losses: statistics of the embedding dimensions over the batch (Barlow
+Twins, VICReg, and TiCo's running covariance)."""
 
 import jax
 import jax.numpy as jnp
@@ -6,6 +7,7 @@ from jax.typing import ArrayLike
 
 from ssl_jax.explicit_sharding import replicated_result
 from ssl_jax.losses.contrastive import _check_pair
+from ssl_jax.losses.normalize import l2_normalize
 
 
 def _as_batch_pair(name: str, z1: ArrayLike, z2: ArrayLike) -> tuple[jax.Array, jax.Array]:
@@ -183,3 +185,68 @@ def vicreg_loss(
         + std_coeff * terms["variance"]
         + cov_coeff * terms["covariance"]
     )
+
+
+def tico_loss(
+    z1: ArrayLike,
+    z2: ArrayLike,
+    covariance: ArrayLike,
+    *,
+    beta: float = 0.9,
+    rho: float = 20.0,
+) -> tuple[jax.Array, jax.Array]:
+    r"""Transformation invariance and covariance contrast, the TiCo loss, and its new covariance.
+
+    With the embeddings L2-normalised, a running second-moment matrix of the first views
+    :math:`C_t = \beta C_{t-1} + (1 - \beta) \frac1N \sum_i z^{(1)}_i z^{(1)\top}_i` and
+
+    .. math::
+        \mathcal{L} = -\frac1N \sum_i z^{(1)\top}_i z^{(2)}_i
+                      + \frac{\rho}{N} \sum_i z^{(1)\top}_i C_t z^{(1)}_i
+
+    (Zhu et al. 2022, eq. 4-5 and Algorithm 1): the first term makes the two views agree,
+    the second pushes each embedding away from the directions the recent batches fill, a
+    contrast with an implicit memory bank of every earlier batch. :math:`C_{t-1}` carries no
+    gradient (it is method state); the current batch's part of :math:`C_t` does, as in the
+    paper's pseudo-code (``C = beta * C + (1 - beta) * B`` with ``B`` of this batch). The
+    constant 1 that lightly adds to the loss is left out (it changes no gradient).
+
+    Args:
+      z1: ``(N, D)`` embeddings of the first views.
+      z2: ``(N, D)`` embeddings of the second views.
+      covariance: ``(D, D)`` :math:`C_{t-1}`, zeros at the start.
+      beta: :math:`\beta \in [0, 1)`, the momentum of the covariance (0.9 in the paper).
+      rho: :math:`\rho`, the weight of the covariance contrast (20 in the paper).
+
+    Returns:
+      ``(loss, new_covariance)``: the scalar loss and :math:`C_t` under
+      ``jax.lax.stop_gradient``, to store as the next step's ``covariance``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> z = jnp.eye(2)
+      >>> loss, c = tico_loss(z, z, jnp.zeros((2, 2)), beta=0.5, rho=1.0)
+      >>> round(float(loss), 4), c.tolist()
+      (-0.75, [[0.25, 0.0], [0.0, 0.25]])
+
+    References:
+      Zhu et al., "TiCo: Transformation Invariance and Covariance Contrast for
+      Self-Supervised Visual Representation Learning", 2022. https://arxiv.org/abs/2206.10698
+    """
+    z1, z2 = _as_batch_pair("tico_loss", z1, z2)
+    d = z1.shape[1]
+    covariance = jnp.asarray(covariance)
+    if covariance.shape != (d, d):
+        raise ValueError(
+            f"tico_loss expects a (D, D)=({d}, {d}) covariance, got {covariance.shape}."
+        )
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"tico_loss needs 0 <= beta < 1, got beta={beta}.")
+    z1 = l2_normalize(z1)
+    z2 = l2_normalize(z2)
+    n = z1.shape[0]
+    batch = jnp.matmul(z1.T, z1, out_sharding=replicated_result(z1)) / n
+    current = beta * jax.lax.stop_gradient(covariance.astype(z1.dtype)) + (1.0 - beta) * batch
+    invariance = jnp.mean(jnp.sum(z1 * z2, axis=-1))
+    contrast = jnp.mean(jnp.sum((z1 @ current) * z1, axis=-1))
+    return -invariance + rho * contrast, jax.lax.stop_gradient(current)

@@ -10,25 +10,19 @@ the export's normalised input (the paper's targets are the ImageNet-normalised i
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 from ssl_jax.export import convert_input
 from ssl_jax.losses import masked_mse
 from ssl_jax.method import ONE_RAW_VIEW, Method, method_factory
-from ssl_jax.methods.pretext_task import eval_view, one_view, pretext_method, to_display
+from ssl_jax.methods.pretext_task import (
+    eval_view,
+    one_view,
+    pretext_method,
+    to_display,
+    vit_patch_size,
+)
 from ssl_jax.models import MAEDecoder, module_def
 from ssl_jax.pretext import normalized_patch_targets, patchify, random_masking, unpatchify
-
-
-def vit_patch_size(backbone) -> int:
-    """The patch size of a ViT ``backbone`` (a ModuleDef); a clear error for other backbones."""
-    module = nnx.eval_shape(lambda: backbone.build(rngs=nnx.Rngs(0)))
-    if not hasattr(module, "patch_size"):
-        raise ValueError(
-            f"MAE needs a ViT backbone (model.backbone=vit_tiny/vit_small/vit_base), got "
-            f"{type(module).__name__}."
-        )
-    return int(module.patch_size)
 
 
 @method_factory("mae", views=ONE_RAW_VIEW)
@@ -46,7 +40,7 @@ def make_mae(
     """MAE on a ViT ``backbone``: the one view ``views(images_uint8, key) -> x`` in [0, 1],
     ``mask_ratio`` of its patches removed per image, a ``decoder_depth``-block decoder of
     width ``decoder_dim`` (``decoder_heads`` heads) predicting every patch's pixels."""
-    patch = vit_patch_size(backbone)
+    patch = vit_patch_size(backbone, "MAE")
     size, channels = input_spec["size"], input_spec["channels"]
     if size % patch:
         raise ValueError(f"MAE's input size {size} is not a multiple of the patch size {patch}.")

@@ -10,6 +10,7 @@ backbone into the backbone's input exactly as evaluation's ``preprocess`` does.
 import jax
 import jax.numpy as jnp
 import optax
+from flax import nnx
 
 from ssl_jax.augment import center_crop_resize, to_unit_float
 from ssl_jax.method import UNCHECKED, Method, no_state_update
@@ -94,6 +95,17 @@ def pretext_method(
         visualize=visualize,
         batch_terms=batch_terms,
     )
+
+
+def vit_patch_size(backbone, method: str) -> int:
+    """The patch size of a ViT ``backbone`` (a ModuleDef); a clear error for other backbones."""
+    module = nnx.eval_shape(lambda: backbone.build(rngs=nnx.Rngs(0)))
+    if not hasattr(module, "patch_size"):
+        raise ValueError(
+            f"{method} needs a ViT backbone (model.backbone=vit_tiny/vit_small/vit_base), got "
+            f"{type(module).__name__}."
+        )
+    return int(module.patch_size)
 
 
 def output_shape(backbone, input_spec: dict, layer: str) -> tuple[int, ...]:

@@ -2,7 +2,7 @@
 and the backbone of a ``model`` config section (:func:`make_backbone`)."""
 
 from ssl_jax.models.build import FAMILIES, compute_dtype, make_backbone
-from ssl_jax.models.decoders import ConvDecoder, MAEDecoder, sincos_pos_embed_2d
+from ssl_jax.models.decoders import ConvDecoder, Data2VecDecoder, MAEDecoder, sincos_pos_embed_2d
 from ssl_jax.models.functional import (
     apply_module,
     split_module,
@@ -41,6 +41,7 @@ __all__ = [
     "BasicBlock",
     "Bottleneck",
     "ConvDecoder",
+    "Data2VecDecoder",
     "DINOHead",
     "LinearClassifier",
     "MAEDecoder",

@@ -303,3 +303,66 @@ class ConvDecoder(nnx.Module):
             x = jax.image.resize(x, (n, 2 * h, 2 * w, c), method="nearest")
             x = nnx.relu(norm(conv(x)))
         return self.out(x).astype(jnp.float32)
+
+
+class Data2VecDecoder(nnx.Module):
+    """data2vec 2.0's light convolutional decoder: ``(N, 1 + K, D)`` encoder tokens of the
+    visible patches -> ``(N, L, out_dim)`` predictions for every patch position.
+
+    The visible patch tokens are put back at their positions (``ids_restore`` of
+    :func:`~ssl_jax.pretext.random_masking`), the masked positions get a learned mask
+    embedding; a linear map to ``decoder_dim``, then ``depth`` residual blocks of a grouped 3x3
+    convolution over the ``grid_size`` patch grid, LayerNorm and GELU (Baevski et al. 2023,
+    section 3: "a light weight decoder consisting of D convolutions, each followed by layer
+    normalization and a GELU"), then a linear map to the target width ``out_dim``.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_patches: int,
+        encoder_dim: int,
+        decoder_dim: int,
+        out_dim: int,
+        depth: int,
+        grid_size: tuple[int, int],
+        groups: int = 16,
+        rngs: nnx.Rngs,
+    ):
+        self.grid_size = _check_grid(grid_size)
+        if self.grid_size[0] * self.grid_size[1] != num_patches:
+            raise ValueError(f"grid_size {grid_size} does not hold num_patches={num_patches}.")
+        if decoder_dim % groups:
+            raise ValueError(
+                f"Data2VecDecoder: decoder_dim={decoder_dim} must be a multiple of groups={groups}."
+            )
+        self.num_patches = num_patches
+        self.mask_embed = nnx.Param(jnp.zeros((1, 1, encoder_dim)))
+        self.embed = nnx.Linear(encoder_dim, decoder_dim, rngs=rngs)
+        self.convs = nnx.List(
+            nnx.Conv(
+                decoder_dim,
+                decoder_dim,
+                (3, 3),
+                padding="SAME",
+                feature_group_count=groups,
+                rngs=rngs,
+            )
+            for _ in range(depth)
+        )
+        self.norms = nnx.List(
+            nnx.LayerNorm(decoder_dim, use_scale=False, use_bias=False, rngs=rngs)
+            for _ in range(depth)
+        )
+        self.head = nnx.Linear(decoder_dim, out_dim, rngs=rngs)
+
+    def __call__(self, tokens: jax.Array, *, ids_restore: jax.typing.ArrayLike) -> jax.Array:
+        n, k1, d = tokens.shape
+        visible = tokens[:, 1:]
+        fill = jnp.broadcast_to(self.mask_embed[...], (n, self.num_patches - (k1 - 1), d))
+        x = jnp.concatenate([visible, fill.astype(visible.dtype)], axis=1)
+        x = jnp.take_along_axis(x, jnp.asarray(ids_restore)[:, :, None], axis=1)
+        x = self.embed(x).reshape(n, *self.grid_size, -1)
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            x = x + jax.nn.gelu(norm(conv(x)), approximate=False)
+        return self.head(x.reshape(n, self.num_patches, -1))

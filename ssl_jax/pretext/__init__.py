@@ -13,6 +13,8 @@ per example.
 - :mod:`~ssl_jax.pretext.patches`: patches, random masking and pixel targets (MAE).
 - :mod:`~ssl_jax.pretext.tokens`: BERT's masking of token sequences (text, int ids).
 - :mod:`~ssl_jax.pretext.block_masks`: blockwise patch masks with a per-image ratio (iBOT, BEiT).
+- :mod:`~ssl_jax.pretext.simmim`: random masking in mask patches coarser than the model's
+  (SimMIM).
 """
 
 from ssl_jax.pretext.block_masks import block_masks, draw_mask_ratios
@@ -42,6 +44,7 @@ from ssl_jax.pretext.patches import (
     unpatchify,
 )
 from ssl_jax.pretext.rotation import rotate, rotate_batch
+from ssl_jax.pretext.simmim import check_simmim_mask, simmim_mask, simmim_mask_count
 from ssl_jax.pretext.tokens import MaskedTokens, corrupt_tokens, mask_tokens, max_predictions_for
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
     "apply_mask",
     "block_masks",
     "central_block_mask",
+    "check_simmim_mask",
     "colorization_inputs",
     "colorize",
     "context_pairs",
@@ -73,6 +77,8 @@ __all__ = [
     "rgb_to_lab",
     "rotate",
     "rotate_batch",
+    "simmim_mask",
+    "simmim_mask_count",
     "soft_encode_ab",
     "unpatchify",
 ]

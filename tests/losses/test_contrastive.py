@@ -9,7 +9,14 @@ from jax.sharding import PartitionSpec as P
 from jax.test_util import check_grads
 
 from ssl_jax.losses import contrastive, nt_xent
-from ssl_jax.losses.contrastive import contrastive_loss, info_nce, moco_v3_ctr
+from ssl_jax.losses.contrastive import (
+    contrastive_loss,
+    dcl_loss,
+    dclw_loss,
+    dclw_weights,
+    info_nce,
+    moco_v3_ctr,
+)
 
 
 def nt_xent_reference(z1, z2, temperature):
@@ -301,3 +308,127 @@ def test_contrastive_loss_errors(shapes, kwargs, message):
     kwargs = {"temperature": 0.1, **kwargs}
     with pytest.raises(ValueError, match=message):
         contrastive_loss(*(jnp.ones(s) for s in shapes), **kwargs)
+
+
+def dcl_reference(z1, z2, temperature, sigma=None):
+    """Yeh et al. 2022 eq. 6 (DCL) and 7-8 (DCLW) per anchor with loops, in float64: the
+    positive out of the denominator, negatives the other 2N - 2 embeddings, mean over 2N."""
+    z = np.concatenate([z1, z2]).astype(np.float64)
+    z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    n = len(z1)
+    weights = np.ones(n)
+    if sigma is not None:
+        e = np.exp([z[i] @ z[i + n] / sigma for i in range(n)])
+        weights = 2.0 - e / e.mean()
+    total = 0.0
+    for i in range(2 * n):
+        j = (i + n) % (2 * n)
+        negatives = [np.exp(z[i] @ z[k] / temperature) for k in range(2 * n) if k not in (i, j)]
+        total += -weights[i % n] * (z[i] @ z[j]) / temperature + np.log(np.sum(negatives))
+    return total / (2 * n)
+
+
+def dcl_authors_form(z1, z2, temperature, sigma=None):
+    """The authors' one-way ``DCL`` (logsumexp over [z1 z1^T, z1 z2^T] with i's own two columns
+    masked), averaged over both directions, in float64."""
+
+    def one_way(a, b):
+        cross = a @ b.T
+        positive = -np.diag(cross) / temperature
+        if sigma is not None:
+            s = np.sum(a * b, axis=1) / sigma
+            positive = positive * (2 - len(a) * np.exp(s) / np.exp(s).sum())
+        logits = np.concatenate([a @ a.T, cross], axis=1) / temperature
+        logits[np.tile(np.eye(len(a), dtype=bool), (1, 2))] = -np.inf
+        top = logits.max(axis=1, keepdims=True)
+        negative = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+        return np.mean(positive + negative)
+
+    unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)
+    a, b = unit(z1.astype(np.float64)), unit(z2.astype(np.float64))
+    return 0.5 * (one_way(a, b) + one_way(b, a))
+
+
+@pytest.mark.parametrize("temperature", [0.1, 0.5])
+def test_dcl_and_dclw_match_the_paper_and_the_authors_form(temperature):
+    rng = np.random.default_rng(30)
+    z1, z2 = rng.normal(size=(2, 10, 6)).astype(np.float32)
+    z2 = z2 + 2.0 * z1  # positives more similar than negatives, so the weights vary
+    dcl = jax.jit(lambda a, b: dcl_loss(a, b, temperature=temperature))(z1, z2)
+    dclw = jax.jit(lambda a, b: dclw_loss(a, b, temperature=temperature, sigma=0.5))(z1, z2)
+    np.testing.assert_allclose(dcl, dcl_reference(z1, z2, temperature), rtol=1e-5)
+    np.testing.assert_allclose(dcl, dcl_authors_form(z1, z2, temperature), rtol=1e-5)
+    np.testing.assert_allclose(dclw, dcl_reference(z1, z2, temperature, 0.5), rtol=1e-5)
+    np.testing.assert_allclose(dclw, dcl_authors_form(z1, z2, temperature, 0.5), rtol=1e-5)
+    # Each differs from NT-Xent (the positive in the denominator) and DCL from DCLW.
+    coupled = nt_xent_reference(z1, z2, temperature)
+    assert abs(float(dcl) - coupled) > 1e-2 and abs(float(dclw) - float(dcl)) > 1e-3
+
+
+def test_dclw_weights_average_one_and_favour_hard_positives():
+    rng = np.random.default_rng(31)
+    z1 = rng.normal(size=(8, 5))
+    z2 = z1 + rng.normal(size=(8, 5)) * np.linspace(0.0, 2.0, 8)[:, None]
+    w = np.asarray(dclw_weights(z1, z2, sigma=0.5))
+    np.testing.assert_allclose(w.mean(), 1.0, rtol=1e-6)
+    assert w[0] < w[-1]  # the easiest positive (identical views) weighs least
+    with pytest.raises(ValueError, match="sigma > 0"):
+        dclw_weights(z1, z2, sigma=0.0)
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_decoupled_option_matches_reference_for_every_option(options):
+    """``decoupled=True`` on each candidate layout: eq. 4 with the positive left out of the sum."""
+    q, k, negatives = _moco_batch(32, n=5, k=7, d=4)
+    unit = lambda v: v / np.linalg.norm(v)
+    a = [unit(v) for v in q.astype(np.float64)]
+    p = [unit(v) for v in k.astype(np.float64)]
+    bank = [unit(v) for v in negatives.astype(np.float64)]
+    in_batch = options["in_batch_negatives"]
+    rows = []
+    for i in range(len(a)):
+        negs = [p[j] for j in range(len(a)) if j != i] if in_batch else []
+        if options["symmetric"] and in_batch:
+            negs += [a[j] for j in range(len(a)) if j != i]
+        rows.append((a[i], p[i], negs))
+    if options["symmetric"]:
+        for i in range(len(a)):
+            negs = [a[j] for j in range(len(a)) if j != i] if in_batch else []
+            negs += [p[j] for j in range(len(a)) if j != i] if in_batch else []
+            rows.append((p[i], a[i], negs))
+    t = 0.2
+    want = np.mean(
+        [-(x @ y) / t + np.log(sum(np.exp(x @ m / t) for m in negs + bank)) for x, y, negs in rows]
+    )
+    fn = jax.jit(lambda *x: contrastive_loss(*x, temperature=t, decoupled=True, **options))
+    np.testing.assert_allclose(fn(q, k, negatives), want, rtol=1e-5)
+
+
+def test_dcl_gradients_match_finite_differences():
+    rng = np.random.default_rng(33)
+    z1, z2 = rng.normal(size=(2, 5, 4))
+    with jax.enable_x64(True):
+        args = (jnp.asarray(z1), jnp.asarray(z2))
+        dcl = jax.jit(lambda a, b: dcl_loss(a, b, temperature=0.3))
+        dclw = jax.jit(lambda a, b: dclw_loss(a, b, temperature=0.3))
+        check_grads(dcl, args, order=1, modes=["rev"])
+        check_grads(dclw, args, order=1, modes=["rev"])
+
+
+def test_dcl_invariant_to_batch_permutation_scale_and_view_order():
+    rng = np.random.default_rng(34)
+    z1, z2 = rng.normal(size=(2, 12, 6)).astype(np.float32)
+    perm = rng.permutation(12)
+    for loss in (jax.jit(dcl_loss), jax.jit(dclw_loss)):
+        base = loss(z1, z2)
+        np.testing.assert_allclose(loss(z1[perm], z2[perm]), base, rtol=1e-5)
+        np.testing.assert_allclose(loss(3.0 * z1, 0.5 * z2), base, rtol=1e-5)
+        np.testing.assert_allclose(loss(z2, z1), base, rtol=1e-5)
+
+
+def test_positive_weights_need_decoupled_and_shape_n():
+    z = jnp.ones((4, 3))
+    with pytest.raises(ValueError, match="decoupled=True"):
+        contrastive_loss(z, z, temperature=0.1, positive_weights=jnp.ones(4))
+    with pytest.raises(ValueError, match=r"\(N,\)=\(4,\)"):
+        contrastive_loss(z, z, temperature=0.1, decoupled=True, positive_weights=jnp.ones(3))

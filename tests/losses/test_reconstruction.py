@@ -7,7 +7,7 @@ import pytest
 from jax.test_util import check_grads
 
 from ssl_jax.losses import reconstruction
-from ssl_jax.losses.reconstruction import masked_mse
+from ssl_jax.losses.reconstruction import masked_l1, masked_mse
 from ssl_jax.pretext.masks import central_block_mask
 
 loss_fn = jax.jit(masked_mse)
@@ -141,3 +141,32 @@ def test_shape_errors_say_what_was_expected():
 
 def test_docstring_examples():
     assert doctest.testmod(reconstruction, raise_on_error=True).attempted >= 1
+
+
+def simmim_l1_reference(pred_patches, image, pixel_mask, patch):
+    """SimMIM's ``forward``-loss in float64, in pixels: the predicted patches laid back out as
+    an image, ``(|x - x_rec| * mask).sum() / mask.sum() / in_chans`` with the pixel mask."""
+    n, h, w, c = image.shape
+    g = h // patch
+    rec = pred_patches.reshape(n, g, g, patch, patch, c).transpose(0, 1, 3, 2, 4, 5)
+    rec = rec.reshape(n, h, w, c).astype(np.float64)
+    error = np.abs(image.astype(np.float64) - rec) * pixel_mask[..., None]
+    return error.sum() / pixel_mask.sum() / c
+
+
+def test_masked_l1_is_simmims_pixel_loss():
+    rng = np.random.default_rng(70)
+    image = rng.normal(size=(3, 8, 8, 3)).astype(np.float32)
+    patch_mask = rng.uniform(size=(3, 4)) < 0.6
+    patch_mask[0, 0] = True
+    pred = rng.normal(size=(3, 4, 48)).astype(np.float32)
+    target = image.reshape(3, 2, 4, 2, 4, 3).transpose(0, 1, 3, 2, 4, 5).reshape(3, 4, 48)
+    pixel_mask = np.repeat(np.repeat(patch_mask.reshape(3, 2, 2), 4, axis=1), 4, axis=2)
+    got = jax.jit(masked_l1)(pred, target, patch_mask)
+    np.testing.assert_allclose(got, simmim_l1_reference(pred, image, pixel_mask, 4), rtol=1e-5)
+    assert abs(float(got) - float(masked_mse(pred, target, patch_mask))) > 1e-2
+    assert float(masked_l1(pred, target, np.zeros((3, 4), bool))) == 0.0
+    grads = jax.grad(masked_l1)(pred, target, patch_mask)
+    assert bool(jnp.all(grads[~patch_mask] == 0)) and bool(jnp.any(grads[patch_mask] != 0))
+    with pytest.raises(ValueError, match="leading axes"):
+        masked_l1(pred, target, np.ones((3, 5), bool))

@@ -8,8 +8,8 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from jax.test_util import check_grads
 
-from ssl_jax.losses import redundancy
-from ssl_jax.losses.redundancy import barlow_twins_loss, vicreg_loss, vicreg_terms
+from ssl_jax.losses import l2_normalize, redundancy
+from ssl_jax.losses.redundancy import barlow_twins_loss, tico_loss, vicreg_loss, vicreg_terms
 
 
 def barlow_twins_reference(z1, z2, lambda_):
@@ -193,3 +193,87 @@ def test_shape_errors(loss, shapes, message):
 def test_docstring_examples():
     failures, _ = doctest.testmod(redundancy, verbose=False)
     assert failures == 0
+
+
+def tico_reference(z1, z2, previous, beta, rho):
+    """Zhu et al. 2022 eq. 4-5 in float64 with loops: ``C_t`` from outer products, then
+    ``-mean z1.z2 + rho mean z1^T C_t z1``; returns (loss, C_t)."""
+    unit = lambda v: v / np.linalg.norm(v)
+    a = [unit(v) for v in z1.astype(np.float64)]
+    b = [unit(v) for v in z2.astype(np.float64)]
+    c = beta * previous.astype(np.float64) + (1 - beta) * sum(np.outer(v, v) for v in a) / len(a)
+    invariance = np.mean([x @ y for x, y in zip(a, b, strict=True)])
+    contrast = np.mean([x @ c @ x for x in a])
+    return -invariance + rho * contrast, c
+
+
+@pytest.mark.parametrize("beta, rho", [(0.9, 20.0), (0.5, 8.0), (0.0, 1.0)])
+def test_tico_matches_numpy_reference_over_steps(beta, rho):
+    rng = np.random.default_rng(40)
+    c_jax = np.zeros((5, 5), np.float32)
+    c_ref = np.zeros((5, 5))
+    fn = jax.jit(lambda a, b, c: tico_loss(a, b, c, beta=beta, rho=rho))
+    for _ in range(3):  # the running covariance carries over
+        z1, z2 = rng.normal(size=(2, 12, 5)).astype(np.float32)
+        loss, c_jax = fn(z1, z2, c_jax)
+        want, c_ref = tico_reference(z1, z2, c_ref, beta, rho)
+        np.testing.assert_allclose(loss, want, rtol=1e-5)
+        np.testing.assert_allclose(c_jax, c_ref, rtol=1e-5, atol=1e-7)
+    # The covariance term is the one that depends on the past: a wrong (zero) C_{t-1} differs.
+    assert beta == 0.0 or abs(float(fn(z1, z2, 0 * c_jax)[0]) - float(loss)) > 1e-3
+
+
+def test_tico_previous_covariance_gets_no_gradient_the_current_batch_does():
+    rng = np.random.default_rng(41)
+    z1, z2 = rng.normal(size=(2, 8, 4)).astype(np.float32)
+    c = np.eye(4, dtype=np.float32) / 4
+    g_c = jax.jit(jax.grad(lambda c: tico_loss(z1, z2, c)[0]))(c)
+    assert bool(jnp.all(g_c == 0))
+    g_new = jax.jit(jax.grad(lambda a: jnp.sum(tico_loss(a, z2, c)[1])))(z1)
+    assert bool(jnp.all(g_new == 0))  # the returned covariance is stored, not trained
+
+    # The batch's own second moment is differentiated (the paper's B inside C_t): freezing it
+    # changes the gradient.
+    def frozen_batch_moment(a):
+        u, v = l2_normalize(a), l2_normalize(z2)
+        current = 0.9 * c + 0.1 * jax.lax.stop_gradient(u.T @ u / len(u))
+        return -jnp.mean(jnp.sum(u * v, -1)) + jnp.mean(jnp.sum((u @ current) * u, -1))
+
+    with_b = jax.jit(jax.grad(lambda a: tico_loss(a, z2, c, rho=1.0)[0]))(z1)
+    np.testing.assert_allclose(tico_loss(z1, z2, c, rho=1.0)[0], frozen_batch_moment(z1), rtol=1e-5)
+    frozen = jax.jit(jax.grad(frozen_batch_moment))(z1)
+    assert float(jnp.max(jnp.abs(with_b - frozen))) > 1e-4
+
+
+def test_tico_gradients_match_finite_differences():
+    rng = np.random.default_rng(42)
+    z1, z2 = rng.normal(size=(2, 5, 3))
+    with jax.enable_x64(True):
+        c = jnp.asarray(np.eye(3) / 3)
+        check_grads(
+            jax.jit(lambda a, b: tico_loss(a, b, c, beta=0.8, rho=5.0)[0]),
+            (jnp.asarray(z1), jnp.asarray(z2)),
+            order=2,
+            modes=["rev"],
+        )
+
+
+def test_tico_invariant_to_batch_permutation_and_scale():
+    rng = np.random.default_rng(43)
+    z1, z2 = rng.normal(size=(2, 10, 4)).astype(np.float32)
+    c = np.eye(4, dtype=np.float32) / 4
+    perm = rng.permutation(10)
+    base = tico_loss(z1, z2, c)[0]
+    np.testing.assert_allclose(tico_loss(z1[perm], z2[perm], c)[0], base, rtol=1e-5)
+    np.testing.assert_allclose(tico_loss(2.0 * z1, 0.3 * z2, c)[0], base, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"covariance": np.zeros((3, 3))}, r"\(D, D\)=\(4, 4\)"), ({"beta": 1.0}, "0 <= beta < 1")],
+)
+def test_tico_errors(kwargs, message):
+    args = {"covariance": np.zeros((4, 4)), **kwargs}
+    covariance = args.pop("covariance")
+    with pytest.raises(ValueError, match=message):
+        tico_loss(np.ones((4, 4)), np.ones((4, 4)), covariance, **args)

@@ -36,6 +36,7 @@ CASES = {
     ),
     "barlow_twins_loss": (losses.barlow_twins_loss, (z1, z2), (0, 0)),
     "byol_loss": (losses.byol_loss, (z1, z2), (0, 0)),
+    "cholesky_whiten": (losses.cholesky_whiten, (z1,), (0,)),
     "contrastive_loss": (
         lambda a, p, n: (
             losses.contrastive_loss(a, p, n, temperature=0.2, symmetric=True),
@@ -45,6 +46,14 @@ CASES = {
         (z1, z2, queue),
         (0, 0, None),
     ),
+    "data2vec_targets": (
+        lambda s: losses.data2vec_targets(s, layer_norm_targets=True),
+        (student[:, :, None].repeat(3, axis=2),),
+        (1,),
+    ),
+    "dcl_loss": (losses.dcl_loss, (z1, z2), (0, 0)),
+    "dclw_loss": (losses.dclw_loss, (z1, z2), (0, 0)),
+    "dclw_weights": (losses.dclw_weights, (z1, z2), (0, 0)),
     "dino_center_update": (losses.dino_center_update, (center, teacher), (None, 1)),
     "dino_loss": (
         functools.partial(losses.dino_loss, teacher_temp=0.07),
@@ -60,9 +69,16 @@ CASES = {
     ),
     "kd_loss": (losses.kd_loss, (z1, z2), (0, 0)),
     "l2_normalize": (losses.l2_normalize, (z1,), (0,)),
+    "masked_l1": (losses.masked_l1, (pixels, 0.5 * pixels[::-1], pixel_mask), (0, 0, 0)),
     "masked_mse": (losses.masked_mse, (pixels, 0.5 * pixels[::-1], pixel_mask), (0, 0, 0)),
+    "mmcr_loss": (
+        lambda a, b: losses.mmcr_loss(jax.numpy.stack([a, b], axis=1), lambda_=0.1),
+        (z1, z2),
+        (0, 0),
+    ),
     "moco_v3_ctr": (functools.partial(losses.moco_v3_ctr, temperature=0.2), (z1, z2), (0, 0)),
     "nt_xent": (losses.nt_xent, (z1, z2), (0, 0)),
+    "nuclear_norm": (losses.nuclear_norm, (student.transpose(1, 0, 2),), (0,)),
     "rebalanced_cross_entropy": (
         lambda x, t, w, m: losses.rebalanced_cross_entropy(x, t, w, where=m),
         (pixels, soft_targets, np.arange(1.0, Q + 1, dtype=np.float32), pixel_mask),
@@ -77,8 +93,18 @@ CASES = {
         (1, 1),
     ),
     "swav_loss": (losses.swav_loss, (student, codes), (1, 1)),
+    "tico_loss": (
+        lambda a, b, c: losses.tico_loss(a, b, c, beta=0.9, rho=20.0),
+        (z1, z2, np.eye(D, dtype=np.float32) / D),
+        (0, 0, None),
+    ),
     "vicreg_loss": (losses.vicreg_loss, (z1, z2), (0, 0)),
     "vicreg_terms": (losses.vicreg_terms, (z1, z2), (0, 0)),
+    "wmse_loss": (
+        lambda a, b: losses.wmse_loss(a, b, jax.random.key(0), w_size=8, w_iter=2),
+        (z1, z2),
+        (0, 0),
+    ),
 }
 # A schedule of the training step, not a function of a batch.
 NOT_BATCHED = {"dino_teacher_temperature"}

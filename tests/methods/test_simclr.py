@@ -10,7 +10,7 @@ from ssl_jax.methods import get_method
 from ssl_jax.methods.common import embed_views
 from ssl_jax.methods.networks import mlp_head
 from ssl_jax.methods.registry import make_views
-from tests.losses.test_contrastive import nt_xent_reference
+from tests.losses.test_contrastive import dcl_reference, nt_xent_reference
 from tests.programs.tiny import tiny_pretrain_config
 
 # tests/methods/test_devices.py runs these 1 and 8 devices.
@@ -114,3 +114,33 @@ def test_loss_is_nt_xent_of_matching_views_by_hand(setup):
     np.testing.assert_allclose(float(value), want, rtol=1e-5)
     shifted = nt_xent_reference(z1, np.roll(z2, 1, axis=0), config.method.temperature)
     assert abs(shifted - want) > 1e-2  # the check can tell the two pairings apart
+
+
+@pytest.mark.parametrize("loss, sigma", [("dcl", None), ("dclw", 0.5)])
+def test_dcl_and_dclw_losses_are_the_papers_on_the_same_embeddings(setup, loss, sigma):
+    """``method.loss="dcl"``/``"dclw"``: Yeh et al. 2022 eq. 6/7-8 (NumPy) on the embeddings
+    SimCLR's parts give, the same networks and views (so the same parameters)."""
+    method, batch, params, state = setup
+    config = tiny_pretrain_config(**{"method.loss": loss})
+    dcl = get_method(config)
+    key = jax.random.key(4)
+    value, _ = dcl.loss(params, state, batch, key, 0, None)
+    parts = {
+        "backbone": method.backbone,
+        "projector": mlp_head(
+            method.backbone.feature_dim, config.method.proj_hidden_dim, config.method.proj_dim
+        ),
+    }
+    views = make_views(config.augment, config.method.name)(batch["images"], key)
+    (z1, z2), _ = embed_views(parts, ("backbone", "projector"), params, state["batch_stats"], views)
+    z1, z2 = np.asarray(z1), np.asarray(z2)
+    want = dcl_reference(z1, z2, config.method.temperature, sigma)
+    np.testing.assert_allclose(float(value), want, rtol=1e-5)
+    assert abs(nt_xent_reference(z1, z2, config.method.temperature) - want) > 1e-2
+
+
+def test_unknown_loss_is_refused():
+    with pytest.raises(ValueError, match=r"method.loss='nce' is not one of \('nt_xent'"):
+        get_method(tiny_pretrain_config(**{"method.loss": "nce"}))
+    with pytest.raises(ValueError, match="sigma=0.0 must be > 0"):
+        get_method(tiny_pretrain_config(**{"method.loss": "dclw", "method.sigma": 0.0}))
