@@ -11,6 +11,7 @@ per example.
   targets, class rebalancing and annealed-mean decoding (Zhang et al.).
 - :mod:`~ssl_jax.pretext.masks`: inpainting masks (Context Encoders).
 - :mod:`~ssl_jax.pretext.patches`: patches, random masking and pixel targets (MAE).
+- :mod:`~ssl_jax.pretext.multiblock`: I-JEPA's multi-block context and target masks.
 """
 
 from ssl_jax.pretext.colorization import (
@@ -32,6 +33,7 @@ from ssl_jax.pretext.masks import (
     random_block_masks,
     random_region_masks,
 )
+from ssl_jax.pretext.multiblock import MultiBlockMasks, multiblock_counts, multiblock_masks
 from ssl_jax.pretext.patches import (
     normalized_patch_targets,
     patchify,
@@ -41,6 +43,7 @@ from ssl_jax.pretext.patches import (
 from ssl_jax.pretext.rotation import rotate, rotate_batch
 
 __all__ = [
+    "MultiBlockMasks",
     "ab_gamut_bins",
     "annealed_mean",
     "apply_mask",
@@ -53,6 +56,8 @@ __all__ = [
     "jigsaw_tiles",
     "lab_to_rgb",
     "min_hamming_distance",
+    "multiblock_counts",
+    "multiblock_masks",
     "normalized_patch_targets",
     "patchify",
     "quantize_ab",
