@@ -9,7 +9,7 @@ from ssl_jax.losses.clustering import sinkhorn_knopp, swav_codes, swav_loss
 from ssl_jax.losses.colorization import ab_regression_loss, rebalanced_cross_entropy
 from ssl_jax.losses.contrastive import contrastive_loss, info_nce, moco_v3_ctr, nt_xent
 from ssl_jax.losses.distillation import dino_center_update, dino_loss, dino_teacher_temperature
-from ssl_jax.losses.jepa import ijepa_loss
+from ssl_jax.losses.jepa import epps_pulley, ijepa_loss, lejepa_loss, sigreg
 from ssl_jax.losses.normalize import l2_normalize
 from ssl_jax.losses.reconstruction import masked_mse
 from ssl_jax.losses.redundancy import barlow_twins_loss, vicreg_loss, vicreg_terms
@@ -26,15 +26,18 @@ __all__ = [
     "dino_teacher_temperature",
     "embedding_cosine",
     "embedding_mse",
+    "epps_pulley",
     "ijepa_loss",
     "info_nce",
     "kd_loss",
     "l2_normalize",
+    "lejepa_loss",
     "masked_mse",
     "moco_v3_ctr",
     "nt_xent",
     "rebalanced_cross_entropy",
     "seed_loss",
+    "sigreg",
     "simsiam_loss",
     "sinkhorn_knopp",
     "swav_codes",
