@@ -29,8 +29,12 @@ LEJEPA = {
     "method.num_slices": 32,
     "method.lamb": 0.2,
 }
-# tests/methods/test_devices.py runs these on 1 and 8 devices.
-DEVICE_CONFIGS = {"lejepa": LEJEPA}
+# tests/methods/test_devices.py runs these on 1 and 8 devices, with a one-Linear projector:
+# with BatchNorm after the projector's first Linear, the bias of the ViT's final LayerNorm has
+# an analytically zero gradient (BatchNorm removes the shift), so AdamW turns float noise,
+# which differs between 1 and 8 devices, into +-lr steps that move the BatchNorm running
+# means (3e-3 apart after 3 steps while the losses agree to 2e-5; NNCLR's finding).
+DEVICE_CONFIGS = {"lejepa": {**LEJEPA, "method.proj_layers": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +81,10 @@ def test_every_part_gets_a_gradient_and_config_errors(setup):
     grads = jax.grad(lambda p: method.loss(p, state, batch, jax.random.key(1), 0, None)[0])(params)
     for part in ("backbone", "projector"):
         assert any(bool(jnp.any(g != 0)) for g in jax.tree.leaves(grads[part])), part
+    # DEVICE_CONFIGS' reason: BatchNorm after the projector's first Linear cancels the ViT's
+    # final LayerNorm bias, whose gradient is float noise only.
+    noise = float(jnp.abs(grads["backbone"]["norm"]["bias"][...]).max())
+    assert noise < 1e-3 * float(jnp.abs(grads["backbone"]["norm"]["scale"][...]).max())
     assert method.export(params, state)["params"] is params["backbone"]
     with pytest.raises(ValueError, match=r"method.lamb=1.5 must lie in \[0, 1\]"):
         get_method(tiny_pretrain_config(**{**LEJEPA, "method.lamb": 1.5}))
