@@ -10,6 +10,7 @@ from ssl_jax.losses.colorization import ab_regression_loss, rebalanced_cross_ent
 from ssl_jax.losses.contrastive import contrastive_loss, info_nce, moco_v3_ctr, nt_xent
 from ssl_jax.losses.distillation import dino_center_update, dino_loss, dino_teacher_temperature
 from ssl_jax.losses.jepa import epps_pulley, ijepa_loss, lejepa_loss, sigreg
+from ssl_jax.losses.msn import msn_loss, power_law_prior
 from ssl_jax.losses.normalize import l2_normalize
 from ssl_jax.losses.reconstruction import masked_mse
 from ssl_jax.losses.redundancy import barlow_twins_loss, vicreg_loss, vicreg_terms
@@ -34,7 +35,9 @@ __all__ = [
     "lejepa_loss",
     "masked_mse",
     "moco_v3_ctr",
+    "msn_loss",
     "nt_xent",
+    "power_law_prior",
     "rebalanced_cross_entropy",
     "seed_loss",
     "sigreg",
