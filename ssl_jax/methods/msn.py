@@ -54,6 +54,7 @@ def make_msn(
     export_network: str = "online",
     proj_hidden_dim: int = 2048,
     proj_dim: int = 256,
+    proj_use_bn: bool = True,
     num_prototypes: int = 1024,
     temperature: float = 0.1,
     sharpen_temperature: float = 0.25,
@@ -67,7 +68,8 @@ def make_msn(
 ) -> Method:
     """MSN on a ViT ``backbone`` and the multi-crop function ``views(images_uint8, key) ->
     (global_crops, local_crops)`` (two global crops: target and masked anchor). The defaults
-    are the authors' ViT-S/16 config; ``prior_exponent=0.25`` gives PMSN's power-law prior."""
+    are the authors' ViT-S/16 config; ``prior_exponent=0.25`` gives PMSN's power-law prior;
+    ``proj_use_bn``: BatchNorm in the projector's hidden layers (the authors' ``use_bn``)."""
     network = check_export_network(export_network, "MSN", "EMA target network")
     if not 0.0 <= patch_drop < 1.0:
         raise ValueError(f"method.patch_drop={patch_drop} must lie in [0, 1) (MSN: 0.15).")
@@ -85,7 +87,9 @@ def make_msn(
     )
     parts = {
         "backbone": backbone,
-        "projector": mlp_head(backbone.feature_dim, proj_hidden_dim, proj_dim, num_layers=3),
+        "projector": mlp_head(
+            backbone.feature_dim, proj_hidden_dim, proj_dim, num_layers=3, use_bn=bool(proj_use_bn)
+        ),
     }
     options = dict(
         temperature=temperature,
