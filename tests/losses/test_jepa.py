@@ -97,16 +97,17 @@ def lejepa_reference(global_z, all_z, directions, lamb):
 def test_epps_pulley_matches_the_integral_and_tells_gaussians_apart():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(512, 3)).astype(np.float32)
-    np.testing.assert_allclose(epps_pulley(x), epps_pulley_reference(x), rtol=1e-4, atol=1e-6)
+    ep = jax.jit(epps_pulley, static_argnames=("t_max", "num_points"))
+    np.testing.assert_allclose(ep(x), epps_pulley_reference(x), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(
-        epps_pulley(x, t_max=3.0, num_points=33),
+        ep(x, t_max=3.0, num_points=33),
         epps_pulley_reference(x, 3.0, 33),
         rtol=1e-4,
         atol=1e-6,
     )
     # Standard normal samples score low; shifted, scaled or uniform ones score high.
     for other in (x + 1.0, 3.0 * x, rng.uniform(-1, 1, size=(512, 3))):
-        assert float(epps_pulley(other).min()) > 5 * float(epps_pulley(x).max())
+        assert float(ep(other).min()) > 5 * float(ep(x).max())
 
 
 def test_sigreg_and_lejepa_loss_match_numpy():
@@ -116,7 +117,8 @@ def test_sigreg_and_lejepa_loss_match_numpy():
     directions = np.asarray(jax.random.normal(key, (6, 16)), np.float64)
     directions /= np.linalg.norm(directions, axis=0, keepdims=True)
     want = np.mean(epps_pulley_reference(all_z[0] @ directions))
-    np.testing.assert_allclose(sigreg(all_z[0], key, num_slices=16), want, rtol=1e-4)
+    got = jax.jit(lambda z: sigreg(z, key, num_slices=16))(all_z[0])
+    np.testing.assert_allclose(got, want, rtol=1e-4)
     value, terms = jax.jit(lambda g, a: lejepa_loss(g, a, key, lamb=0.2, num_slices=16))(
         all_z[:2], all_z
     )
@@ -127,7 +129,7 @@ def test_sigreg_and_lejepa_loss_match_numpy():
     # The centers are the global views' mean, not every view's: a wrong wiring differs.
     assert abs(np.mean((all_z.mean(0)[None] - all_z) ** 2) - pred) > 1e-3
     # Gradients reach every view, the centers' too (no stop-gradient in LeJEPA).
-    grads = jax.grad(lambda a: lejepa_loss(a[:2], a, key, num_slices=16)[0])(all_z)
+    grads = jax.jit(jax.grad(lambda a: lejepa_loss(a[:2], a, key, num_slices=16)[0]))(all_z)
     assert all(float(jnp.abs(grads[v]).max()) > 0 for v in range(4))
     with pytest.raises(ValueError, match="lambda must lie in"):
         lejepa_loss(all_z[:2], all_z, key, lamb=1.5)
