@@ -25,9 +25,11 @@ from ssl_jax.losses.distillation import (
     ibot_patch_loss,
     masked_patch_cross_entropy,
 )
+from ssl_jax.losses.jepa import epps_pulley, ijepa_loss, lejepa_loss, sigreg
 from ssl_jax.losses.koleo import koleo_loss
 from ssl_jax.losses.language import masked_lm_loss, replaced_token_detection_loss
 from ssl_jax.losses.latent import data2vec_targets
+from ssl_jax.losses.msn import msn_loss, power_law_prior
 from ssl_jax.losses.normalize import l2_normalize
 from ssl_jax.losses.reconstruction import masked_l1, masked_mse
 from ssl_jax.losses.redundancy import barlow_twins_loss, tico_loss, vicreg_loss, vicreg_terms
@@ -52,21 +54,27 @@ __all__ = [
     "embedding_cosine",
     "embedding_mse",
     "ibot_patch_loss",
+    "epps_pulley",
+    "ijepa_loss",
     "info_nce",
     "kd_loss",
     "koleo_loss",
     "l2_normalize",
     "masked_lm_loss",
+    "lejepa_loss",
     "masked_mse",
     "masked_patch_cross_entropy",
     "masked_l1",
     "mmcr_loss",
     "moco_v3_ctr",
+    "msn_loss",
     "nt_xent",
     "nuclear_norm",
+    "power_law_prior",
     "rebalanced_cross_entropy",
     "replaced_token_detection_loss",
     "seed_loss",
+    "sigreg",
     "simsiam_loss",
     "sinkhorn_knopp",
     "swav_codes",

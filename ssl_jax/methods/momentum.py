@@ -14,7 +14,7 @@ import optax
 
 from ssl_jax.methods.common import online_export
 
-MOMENTUM_SCHEDULES = ("constant", "cosine")
+MOMENTUM_SCHEDULES = ("constant", "cosine", "linear")
 
 
 def cosine_momentum(step, *, base_momentum: float, total_steps: int) -> jax.Array:
@@ -26,25 +26,29 @@ def cosine_momentum(step, *, base_momentum: float, total_steps: int) -> jax.Arra
 def make_momentum_schedule(
     kind: str, *, momentum: float, final_momentum: float, total_steps: int | None, method: str
 ) -> Callable[[jax.Array], jax.Array]:
-    """``step -> m``: ``constant`` ``momentum``, or ``cosine`` from ``momentum`` to ``final``.
+    """``step -> m``: ``constant`` ``momentum``, or ``cosine`` / ``linear`` from ``momentum``
+    to ``final``.
 
     ``cosine``: ``final - (final - m) * (cos(pi step / total) + 1) / 2``, BYOL's
-    :func:`cosine_momentum` when ``final = 1``.
+    :func:`cosine_momentum` when ``final = 1``. ``linear``: ``m + (final - m) * step / total``
+    (I-JEPA's and MSN's ``momentum_scheduler``), ``final`` from ``total`` on.
     """
     base, final = float(momentum), float(final_momentum)
     if kind not in MOMENTUM_SCHEDULES:
         raise ValueError(
             f"method.momentum_schedule={kind!r} is unknown; valid: {list(MOMENTUM_SCHEDULES)}."
         )
-    if not 0.0 <= base <= 1.0 or (kind == "cosine" and not base <= final <= 1.0):
+    if not 0.0 <= base <= 1.0 or (kind != "constant" and not base <= final <= 1.0):
         raise ValueError(
-            f"{method} needs 0 <= method.momentum <= method.final_momentum <= 1 (the cosine "
+            f"{method} needs 0 <= method.momentum <= method.final_momentum <= 1 (the {kind} "
             f"schedule rises from the first to the second), got {base} and {final}."
         )
     if kind == "constant":
         return lambda step: jnp.asarray(base, jnp.float32)
     if total_steps is None:
-        raise ValueError(f"{method} needs total_steps for its cosine momentum schedule.")
+        raise ValueError(f"{method} needs total_steps for its {kind} momentum schedule.")
+    if kind == "linear":
+        return lambda step: base + (final - base) * jnp.minimum(step / total_steps, 1.0)
 
     def schedule(step):
         rise = 1.0 - cosine_momentum(step, base_momentum=0.0, total_steps=total_steps)

@@ -15,6 +15,7 @@ per example.
 - :mod:`~ssl_jax.pretext.block_masks`: blockwise patch masks with a per-image ratio (iBOT, BEiT).
 - :mod:`~ssl_jax.pretext.simmim`: random masking in mask patches coarser than the model's
   (SimMIM).
+- :mod:`~ssl_jax.pretext.multiblock`: I-JEPA's multi-block context and target masks.
 """
 
 from ssl_jax.pretext.block_masks import block_masks, draw_mask_ratios
@@ -37,6 +38,7 @@ from ssl_jax.pretext.masks import (
     random_block_masks,
     random_region_masks,
 )
+from ssl_jax.pretext.multiblock import MultiBlockMasks, multiblock_counts, multiblock_masks
 from ssl_jax.pretext.patches import (
     normalized_patch_targets,
     patchify,
@@ -49,6 +51,7 @@ from ssl_jax.pretext.tokens import MaskedTokens, corrupt_tokens, mask_tokens, ma
 
 __all__ = [
     "MaskedTokens",
+    "MultiBlockMasks",
     "ab_gamut_bins",
     "annealed_mean",
     "apply_mask",
@@ -67,6 +70,8 @@ __all__ = [
     "mask_tokens",
     "max_predictions_for",
     "min_hamming_distance",
+    "multiblock_counts",
+    "multiblock_masks",
     "normalized_patch_targets",
     "patchify",
     "quantize_ab",

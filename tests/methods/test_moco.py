@@ -71,11 +71,14 @@ def test_momentum_schedules_follow_their_formulas():
         np.testing.assert_allclose(solo(step), expected, rtol=1e-6)
     with pytest.raises(ValueError, match="total_steps"):
         make_momentum_schedule("cosine", total_steps=None, **solo_hp)
-    with pytest.raises(ValueError, match="'constant', 'cosine'"):
-        make_momentum_schedule("linear", total_steps=10, **solo_hp)
+    linear = make_momentum_schedule("linear", total_steps=100, **solo_hp)  # I-JEPA's, MSN's
+    for step in (0, 30, 100, 150):
+        np.testing.assert_allclose(linear(step), 0.99 + 0.009 * min(step / 100, 1), rtol=1e-6)
+    with pytest.raises(ValueError, match="'constant', 'cosine', 'linear'"):
+        make_momentum_schedule("step", total_steps=10, **solo_hp)
     # The config adapter passes the method section's fields through.
-    with pytest.raises(ValueError, match="'constant', 'cosine'"):
-        get_method(moco_config(V2, **{"method.momentum_schedule": "linear"}), total_steps=10)
+    with pytest.raises(ValueError, match="'constant', 'cosine', 'linear'"):
+        get_method(moco_config(V2, **{"method.momentum_schedule": "step"}), total_steps=10)
 
 
 def test_target_starts_as_a_copy_and_follows_the_momentum_formula(setup):
