@@ -365,6 +365,12 @@ def _shapes(tree) -> list[tuple[str, tuple]]:
     return out
 
 
+def array_shapes(tree) -> list[tuple[str, tuple]]:
+    """``(path, shape)`` of every array leaf of ``tree``, paths as ``a/b/0/c`` (saved and live
+    trees give the same strings; see :func:`first_difference`)."""
+    return _shapes(tree)
+
+
 def first_difference(saved, abstract, partial: bool = False) -> str | None:
     """Where the ``saved`` metadata tree and the ``abstract`` target differ, or None.
 

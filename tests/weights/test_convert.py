@@ -65,7 +65,7 @@ def _max_diff(ref: Path, case: str, arch: str, size: int, workdir, img_size=None
     expected = np.load(ref / f"{case}_features_{size}.npy")
     assert features.shape == expected.shape
     diff = float(np.abs(features - expected).max())
-    print(f"{arch} {size}px: max abs diff {diff:.2e}")
+    print(f"{arch} {size}px: max abs diff {diff:.2e}, max |feature| {np.abs(expected).max():.2f}")
     return diff
 
 
@@ -280,3 +280,43 @@ def _has_torch() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("torch") is not None
+
+
+def test_graft_encoder_sets_every_backbone(tmp_path):
+    """Continued pretraining from an export (ckpt.init_from): online and target backbones
+    and their BatchNorm statistics take the export's arrays, heads keep theirs."""
+    from ssl_jax.programs.pretrain import graft_encoder
+
+    model = {"backbone": "resnet18", "width": 4, "stem": "cifar"}
+    backbone = make_backbone(ml_collections.ConfigDict(model))
+    zeros = lambda b: jax.tree.map(  # noqa: E731
+        lambda x: jax.numpy.zeros(x.shape, x.dtype), jax.eval_shape(b.init, jax.random.key(0))
+    )
+    params, stats = zeros(backbone)
+    export = load_export(_random_run(tmp_path, model)).arrays
+    head = {"kernel": jax.numpy.zeros((2, 2))}
+    tree = {
+        "params": {"backbone": params, "head": head},
+        "state": {
+            "batch_stats": {"backbone": stats},
+            "target": {"backbone": params, "head": head},
+            "center": jax.numpy.zeros(3),
+        },
+    }
+    grafted, paths = graft_encoder(tree, export)
+    assert paths == [
+        "params/backbone",
+        "state/batch_stats/backbone",
+        "state/target/backbone",
+    ]
+    for got, want in (
+        (grafted["params"]["backbone"], export["params"]),
+        (grafted["state"]["target"]["backbone"], export["params"]),
+        (grafted["state"]["batch_stats"]["backbone"], export["batch_stats"]),
+    ):
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert not np.any(np.asarray(grafted["state"]["target"]["head"]["kernel"]))
+    other = make_backbone(ml_collections.ConfigDict(model | {"width": 8}))
+    _, none = graft_encoder({"backbone": zeros(other)[0]}, export)
+    assert none == []
