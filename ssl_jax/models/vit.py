@@ -173,12 +173,31 @@ class Mlp(nnx.Module):
         return dropout(constrain_batch(self.fc2(h)), self.drop_rate, out_key)
 
 
+class LayerScale(nnx.Module):
+    """Per-channel scale ``x * gamma`` of a residual branch (CaiT, Touvron et al., 2021).
+
+    ``gamma`` ``(dim,)`` starts at ``init_value`` everywhere (1e-5 in DINOv2, 1e-1 in CaiT's
+    shallow models); timm's and DINOv2's ``LayerScale.gamma``.
+    """
+
+    def __init__(self, dim: int, init_value: float):
+        self.gamma = nnx.Param(jnp.full((dim,), init_value, jnp.float32))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return x * self.gamma[...].astype(x.dtype)
+
+
 class Block(nnx.Module):
     """Pre-norm transformer block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``.
 
     Called with a ``key``, each residual branch goes through dropout at ``drop_rate`` inside
     ``attn`` and ``mlp``, then ``drop_path`` at ``drop_path_rate`` (independent draws for the
     two branches, as timm's ``Block``); without one the block is deterministic.
+
+    ``layer_scale``: when a float, each branch is multiplied by a learned per-channel
+    ``LayerScale`` (``self.ls1`` after attention, ``self.ls2`` after the MLP, initialised to
+    ``layer_scale``) before drop path and the residual sum, as timm's and DINOv2's
+    ``x + drop_path(ls1(attn(norm1(x))))``. ``None`` (default): no scale and no parameters.
     """
 
     def __init__(
@@ -190,6 +209,7 @@ class Block(nnx.Module):
         qkv_bias: bool = True,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
+        layer_scale: float | None = None,
         dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ):
@@ -200,17 +220,23 @@ class Block(nnx.Module):
         )
         self.norm2 = _layer_norm(dim, dtype=dtype, rngs=rngs)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop_rate=drop_rate, dtype=dtype, rngs=rngs)
+        self.ls1 = None if layer_scale is None else LayerScale(dim, layer_scale)
+        self.ls2 = None if layer_scale is None else LayerScale(dim, layer_scale)
 
     def __call__(self, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
         x = constrain_batch(x)
         if key is None:
-            x = x + self.attn(self.norm1(x))
-            return constrain_batch(x + self.mlp(self.norm2(x)))
+            x = x + _scaled(self.ls1, self.attn(self.norm1(x)))
+            return constrain_batch(x + _scaled(self.ls2, self.mlp(self.norm2(x))))
         attn_key, attn_path_key, mlp_key, mlp_path_key = jax.random.split(key, 4)
-        y = self.attn(self.norm1(x), key=attn_key)
+        y = _scaled(self.ls1, self.attn(self.norm1(x), key=attn_key))
         x = x + drop_path(y, self.drop_path_rate, attn_path_key)
-        y = self.mlp(self.norm2(x), key=mlp_key)
+        y = _scaled(self.ls2, self.mlp(self.norm2(x), key=mlp_key))
         return constrain_batch(x + drop_path(y, self.drop_path_rate, mlp_path_key))
+
+
+def _scaled(scale: LayerScale | None, y: jax.Array) -> jax.Array:
+    return y if scale is None else scale(y)
 
 
 class VisionTransformer(nnx.Module):
@@ -235,6 +261,26 @@ class VisionTransformer(nnx.Module):
     ``"full"`` keeps only the block's input, ``"dots_saveable"`` also keeps the outputs of
     its matrix products (JAX's ``checkpoint_policies.dots_saveable``: less recomputation,
     more memory). Results are unchanged.
+
+    Options, all off by default (the default model's parameters and outputs do not change, and
+    the options' parameters are drawn after all others, so turning one on leaves every other
+    initial value of a given seed as it was):
+
+    - ``mask_token=True`` creates ``self.mask_token`` ``(1, 1, D)``, zero-initialised as iBOT's
+      ``masked_embed`` and DINOv2's ``mask_token`` (both ``(1, D)`` there); ``__call__``'s
+      ``token_mask`` replaces the masked patch embeddings by it.
+    - ``num_registers=R > 0`` adds ``self.reg_token`` ``(1, R, D)`` (timm's name; DINOv2's
+      ``register_tokens``), normal with std 1e-6 as both: register tokens (Darcet et al., 2024,
+      "Vision Transformers Need Registers") inserted after [CLS] once the position embeddings
+      are added (they get none), seen by every block and dropped from every output.
+    - ``layer_scale=g`` gives each block per-channel ``LayerScale`` parameters
+      ``blocks[i].ls1.gamma`` and ``blocks[i].ls2.gamma`` ``(D,)`` initialised to ``g`` (CaiT;
+      DINOv2 uses 1e-5), scaling both residual branches (see ``Block``).
+
+    Mapping to timm: ``reg_token`` and ``ls{1,2}.gamma`` have timm's names and shapes. Our
+    ``pos_embed`` keeps an entry for [CLS] whatever the registers; timm's register models use
+    ``no_embed_class=True`` (no [CLS] entry), whose ``cls_token`` is our ``cls_token +
+    pos_embed[:, :1]`` (the [CLS] position is never interpolated, so that is exact).
     """
 
     def __init__(
@@ -253,6 +299,9 @@ class VisionTransformer(nnx.Module):
         drop_path_rate: float = 0.0,
         dtype: Any = jnp.float32,
         remat: str | None = None,
+        mask_token: bool = False,
+        num_registers: int = 0,
+        layer_scale: float | None = None,
         rngs: nnx.Rngs,
     ):
         if pool not in POOLS:
@@ -273,6 +322,17 @@ class VisionTransformer(nnx.Module):
             raise ValueError(f"drop_rate must lie in [0, 1), got {drop_rate!r}.")
         if not 0.0 <= drop_path_rate <= 1.0:
             raise ValueError(f"drop_path_rate must lie in [0, 1], got {drop_path_rate!r}.")
+        if not isinstance(num_registers, int) or num_registers < 0:
+            raise ValueError(
+                f"num_registers must be a non-negative int (0: no registers; DINOv2 uses 4), "
+                f"got {num_registers!r}."
+            )
+        if layer_scale is not None and not layer_scale > 0.0:
+            raise ValueError(
+                f"layer_scale must be None (off) or a positive initial value such as 1e-5 "
+                f"(DINOv2), got {layer_scale!r}."
+            )
+        self.num_registers = num_registers
         self.patch_size = patch_size
         self.grid_size = (img_size // patch_size,) * 2
         self.pool = pool
@@ -302,6 +362,7 @@ class VisionTransformer(nnx.Module):
                     qkv_bias=qkv_bias,
                     drop_rate=drop_rate,
                     drop_path_rate=drop_path_rate * i / max(depth - 1, 1),
+                    layer_scale=layer_scale,
                     dtype=dtype,
                     rngs=rngs,
                 )
@@ -310,6 +371,12 @@ class VisionTransformer(nnx.Module):
         )
         self.norm = _layer_norm(embed_dim, dtype=dtype, rngs=rngs)
         self.feature_dim = embed_dim
+        self.mask_token = nnx.Param(jnp.zeros((1, 1, embed_dim))) if mask_token else None
+        self.reg_token = (
+            nnx.Param(1e-6 * jax.random.normal(rngs.params(), (1, num_registers, embed_dim)))
+            if num_registers
+            else None
+        )
 
     def __call__(
         self,
@@ -317,6 +384,7 @@ class VisionTransformer(nnx.Module):
         *,
         return_all: bool = False,
         keep_indices: jax.typing.ArrayLike | None = None,
+        token_mask: jax.typing.ArrayLike | None = None,
         rngs: jax.Array | None = None,
     ) -> jax.Array | dict[str, jax.Array]:
         """Pooled features ``(N, D)``, or with ``return_all`` the token sequences too.
@@ -328,10 +396,21 @@ class VisionTransformer(nnx.Module):
         ``pool="mean"`` averages the ``K`` kept ones. Values are not checked (they may be
         traced): an index ``>= L`` gives NaN tokens, a negative one counts from the end.
 
+        ``token_mask``: bool array ``(N, L)`` over the patch positions (row-major), for masked
+        image modelling (iBOT, BEiT, SimMIM): where ``True`` the patch embedding is replaced by
+        the learned ``mask_token`` before the position embeddings are added, as iBOT's
+        ``prepare_tokens`` and DINOv2's ``prepare_tokens_with_masks`` do. Needs a model built
+        with ``mask_token=True``. Combines with ``keep_indices`` (masking comes first) and with
+        ``return_all`` (the masked positions' patch tokens are ``tokens[:, 1:]``).
+
         ``return_all=True`` returns a dict of float32 arrays: ``"tokens"`` ``(N, 1 + K, D)``
         the final-LayerNorm-ed sequence, [CLS] first (MAE's encoder output; ``K = L`` without
         ``keep_indices``); ``"block1"`` … ``"block{depth}"`` ``(N, 1 + K, D)`` each block's
-        output before the final norm; ``"pooled"`` the default output.
+        output before the final norm; ``"pooled"`` the default output. Register tokens are
+        left out of all of these (so ``tokens[:, 1:]`` are always the patch tokens); with
+        ``num_registers=R > 0`` there is one more entry, ``"registers"`` ``(N, R, D)``, their
+        final-LayerNorm-ed outputs (DINOv2's ``x_norm_regtokens``). ``pool="mean"`` averages
+        the patch tokens only.
 
         ``rngs``: a ``jax.random.key`` for dropout and drop path, needed in train mode when
         ``drop_rate`` or ``drop_path_rate`` is positive and ignored otherwise.
@@ -347,6 +426,9 @@ class VisionTransformer(nnx.Module):
         num_patches = (h // p) * (w // p)
         x = constrain_batch(self.patch_embed(x)).reshape(n, num_patches, -1)
         dtype = x.dtype
+        if token_mask is not None:
+            token_mask = self._check_token_mask(token_mask, n, num_patches)
+            x = jnp.where(token_mask[:, :, None], self.mask_token[...].astype(dtype), x)
         cls = jnp.broadcast_to(self.cls_token[...], (n, 1, x.shape[-1])).astype(dtype)
         pos = interpolate_pos_embed(self.pos_embed[...], (h // p, w // p)).astype(dtype)
         if keep_indices is None:
@@ -355,6 +437,10 @@ class VisionTransformer(nnx.Module):
             keep_indices = _check_keep_indices(keep_indices, n, num_patches)
             x = jnp.take_along_axis(x + pos[:, 1:], keep_indices[:, :, None], axis=1)
             x = jnp.concatenate([cls + pos[:, :1], x], axis=1)
+        r = self.num_registers
+        if r:
+            reg = jnp.broadcast_to(self.reg_token[...], (n, r, x.shape[-1])).astype(dtype)
+            x = jnp.concatenate([x[:, :1], reg, x[:, 1:]], axis=1)
         if key is not None:
             key, pos_drop_key = jax.random.split(key)
             x = dropout(x, self.drop_rate, pos_drop_key)
@@ -370,12 +456,29 @@ class VisionTransformer(nnx.Module):
                 else block(x, key=block_key)
             )
             outputs[f"block{i + 1}"] = x
-        pooled = x[:, 0] if self.pool == "cls" else jnp.mean(x[:, 1:], axis=1)
+        pooled = x[:, 0] if self.pool == "cls" else jnp.mean(x[:, 1 + r :], axis=1)
         pooled = self.norm(pooled).astype(jnp.float32)
         if not return_all:
             return pooled
-        outputs = {name: y.astype(jnp.float32) for name, y in outputs.items()}
-        return {"tokens": self.norm(x).astype(jnp.float32), **outputs, "pooled": pooled}
+        outputs = {name: _drop_registers(y, r).astype(jnp.float32) for name, y in outputs.items()}
+        tokens = self.norm(x).astype(jnp.float32)
+        out = {"tokens": _drop_registers(tokens, r), **outputs, "pooled": pooled}
+        if r:
+            out["registers"] = tokens[:, 1 : 1 + r]
+        return out
+
+    def _check_token_mask(self, token_mask: jax.typing.ArrayLike, n: int, num_patches: int):
+        if self.mask_token is None:
+            raise ValueError(
+                "token_mask needs a mask token: build the VisionTransformer with mask_token=True."
+            )
+        token_mask = jnp.asarray(token_mask)
+        if token_mask.shape != (n, num_patches) or token_mask.dtype != jnp.bool_:
+            raise ValueError(
+                f"token_mask must be a bool array of shape (N, L) = ({n}, {num_patches}), True "
+                f"where a patch is masked; got {token_mask.dtype} of shape {token_mask.shape}."
+            )
+        return token_mask
 
     def _dropout_key(self, rngs: jax.Array | None) -> jax.Array | None:
         """``rngs`` if dropout or drop path is active, else ``None``; raises if it is needed."""
@@ -389,6 +492,12 @@ class VisionTransformer(nnx.Module):
                 ".eval() (train=False) for deterministic features."
             )
         return rngs
+
+
+def _drop_registers(x: jax.Array, num_registers: int) -> jax.Array:
+    if not num_registers:
+        return x
+    return jnp.concatenate([x[:, :1], x[:, 1 + num_registers :]], axis=1)
 
 
 def _block_call(block: Block, x: jax.Array, key: jax.Array | None) -> jax.Array:
@@ -472,6 +581,7 @@ __all__ = [
     "VITS",
     "Attention",
     "Block",
+    "LayerScale",
     "Mlp",
     "VisionTransformer",
     "drop_path",
