@@ -43,6 +43,7 @@ def _download(name: str, workdir: str) -> str:
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
     checkpoint = _CHECKPOINT.value
     if checkpoint.startswith("timm:"):
         import os
@@ -61,7 +62,6 @@ def main(argv):
         )
     except (ValueError, FileNotFoundError, ImportError) as e:
         sys.exit(f"import_weights: {e}")
-    logging.info("spec: %s", spec)
     print(
         f"Wrote {_WORKDIR.value}: {spec['model']['backbone']} ({spec['method']}, "
         f"{spec['feature_dim']} features, input {spec['input']['size']}px, head "

@@ -63,7 +63,8 @@ def vit_options(model: ml_collections.ConfigDict, remat: bool) -> dict:
     regularisers ``drop_rate`` and ``drop_path_rate`` (0; no parameters: fine-tuning sets
     them), ``remat_policy`` when ``remat`` (``"full"``), and overrides of the family's shape
     (``patch_size``: 16, 14 for ViT-H and ViT-g; ``embed_dim``, ``depth``, ``num_heads``: a
-    smaller ViT than ViT-Ti in tests)."""
+    smaller ViT than ViT-Ti in tests); ``num_registers`` and ``layer_scale`` (DINOv2's register
+    tokens and LayerScale, off when absent)."""
     kwargs = {
         "img_size": model.get("img_size", 224),
         "pool": model.get("pool", "cls"),
@@ -72,7 +73,7 @@ def vit_options(model: ml_collections.ConfigDict, remat: bool) -> dict:
     }
     if remat:
         kwargs["remat"] = model.get("remat_policy", "full")
-    keys = ("patch_size", "embed_dim", "depth", "num_heads")
+    keys = ("patch_size", "embed_dim", "depth", "num_heads", "num_registers", "layer_scale")
     kwargs.update({k: model[k] for k in keys if k in model})
     return kwargs
 

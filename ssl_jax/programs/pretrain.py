@@ -8,7 +8,8 @@ functions of the checkpoint.
 ``ckpt.init_from`` may also name an encoder export without a training state (an imported
 checkpoint, ``launch/import_weights.py``): every backbone of the method (online, and the EMA
 target where it has one) starts from the export's arrays, the heads from scratch
-(:func:`graft_encoder`); ``config.model`` must be the export's model section.
+(:func:`graft_encoder`); the run takes the export's model section, and its input
+normalisation unless ``augment.mean`` / ``std`` are set.
 
 ``ckpt.init_from`` starts a new run (step 0) from another run's newest checkpoint: it takes
 the parameters *and* the method state (EMA targets, queues, centers, BatchNorm statistics:
@@ -34,7 +35,7 @@ from ssl_jax.checkpoint import Checkpointer, CheckpointError, array_shapes, has_
 from ssl_jax.data import get_source
 from ssl_jax.data.identity import identify
 from ssl_jax.evaluators import Evaluators, maybe_with_online_linear
-from ssl_jax.export import load_export, make_input_spec, make_spec
+from ssl_jax.export import load_export, make_input_spec, make_spec, read_spec
 from ssl_jax.method import Method
 from ssl_jax.methods import get_method
 from ssl_jax.metrics import MetricsWriter, truncate_after, write_results
@@ -109,7 +110,8 @@ def _holds_state(run_dir: str) -> bool:
 def graft_encoder(tree, encoder: dict) -> tuple[Any, list[str]]:
     """``tree`` with every ``backbone`` entry whose arrays have the shapes of
     ``encoder["params"]`` (or of a non-empty ``encoder["batch_stats"]``) replaced by those
-    arrays, placed as the entries they replace; and the paths replaced.
+    arrays, placed as the entries they replace (each a buffer of its own: the train step
+    donates them); and the paths replaced.
 
     A method keeps its backbone under ``backbone`` in its params and in its method state (BN
     statistics, an EMA target such as DINO's teacher), so an encoder export initialises the
@@ -138,12 +140,32 @@ def graft_encoder(tree, encoder: dict) -> tuple[Any, list[str]]:
                 out[key] = visit(value, sub)
             else:
                 out[key] = jax.tree.map(
-                    lambda new, old: jax.device_put(new, old.sharding), match, value
+                    lambda new, old: jax.device_put(np.asarray(new), old.sharding), match, value
                 )
                 replaced.append(sub)
         return out
 
     return visit(tree, ""), replaced
+
+
+def _with_export_model(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """``config`` with the model section of ``ckpt.init_from``'s encoder export (its
+    architecture decides the arrays) and, where ``augment.mean`` / ``std`` are unset, the
+    export's input normalisation (the one its weights were trained with)."""
+    spec = read_spec(config.ckpt.init_from)
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.model.update(spec["model"])
+    if not config.augment.mean:
+        config.augment.mean = tuple(spec["input"]["mean"])
+        config.augment.std = tuple(spec["input"]["std"])
+    log.info(
+        "ckpt.init_from is an encoder export: model %s, input mean %s std %s",
+        spec["model"],
+        config.augment.mean,
+        config.augment.std,
+    )
+    config.lock()
+    return config
 
 
 def _start_from_export(config, state):
@@ -235,6 +257,9 @@ def run(
     """
     workdir = resolve(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    if config.ckpt.init_from and not config.ckpt.resume_from:
+        if not _holds_state(config.ckpt.init_from):
+            config = _with_export_model(config)
     batch_size = config.data.batch_size
     mesh = make_training_mesh(config, batch_size)
 

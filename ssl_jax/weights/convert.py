@@ -121,6 +121,16 @@ def _select(state_dict: Mapping[str, np.ndarray], arch: Arch) -> tuple[dict, lis
     raise ValueError(f"{arch.name}: the file holds no encoder under {list(arch.prefixes)}.")
 
 
+def _vit_rules(model: Mapping, head: bool) -> dict[str, tuple[str, str]]:
+    depth = model.get("depth", VIT_SHAPES[model["backbone"].removeprefix("vit_")][1])
+    return vit_rules(
+        depth,
+        head=head,
+        layer_scale=model.get("layer_scale") is not None,
+        registers=bool(model.get("num_registers", 0)),
+    )
+
+
 def _resample_pos_embed(pos: np.ndarray, grid: int) -> np.ndarray:
     """``(1, 1 + g * g, D)`` -> ``(1, 1 + grid * grid, D)`` as timm's
     ``resample_abs_pos_embed`` (antialiased bicubic, [CLS] kept)."""
@@ -148,7 +158,8 @@ def _vit_model(arch: Arch, encoder: Mapping[str, np.ndarray], img_size: int | No
     blocks = 1 + max(int(k.split(".")[1]) for k in encoder if k.startswith("blocks."))
     if blocks != depth:
         model["depth"] = blocks
-    grid = round((encoder["pos_embed"].shape[1] - 1) ** 0.5)
+    prefix = 0 if model.get("num_registers") else 1  # timm's no_embed_class
+    grid = round((encoder["pos_embed"].shape[1] - prefix) ** 0.5)
     model["img_size"] = grid * patch if img_size is None else img_size
     if model["img_size"] % patch:
         raise ValueError(f"img_size={model['img_size']} is not a multiple of the patch {patch}.")
@@ -173,7 +184,7 @@ def convert_state_dict(
     head = bool(head_keys)
     if arch.family == "vit":
         model = _vit_model(arch, encoder, img_size)
-        rules = vit_rules(model.get("depth", VIT_SHAPES[model["backbone"][4:]][1]), head=head)
+        rules = _vit_rules(model, head)
     else:
         model = dict(arch.model)
         rules = resnet_rules(model["backbone"], head=head)
@@ -194,13 +205,21 @@ def convert_state_dict(
             value = value.T
         elif kind == "conv":
             value = value.transpose(2, 3, 1, 0)
-        elif kind == "pos" and "img_size" in model:
+        elif kind in ("pos", "pos_noclass"):
+            if kind == "pos_noclass":  # timm's no_embed_class: ours has a zero [CLS] entry
+                value = np.concatenate([np.zeros_like(value[:, :1]), value], axis=1)
             value = _resample_pos_embed(value, model["img_size"] // model["patch_size"])
         flat[path] = value
     head_spec = (
         make_head_spec("linear", int(encoder[arch.head_prefix + "bias"].shape[0])) if head else None
     )
     return model, head_spec, flat, left_out
+
+
+def _metadata(path: epath.PathLike) -> dict | None:
+    if epath.Path(path).suffix != ".safetensors":
+        return None
+    return read_safetensors_metadata(path)
 
 
 def import_weights(
@@ -219,7 +238,8 @@ def import_weights(
     for a file :func:`export_weights` wrote with ``format="safetensors"`` (its spec is in
     the file). ``img_size``: a ViT's input size other than the source's (position
     embeddings resampled); for a ResNet only the export's input size (224 by default).
-    ``mean``/``std``: override the source's input normalisation.
+    ``mean``/``std``: override the source's input normalisation (else the architecture's,
+    or, in a file :func:`export_weights` wrote, the exported encoder's).
     """
     state_dict = read_state_dict(checkpoint)
     source = f"{checkpoint}"
@@ -235,8 +255,12 @@ def import_weights(
             state_dict, spec_arch, img_size=img_size
         )
         if left_out:
-            log.info("%s: left out the release's other entries: %s", arch, ", ".join(left_out))
+            log.warning("%s: not imported (not the encoder): %s", arch, ", ".join(left_out))
         backbone, tree = _build_tree(flat, model, head_spec, source)
+        meta = _metadata(checkpoint)
+        if meta is not None and mean is None and std is None:
+            # A file export_weights wrote: the input its encoder was trained with.
+            mean, std = meta["spec"]["input"]["mean"], meta["spec"]["input"]["std"]
         spec = make_spec(
             model,
             input={
@@ -263,8 +287,7 @@ def _timm_rules(spec: Mapping) -> dict[str, tuple[str, str]]:
         unsupported = {k: model[k] for k in ("pool",) if model.get(k, "cls") != "cls"}
         if unsupported:
             raise ValueError(f"format='timm' writes class-token ViTs; this one has {unsupported}.")
-        depth = model.get("depth", VIT_SHAPES[model["backbone"][4:]][1])
-        return vit_rules(depth, head=head)
+        return _vit_rules(model, head)
     if model.get("stem") != "imagenet" or model.get("width") != 64:
         raise ValueError(
             "format='timm' writes torchvision/timm ResNets (width 64, imagenet stem); this one "
@@ -289,6 +312,9 @@ def export_tensors(run_dir: epath.PathLike, *, format: str, step: int | None = N
             tensors[name] = np.zeros((), np.int64)
             continue
         value = flat.pop(path)
+        if kind == "pos_noclass":  # timm adds no position to [CLS]: fold ours into it
+            tensors["cls_token"] = tensors["cls_token"] + value[:, :1]  # (written first)
+            value = value[:, 1:]
         tensors[name] = (
             value.T
             if kind == "linear"

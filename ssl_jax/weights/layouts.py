@@ -66,12 +66,16 @@ class Arch:
         return "vit" if self.model["backbone"].startswith("vit") else "resnet"
 
 
-def vit_rules(depth: int, *, head: bool) -> dict[str, tuple[str, str]]:
+def vit_rules(
+    depth: int, *, head: bool, layer_scale: bool = False, registers: bool = False
+) -> dict[str, tuple[str, str]]:
     """timm ``VisionTransformer`` names -> export paths, for ``depth`` blocks (and the
-    classifier ``head`` as a ``linear`` head)."""
+    classifier ``head`` as a ``linear`` head; DINOv2's ``ls1`` / ``ls2`` LayerScale and
+    ``reg_token`` registers). With registers timm's ``pos_embed`` has no [CLS] entry
+    (``no_embed_class``): kind ``pos_noclass``, ours gets a zero one."""
     rules = {
         "cls_token": ("params/cls_token", "copy"),
-        "pos_embed": ("params/pos_embed", "pos"),
+        "pos_embed": ("params/pos_embed", "pos_noclass" if registers else "pos"),
         "patch_embed.proj.weight": ("params/patch_embed/kernel", "conv"),
         "patch_embed.proj.bias": ("params/patch_embed/bias", "copy"),
         "norm.weight": ("params/norm/scale", "copy"),
@@ -88,6 +92,11 @@ def vit_rules(depth: int, *, head: bool) -> dict[str, tuple[str, str]]:
             path = f"params/blocks/{i}/{linear.replace('.', '/')}"
             rules[f"blocks.{i}.{linear}.weight"] = (f"{path}/kernel", "linear")
             rules[f"blocks.{i}.{linear}.bias"] = (f"{path}/bias", "copy")
+        if layer_scale:
+            for ls in ("ls1", "ls2"):
+                rules[f"blocks.{i}.{ls}.gamma"] = (f"params/blocks/{i}/{ls}/gamma", "copy")
+    if registers:
+        rules["reg_token"] = ("params/reg_token", "copy")
     if head:
         rules["head.weight"] = ("head/params/linear/kernel", "linear")
         rules["head.bias"] = ("head/params/linear/bias", "copy")
@@ -137,6 +146,10 @@ def _resnet_model(backbone: str) -> dict:
 
 
 _TIMM_VIT = re.compile(r"vit_(\w+?)_patch(\d+)_(\d+)$")
+# timm's DINOv2 ViTs (Oquab et al., 2024): 518 px, LayerScale, with or without 4 registers
+# (Darcet et al., 2024). ViT-g/14's SwiGLU MLP is not an ssl_jax block.
+_TIMM_DINOV2 = re.compile(r"vit_(small|base|large)_patch14(_reg(\d+))?_dinov2$")
+DINOV2_LAYER_SCALE = 1e-5  # only the initial value: the checkpoint's gammas replace it
 
 
 def _timm(model: str, name: str) -> Arch:
@@ -145,11 +158,21 @@ def _timm(model: str, name: str) -> Arch:
         return Arch(
             name, _resnet_model(base), IMAGENET_MEAN, IMAGENET_STD, "supervised", head_prefix="fc."
         )
+    dinov2 = _TIMM_DINOV2.match(base)
+    if dinov2 is not None:
+        registers = int(dinov2.group(3) or 0)
+        extra = {"layer_scale": DINOV2_LAYER_SCALE} | (
+            {"num_registers": registers} if registers else {}
+        )
+        model = _vit_model(dinov2.group(1), 14, 518, **extra)
+        return Arch(name, model, IMAGENET_MEAN, IMAGENET_STD, "dinov2", "target")
     match = _TIMM_VIT.match(base)
     if match is None:
         raise ValueError(
             f"timm model {base!r} is not supported; supported: vit_{{{','.join(VIT_SHAPES)}}}"
-            f"_patch{{14,16}}_{{224,...}}[.tag] and {sorted(RESNET_STAGES)}."
+            f"_patch{{14,16}}_{{224,...}}[.tag], "
+            "vit_{small,base,large}_patch14[_reg4]_dinov2[.tag] "
+            f"and {sorted(RESNET_STAGES)}."
         )
     size, patch, img = match.group(1), int(match.group(2)), int(match.group(3))
     method = {"dino": "dino", "mae": "mae"}.get(tag.split("_")[0], "supervised")

@@ -77,6 +77,10 @@ def _max_diff(ref: Path, case: str, arch: str, size: int, workdir, img_size=None
         ("vit_patch14", "timm:vit_tiny_patch14_224.dino", 224, None),
         ("vit_patch14", "timm:vit_tiny_patch14_224.dino", 168, 168),  # downsampled
         ("torchvision_resnet18", "torchvision:resnet18", 64, 64),
+        ("dinov2", "timm:vit_small_patch14_dinov2.lvd142m", 112, 112),  # LayerScale
+        ("dinov2", "timm:vit_small_patch14_dinov2.lvd142m", 140, 140),
+        ("dinov2_reg4", "timm:vit_small_patch14_reg4_dinov2", 112, 112),  # registers
+        ("dinov2_reg4", "timm:vit_small_patch14_reg4_dinov2", 84, 84),
     ],
 )
 def test_features_equal_pytorch(reference, tmp_path, case, arch, size, img_size):
@@ -142,7 +146,7 @@ def _random_run(path, model: dict, seed: int = 0) -> Path:
     )
     spec = make_spec(
         model,
-        input={"size": 32, "mean": [0.5] * 3, "std": [0.5] * 3},
+        input={"size": model.get("img_size", 32), "mean": [0.5] * 3, "std": [0.5] * 3},
         network="online",
         method="simclr",
         feature_dim=backbone.feature_dim,
@@ -162,7 +166,11 @@ def vit_run(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    "model,arch", [(VIT, "timm:vit_small_patch16_224"), (RESNET, "torchvision:resnet18")]
+    "model,arch",
+    [
+        (VIT, "timm:vit_small_patch16_224"),
+        pytest.param(RESNET, "torchvision:resnet18", marks=pytest.mark.slow),
+    ],
 )
 def test_round_trip_is_exact(tmp_path, model, arch):
     run = _random_run(tmp_path / "run", model)
@@ -174,6 +182,30 @@ def test_round_trip_is_exact(tmp_path, model, arch):
         for a, b in zip(_arrays(run), _arrays(back), strict=True):
             np.testing.assert_array_equal(a, b)
     assert load_export(tmp_path / "back_safetensors").spec == load_export(run).spec
+
+
+@pytest.mark.slow
+def test_register_vit_round_trip(tmp_path):
+    """timm's register ViTs give [CLS] no position embedding: exporting folds ours into the
+    [CLS] token, so the first trip moves it there (same function) and later trips are exact."""
+    model = VIT | {"num_registers": 4, "layer_scale": 1e-5, "patch_size": 14, "img_size": 28}
+    arch = "timm:vit_small_patch14_reg4_dinov2"
+    run = _random_run(tmp_path / "run", model)
+    trips = [run]
+    for i in range(2):
+        out = tmp_path / f"trip{i}.safetensors"
+        export_weights(trips[-1], out, format="timm")
+        import_weights(arch, out, tmp_path / f"back{i}", img_size=28)
+        trips.append(tmp_path / f"back{i}")
+    first, second = _arrays(trips[1]), _arrays(trips[2])
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)
+    pos = load_export(trips[1]).arrays["params"]["pos_embed"][...]
+    assert not np.any(np.asarray(pos)[:, 0])
+    images = np.random.default_rng(0).integers(0, 256, (2, 28, 28, 3), dtype=np.uint8)
+    np.testing.assert_allclose(
+        load_export(trips[1]).encode(images), load_export(run).encode(images), atol=1e-5
+    )
 
 
 def _release(vit_run, layout: dict) -> dict:

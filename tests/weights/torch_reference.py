@@ -37,6 +37,22 @@ CASES = {
         "imagenet",
     ),
     "torchvision_resnet18": (lambda: torchvision.models.resnet18(), (64,), "imagenet"),
+    "dinov2": (
+        lambda: timm.create_model("vit_small_patch14_dinov2", depth=2, img_size=112),
+        (112, 140),
+        "imagenet",
+    ),
+    "dinov2_reg4": (
+        lambda: timm.create_model("vit_small_patch14_reg4_dinov2", depth=2, img_size=112),
+        (112, 84),
+        "imagenet",
+    ),
+}
+TIMM_NAMES = {
+    "vit_patch16": ("vit_tiny_patch16_224", {}),
+    "vit_patch14": ("vit_tiny_patch16_224", {"patch_size": 14, "num_classes": 0}),
+    "dinov2": ("vit_small_patch14_dinov2", {}),
+    "dinov2_reg4": ("vit_small_patch14_reg4_dinov2", {}),
 }
 SLOW_CASES = {
     "torchvision_resnet50": (lambda: torchvision.models.resnet50(), (64,), "imagenet"),
@@ -94,13 +110,14 @@ def features(model, images: np.ndarray, norm: str) -> np.ndarray:
 def resized(model, name: str, size: int):
     """The ViT ``model`` at another input size, position embeddings resampled as timm does
     when loading a checkpoint into a model of another size."""
-    kwargs = {"img_size": size, "depth": 2}
-    if name == "vit_patch14":
-        kwargs |= {"patch_size": 14, "num_classes": 0}
-    other = timm.create_model("vit_tiny_patch16_224", **kwargs)
+    timm_name, kwargs = TIMM_NAMES[name]
+    other = timm.create_model(timm_name, img_size=size, depth=2, **kwargs)
     state = dict(model.state_dict())
     grid = size // other.patch_embed.patch_size[0]
-    state["pos_embed"] = timm.layers.resample_abs_pos_embed(state["pos_embed"], (grid, grid))
+    prefix = 0 if other.no_embed_class else 1
+    state["pos_embed"] = timm.layers.resample_abs_pos_embed(
+        state["pos_embed"], (grid, grid), num_prefix_tokens=prefix
+    )
     other.load_state_dict(state)
     return other.eval()
 
