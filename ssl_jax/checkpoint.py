@@ -301,6 +301,35 @@ def restore_encoder(run_dir: epath.PathLike, abstract_encoder, step: int | None 
     return tree, step
 
 
+def save_export(run_dir: epath.PathLike, step: int, *, encoder, encoder_spec: dict) -> None:
+    """A run directory holding only an encoder export at ``step`` (items ``encoder`` and
+    ``encoder_spec``, as a pretraining checkpoint's): what weight importers write, which
+    :func:`ssl_jax.export.load_export` and ``ckpt.init_from`` read."""
+    manager = ocp.CheckpointManager(
+        checkpoint_dir(run_dir),
+        item_names=("encoder", "encoder_spec"),
+        options=ocp.CheckpointManagerOptions(enable_async_checkpointing=False, create=True),
+    )
+    try:
+        manager.save(
+            step,
+            args=ocp.args.Composite(
+                encoder=ocp.args.StandardSave(encoder),
+                encoder_spec=ocp.args.JsonSave(encoder_spec),
+            ),
+            force=True,
+        )
+        manager.wait_until_finished()
+    finally:
+        manager.close()
+
+
+def has_state(run_dir: epath.PathLike, step: int) -> bool:
+    """Whether checkpoint ``step`` of ``run_dir`` holds a training state (an imported export
+    has only the encoder)."""
+    return (checkpoint_dir(run_dir) / str(step) / "state").is_dir()
+
+
 def _array_metadata(directory: epath.PathLike):
     """The saved array metadata tree of an item directory (no arrays are read), or None
     where Orbax cannot read it: the restore then reports the damage."""
@@ -334,6 +363,12 @@ def _shapes(tree) -> list[tuple[str, tuple]]:
             names = names[:-1]
         out.append(("/".join(names), tuple(shape)))
     return out
+
+
+def array_shapes(tree) -> list[tuple[str, tuple]]:
+    """``(path, shape)`` of every array leaf of ``tree``, paths as ``a/b/0/c`` (saved and live
+    trees give the same strings; see :func:`first_difference`)."""
+    return _shapes(tree)
 
 
 def first_difference(saved, abstract, partial: bool = False) -> str | None:

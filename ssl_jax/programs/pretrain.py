@@ -5,6 +5,12 @@ Resume order: the workdir's own newest checkpoint, else ``ckpt.resume_from``'s, 
 exactly: the data order, the step RNG (``fold_in(key, step)``) and the state are all
 functions of the checkpoint.
 
+``ckpt.init_from`` may also name an encoder export without a training state (an imported
+checkpoint, ``launch/import_weights.py``): every backbone of the method (online, and the EMA
+target where it has one) starts from the export's arrays, the heads from scratch
+(:func:`graft_encoder`); the run takes the export's model section, and its input
+normalisation unless ``augment.mean`` / ``std`` are set.
+
 ``ckpt.init_from`` starts a new run (step 0) from another run's newest checkpoint: it takes
 the parameters *and* the method state (EMA targets, queues, centers, BatchNorm statistics:
 trained weights need their own statistics and targets), with a fresh optimizer state and
@@ -15,7 +21,7 @@ differ, as its saved state is not read.
 
 import logging
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import ml_collections
@@ -25,11 +31,18 @@ from etils import epath
 
 from ssl_jax import config as config_lib
 from ssl_jax.augment.from_config import eval_settings
-from ssl_jax.checkpoint import Checkpointer, CheckpointError, read_config, read_encoder_spec
+from ssl_jax.checkpoint import (
+    Checkpointer,
+    CheckpointError,
+    array_shapes,
+    has_state,
+    read_config,
+    read_encoder_spec,
+)
 from ssl_jax.data import DataError, get_source
 from ssl_jax.data.identity import identify
 from ssl_jax.evaluators import Evaluators, maybe_with_online_linear
-from ssl_jax.export import make_input_spec, make_spec
+from ssl_jax.export import load_export, make_input_spec, make_spec, read_spec
 from ssl_jax.method import Method
 from ssl_jax.methods import get_method
 from ssl_jax.metrics import MetricsWriter, truncate_after, write_results
@@ -73,6 +86,8 @@ def _start(config, init_fn, abstract_state):
         )
         return state, data_state, f"resumed from {config.ckpt.resume_from} at step {step}"
     state = init_fn(config.seed)
+    if config.ckpt.init_from and not _holds_state(config.ckpt.init_from):
+        return _start_from_export(config, state)
     if config.ckpt.init_from:
         # Only params and method state are read: the source may use another optimizer.
         parts = {"params": abstract_state.params, "method_state": abstract_state.method_state}
@@ -82,6 +97,102 @@ def _start(config, init_fn, abstract_state):
         state = state.replace(params=loaded["params"], method_state=loaded["method_state"])
         return state, {"step": 0}, f"initialised from {config.ckpt.init_from} (step {step})"
     return state, {"step": 0}, "started from scratch"
+
+
+def _holds_state(run_dir: str) -> bool:
+    """Whether ``run_dir``'s newest checkpoint holds a training state (an imported export,
+    ``launch/import_weights.py``, has only the encoder)."""
+    other = Checkpointer(run_dir, read_only=True)
+    try:
+        step = other.latest_step()
+    finally:
+        other.close()
+    if step is None:
+        raise FileNotFoundError(
+            f"ckpt.init_from={run_dir!r} holds no checkpoint under checkpoints/."
+        )
+    return has_state(run_dir, step)
+
+
+def graft_encoder(tree, encoder: dict) -> tuple[Any, list[str]]:
+    """``tree`` with every ``backbone`` entry whose arrays have the shapes of
+    ``encoder["params"]`` (or of a non-empty ``encoder["batch_stats"]``) replaced by those
+    arrays, placed as the entries they replace (each a buffer of its own: the train step
+    donates them); and the paths replaced.
+
+    A method keeps its backbone under ``backbone`` in its params and in its method state (BN
+    statistics, an EMA target such as DINO's teacher), so an encoder export initialises the
+    online and the target network alike; heads and projectors keep their initialisation.
+    """
+    replaced = []
+    targets = [encoder["params"]] + (
+        [encoder["batch_stats"]] if array_shapes(encoder["batch_stats"]) else []
+    )
+
+    def visit(node, path):
+        if not isinstance(node, dict):
+            return node
+        out = {}
+        for key, value in node.items():
+            sub = f"{path}/{key}" if path else str(key)
+            match = next(
+                (
+                    t
+                    for t in targets
+                    if key == "backbone" and array_shapes(value) == array_shapes(t)
+                ),
+                None,
+            )
+            if match is None:
+                out[key] = visit(value, sub)
+            else:
+                out[key] = jax.tree.map(
+                    lambda new, old: jax.device_put(np.asarray(new), old.sharding), match, value
+                )
+                replaced.append(sub)
+        return out
+
+    return visit(tree, ""), replaced
+
+
+def _with_export_model(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """``config`` with the model section of ``ckpt.init_from``'s encoder export (its
+    architecture decides the arrays) and, where ``augment.mean`` / ``std`` are unset, the
+    export's input normalisation (the one its weights were trained with)."""
+    spec = read_spec(config.ckpt.init_from)
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.model.update(spec["model"])
+    if not config.augment.mean:
+        config.augment.mean = tuple(spec["input"]["mean"])
+        config.augment.std = tuple(spec["input"]["std"])
+    log.info(
+        "ckpt.init_from is an encoder export: model %s, input mean %s std %s",
+        spec["model"],
+        config.augment.mean,
+        config.augment.std,
+    )
+    config.lock()
+    return config
+
+
+def _start_from_export(config, state):
+    """The fresh ``state`` with its backbones (online and target) set from the encoder
+    export of ``ckpt.init_from`` (``launch/import_weights.py``'s): step 0, new optimizer."""
+    export = load_export(config.ckpt.init_from)
+    params, done = graft_encoder(state.params, export.arrays)
+    method_state, done_state = graft_encoder(state.method_state, export.arrays)
+    if not any(path.endswith("backbone") for path in done):
+        raise CheckpointError(
+            f"ckpt.init_from={config.ckpt.init_from!r} is an encoder export of "
+            f"{export.spec['model']}, and no backbone of this run has its shapes: set "
+            "config.model to that model section (e.g. --config.model.backbone=...)."
+        )
+    origin = (
+        f"initialised {', '.join(f'params/{p}' for p in done)}"
+        f"{''.join(f', method_state/{p}' for p in done_state)} from the encoder export "
+        f"{config.ckpt.init_from} ({export.spec['method']}, step {export.step})"
+    )
+    return state.replace(params=params, method_state=method_state), {"step": 0}, origin
 
 
 def _changes_on_resume(config, workdir, ckpt) -> dict:
@@ -164,6 +275,9 @@ def run(
     """
     workdir = resolve(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    if config.ckpt.init_from and not config.ckpt.resume_from:
+        if not _holds_state(config.ckpt.init_from):
+            config = _with_export_model(config)
     batch_size = config.data.batch_size
     mesh = make_training_mesh(config, batch_size)
 
