@@ -49,3 +49,30 @@ def pretrained(tmp_path_factory):
     )
     results = pretrain.run(config, workdir)
     return workdir, results
+
+
+# The slow cases of the methods added last (their 1-vs-8-device trajectories, short runs,
+# PyTorch equality of imported weights): `pytest -m extended` runs them; CI's slow job leaves
+# them out to stay within its time (.ci/run), so run them before landing a change near them.
+EXTENDED_METHODS = {
+    "data2vec", "dinov2", "electra", "ibot", "ijepa", "lejepa", "mlm", "mmcr", "msn",
+    "simmim", "tico", "wmse",
+}  # fmt: skip
+EXTENDED_FILES = {
+    "tests/methods/test_dinov2.py", "tests/methods/test_electra.py", "tests/methods/test_ibot.py",
+    "tests/methods/test_ijepa.py", "tests/methods/test_lejepa.py", "tests/methods/test_msn.py",
+    "tests/pretext/test_block_masks.py", "tests/programs/test_text_pretrain.py",
+    "tests/weights/test_convert.py",
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for item in items:
+        if item.get_closest_marker("slow") is None:
+            continue
+        path = os.path.relpath(str(item.path), root)
+        param = getattr(getattr(item, "callspec", None), "params", {}).get("name")
+        device_case = path == "tests/methods/test_devices.py" and param in EXTENDED_METHODS
+        if path in EXTENDED_FILES or device_case:
+            item.add_marker(pytest.mark.extended)
