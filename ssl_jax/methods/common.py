@@ -7,7 +7,7 @@ from flax import nnx
 
 from ssl_jax.losses import l2_normalize
 from ssl_jax.method import Method, no_state_update
-from ssl_jax.methods.networks import apply_chain, init_parts
+from ssl_jax.methods.networks import apply_chain, embed_vit_crops, init_parts
 
 
 def make_init(parts: dict):
@@ -122,3 +122,39 @@ def stop_gradient_where(tree, frozen, name: str):
         return x
 
     return jax.tree_util.tree_map_with_path(select, tree)
+
+
+def masked_student_and_teacher(
+    parts, heads, params, method_state, globals_, locals_, masks, *, frozen_last, rngs
+):
+    """The iBOT-family forward: ``(student, stats, teacher, target_stats)``, the student on
+    every crop with the global crops' patches masked by ``masks`` (the heads' last layers
+    without gradient while ``frozen_last``, a traced bool, or None: never), the EMA teacher
+    on the unmasked global crops in eval mode, without gradient."""
+    if frozen_last is not None:
+        params = {
+            **params,
+            **{
+                name: stop_gradient_where(params[name], frozen_last, "last_layer")
+                for name in set(heads)
+            },
+        }
+    student, stats = embed_vit_crops(
+        parts,
+        heads,
+        params,
+        method_state["batch_stats"],
+        globals_,
+        locals_,
+        token_mask=masks,
+        rngs=rngs,
+    )
+    teacher, target_stats = embed_vit_crops(
+        parts,
+        heads,
+        jax.lax.stop_gradient(method_state["target"]),
+        method_state["target_batch_stats"],
+        globals_,
+        train=False,
+    )
+    return student, stats, jax.lax.stop_gradient(teacher), target_stats

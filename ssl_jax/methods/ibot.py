@@ -41,7 +41,7 @@ from ssl_jax.losses import (
 )
 from ssl_jax.method import MULTICROP, Method, method_factory
 from ssl_jax.methods.collapse import entropy_of_mean, mean_entropy, uniform_collapse_check
-from ssl_jax.methods.common import stop_gradient_where
+from ssl_jax.methods.common import masked_student_and_teacher
 from ssl_jax.methods.momentum import (
     check_export_network,
     cosine_momentum,
@@ -49,7 +49,7 @@ from ssl_jax.methods.momentum import (
     momentum_update,
     target_export,
 )
-from ssl_jax.methods.networks import dino_head, embed_vit_crops, init_parts, vit_module
+from ssl_jax.methods.networks import dino_head, init_parts, vit_module
 from ssl_jax.pretext import block_masks, draw_mask_ratios
 
 NUM_GLOBAL = 2
@@ -160,34 +160,17 @@ def make_ibot(
             ratio_vars=mask_ratio_vars,
             aspect_ratio=tuple(mask_aspect_ratio),
         )
-        if freeze_steps:
-            frozen_last = step < freeze_steps
-            params = {
-                **params,
-                **{
-                    name: stop_gradient_where(params[name], frozen_last, "last_layer")
-                    for name in set(heads)
-                },
-            }
-        student, stats = embed_vit_crops(
+        student, stats, teacher, target_stats = masked_student_and_teacher(
             parts,
             heads,
             params,
-            method_state["batch_stats"],
+            method_state,
             globals_,
             locals_,
-            token_mask=masks,
+            masks,
+            frozen_last=step < freeze_steps if freeze_steps else None,
             rngs=drop_key if stochastic else None,
         )
-        teacher, target_stats = embed_vit_crops(
-            parts,
-            heads,
-            jax.lax.stop_gradient(method_state["target"]),
-            method_state["target_batch_stats"],
-            globals_,
-            train=False,
-        )
-        teacher = jax.lax.stop_gradient(teacher)
         length = grid[0] * grid[1]
         student_cls = student["cls"].reshape(num_crops, n, -1)
         teacher_cls = teacher["cls"].reshape(NUM_GLOBAL, n, -1)
