@@ -1,11 +1,15 @@
 """Train-step throughput on this machine's CPU: ssl_jax and the same step in PyTorch, side by side.
 
   python benchmarks/throughput.py [--methods simclr,byol] [--configs 64x64,64x256,16x64,16x256]
+      [--torch-python PYTHON]
       [--steps 5] [--rounds 1] [--reference torch|none] [--xla-defaults] [--dtype float32]
-      [--out benchmarks/results] [--name throughput]
+      [--out benchmarks/results] [--name throughput] [--torch-python PYTHON]
 
-A cell ``WxBxD`` runs ssl_jax's step over D fake CPU devices (the sharding overhead on one
-host; ``--reference none``).
+A cell ``vitxB`` runs the method over ViT-Tiny/4 ([CLS] feature; timm's ViT on the PyTorch
+side, the same layout and parameter count) instead of the ResNet. A cell ``WxBxD`` runs
+ssl_jax's step over D fake CPU devices (the sharding overhead on one host; ``--reference
+none``). ``--torch-python``: the PyTorch step runs in that interpreter (it needs torch, timm for
+the ViT, and ssl_jax's requirements, as it reads the method's config).
 
 For each method (configs/<method>_cifar10.py, views without blur), CIFAR ResNet-18 width and
 batch, it runs ssl_jax's jitted, sharded train step (augmentation included) on random uint8
@@ -38,13 +42,19 @@ METHODS = ("simclr", "byol")
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 
-def load_config(method: str, width: int, batch: int):
+def load_config(method: str, width: int | str, batch: int):
+    """The method's CIFAR config at ``batch``, views without blur, with a ResNet-18 of
+    ``width`` or, for ``width="vit"``, ViT-Tiny/4 ([CLS] feature) in the method's optimizer."""
     sys.path.insert(0, REPO)
     from importlib import import_module
 
     config = import_module(f"configs.{method}_cifar10").get_config()
     config.data.batch_size = batch
-    config.model.width = width
+    if width == "vit":
+        with config.unlocked():  # the ViT fields a ResNet config has not
+            config.model.update(backbone="vit_tiny", patch_size=4, img_size=32, pool="cls")
+    else:
+        config.model.width = width
     config.augment.blur_prob = 0.0
     return config
 
@@ -64,16 +74,26 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def parse_cell(cell: str) -> tuple[int, int, int]:
-    """``WxB`` or ``WxBxD``: ResNet-18 width, global batch, CPU devices (default 1)."""
+def parse_cell(cell: str) -> tuple[int | str, int, int]:
+    """``WxB`` or ``WxBxD``: ResNet-18 width (``vit``: ViT-Tiny/4), global batch, CPU devices
+    (default 1)."""
     try:
-        width, batch, *devices = map(int, cell.split("x"))
+        width, *numbers = cell.split("x")
+        batch, *devices = map(int, numbers)
+        width = width if width == "vit" else int(width)
         if len(devices) > 1:
             raise ValueError
     except ValueError:
-        message = f"--configs: {cell!r} is not WxB or WxBxD (e.g. 16x256 or 16x256x8)."
+        message = (
+            f"--configs: {cell!r} is not WxB or WxBxD (e.g. 16x256, 16x256x8 or vitx64 for "
+            "ViT-Tiny/4)."
+        )
         raise SystemExit(message) from None
     return width, batch, devices[0] if devices else 1
+
+
+def backbone_name(width: int | str) -> str:
+    return "ViT-Tiny/4" if width == "vit" else f"ResNet-18 w{width}"
 
 
 @dataclasses.dataclass
@@ -217,7 +237,7 @@ def write_results(out: str, name: str, data: dict, table: str) -> None:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| method | ResNet-18 width | batch | devices | dtype | ssl_jax img/s | PyTorch img/s | "
+        "| method | backbone | batch | devices | dtype | ssl_jax img/s | PyTorch img/s | "
         "ratio | "
         "ssl_jax, jaxlib's default flags | step GFLOP/s | compile s | augment share | "
         "peak RSS MiB (ssl_jax / PyTorch) |",
@@ -227,7 +247,8 @@ def markdown(rows: list[dict]) -> str:
         ref = r.get("torch")
         base = r.get("xla_defaults")
         lines.append(
-            f"| {r['method']} | {r['width']} | {r['batch']} | {r.get('devices', 1)} | "
+            f"| {r['method']} | {backbone_name(r['width'])} | {r['batch']} | "
+            f"{r.get('devices', 1)} | "
             f"{r.get('dtype', 'float32')} | {r['images_per_sec']:.1f} | "
             + (f"{ref['images_per_sec']:.1f} | {r['ratio']:.2f}" if ref else "– | –")
             + (f" | {base['images_per_sec']:.1f}" if base else " | –")
@@ -238,10 +259,11 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def child(kind: str, cell: str, steps: int, dtype: str = "float32") -> dict:
-    """Run one measurement in a fresh process; its JSON result."""
+def child(kind: str, cell: str, steps: int, dtype: str = "float32", python: str = "") -> dict:
+    """Run one measurement in a fresh process (of ``python``, default this one); its JSON
+    result."""
     out = subprocess.run(
-        [sys.executable, __file__, "--child", f"{kind}:{cell}", "--steps", str(steps)]
+        [python or sys.executable, __file__, "--child", f"{kind}:{cell}", "--steps", str(steps)]
         + ["--dtype", dtype],
         capture_output=True,
         text=True,
@@ -266,8 +288,9 @@ def main():
     parser.add_argument(
         "--reference",
         choices=("torch", "none"),
-        default="torch" if importlib.util.find_spec("torch") else "none",
-        help="measure the PyTorch step alongside (default: when torch is installed)",
+        default=None,
+        help="measure the PyTorch step alongside (default: when torch is installed here or "
+        "--torch-python is given)",
     )
     parser.add_argument(
         "--xla-defaults",
@@ -279,6 +302,12 @@ def main():
         choices=("float32", "bfloat16"),
         default="float32",
         help="ssl_jax's model.dtype (PyTorch stays float32)",
+    )
+    parser.add_argument(
+        "--torch-python",
+        default="",
+        help="the Python that runs the PyTorch step (default: this one); it imports the "
+        "ssl_jax config too, so ssl_jax's requirements must be importable there",
     )
     parser.add_argument("--name", default="throughput", help="OUT/NAME.json and OUT/NAME.md")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -294,6 +323,9 @@ def main():
             result = measure(method, cell, args.steps, xla_defaults, args.dtype)
         print(json.dumps(result))
         return
+    if args.reference is None:
+        found = args.torch_python or importlib.util.find_spec("torch")
+        args.reference = "torch" if found else "none"
     if args.reference == "none" and not importlib.util.find_spec("torch"):
         print("PyTorch reference off (pip install torch==2.13.0 to measure it).", flush=True)
     rows = []
@@ -313,7 +345,9 @@ def main():
                         child("jax-defaults", f"{method}:{item}", args.steps, args.dtype)
                     )
                 if args.reference == "torch":
-                    theirs.append(child("torch", f"{method}:{item}", args.steps))
+                    theirs.append(
+                        child("torch", f"{method}:{item}", args.steps, python=args.torch_python)
+                    )
             row = {"method": method, "width": width, "batch": batch, **median_row(ours)}
             row.update(devices=devices, dtype=args.dtype)
             row["rounds"] = [r["images_per_sec"] for r in ours]

@@ -101,17 +101,36 @@ class Lars:
             p.grad = None
 
 
-def make_step(method: str, width: int, config) -> tuple[callable, int]:
+def vit_tiny4() -> nn.Module:
+    """timm's ViT-Tiny with 4-pixel patches on 32-pixel images, [CLS] feature after the final
+    LayerNorm (ssl_jax's ``vit_tiny``, ``patch_size=4``, ``pool="cls"``: the same layout, which
+    ``ssl_jax/weights`` imports from timm)."""
+    import timm  # noqa: PLC0415 (only the ViT rows need it)
+
+    return timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=4, num_classes=0
+    )
+
+
+def make_backbone(width: int | str) -> tuple[nn.Module, int]:
+    """The backbone of a throughput cell and its feature width: CIFAR ResNet-18 of ``width``,
+    or ViT-Tiny/4 for ``width="vit"``."""
+    return (vit_tiny4(), 192) if width == "vit" else (resnet18(width), 8 * width)
+
+
+def make_step(method: str, width: int | str, config) -> tuple[callable, int]:
     """``(step(v1, v2) -> loss, trainable parameter count)`` for ``method`` from ``config``
-    (the ssl_jax config's method section and optimizer)."""
+    (the ssl_jax config's method section and optimizer); ``width="vit"``: ViT-Tiny/4."""
     m = config.method
-    backbone = resnet18(width)
-    projector = mlp(8 * width, m.proj_hidden_dim, m.proj_dim)
+    backbone, feature_dim = make_backbone(width)
+    projector = mlp(feature_dim, m.proj_hidden_dim, m.proj_dim)
     online = nn.ModuleList([backbone, projector])
     if method == "byol":
         predictor = mlp(m.proj_dim, m.pred_hidden_dim, m.proj_dim)
         online.append(predictor)
-        target = nn.Sequential(resnet18(width), mlp(8 * width, m.proj_hidden_dim, m.proj_dim))
+        target = nn.Sequential(
+            make_backbone(width)[0], mlp(feature_dim, m.proj_hidden_dim, m.proj_dim)
+        )
         target.load_state_dict(nn.Sequential(backbone, projector).state_dict())
         for p in target.parameters():
             p.requires_grad_(False)
