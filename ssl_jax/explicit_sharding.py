@@ -70,6 +70,17 @@ def take(a: jax.Array, indices: jax.Array) -> jax.Array:
     return a.at[indices].get(out_sharding=sharding)
 
 
+def split_views(x: jax.Array, num_views: int) -> jax.Array:
+    """``(V * N, ...)`` view-major rows as ``(V, N, ...)``; when ``x`` is typed over Explicit
+    axes the ``N`` axis is split as ``x``'s first axis was (there the reshape needs it said)."""
+    shape = (num_views, x.shape[0] // num_views, *x.shape[1:])
+    sharding = leading_axis_result(x, x.ndim)
+    if sharding is None:
+        return jnp.reshape(x, shape)
+    spec = P(None, sharding.spec[0], *(None,) * (x.ndim - 1))
+    return jax.lax.reshape(x, shape, out_sharding=NamedSharding(sharding.mesh, spec))
+
+
 def like_leading_axis(x: jax.Array, like: jax.typing.ArrayLike) -> jax.Array:
     """``x`` resharded so its first axis is split as ``like``'s first axis (the rest
     replicated), when ``like`` is typed over Explicit axes; else ``x`` unchanged. For keys

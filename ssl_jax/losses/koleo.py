@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from ssl_jax.explicit_sharding import leading_axis_result
+
 
 def koleo_loss(x: ArrayLike, *, eps: float = 1e-8) -> jax.Array:
     r"""KoLeo regulariser (Sablayrolles et al., 2019), as DINOv2 applies it to the student's
@@ -43,9 +45,11 @@ def koleo_loss(x: ArrayLike, *, eps: float = 1e-8) -> jax.Array:
         raise ValueError(f"koleo_loss expects (N, D) features with N >= 2, got {x.shape}.")
     x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     x = x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps**2))
-    dots = x @ x.T
+    rows = leading_axis_result(x)  # each row's products and neighbour stay with the row
+    dots = jnp.matmul(x, x.T, out_sharding=rows)
     n = x.shape[0]
     dots = jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, dots)
     nearest = jnp.argmax(jax.lax.stop_gradient(dots), axis=1)
-    distances = jnp.sqrt(jnp.sum((x - x[nearest] + eps) ** 2, axis=-1))
+    neighbours = x.at[nearest].get(out_sharding=rows)
+    distances = jnp.sqrt(jnp.sum((x - neighbours + eps) ** 2, axis=-1))
     return -jnp.mean(jnp.log(distances + eps))

@@ -15,6 +15,7 @@ Self-Supervised Learning", https://arxiv.org/abs/2210.07277) puts a power law
 import jax
 import jax.numpy as jnp
 
+from ssl_jax.explicit_sharding import split_views
 from ssl_jax.losses.clustering import sinkhorn_knopp
 from ssl_jax.losses.normalize import l2_normalize
 
@@ -73,13 +74,14 @@ def msn_loss(
     sharp = sharp / jnp.sum(sharp, axis=1, keepdims=True)
     if use_sinkhorn:  # the authors balance the sharpened probabilities themselves: Q = sharp
         sharp = sinkhorn_knopp(jnp.log(sharp), epsilon=1.0, num_iters=sinkhorn_iters)
-    sharp = jax.lax.stop_gradient(jnp.tile(sharp, (anchors.shape[0] // n, 1)))
-    prediction = jnp.mean(jnp.sum(-sharp * jnp.log(probs), axis=1))
+    sharp = jax.lax.stop_gradient(sharp)  # every anchor view of image n has target n
+    log_probs = split_views(jnp.log(probs), anchors.shape[0] // n)  # (V, N, K)
+    prediction = jnp.mean(jnp.sum(-sharp * log_probs, axis=-1))
     mean = jnp.mean(probs, axis=0)
     prior = jnp.full((k,), 1.0 / k) if prior is None else jnp.asarray(prior, jnp.float32)
     regularization = jnp.sum(mean * (jnp.log(mean) - jnp.log(prior)))
     value = prediction + regularization_weight * regularization
-    num_targets = jnp.sum(jnp.zeros(k).at[jnp.argmax(sharp[:n], axis=1)].set(1.0))
+    num_targets = jnp.sum(jnp.max(jax.nn.one_hot(jnp.argmax(sharp, axis=1), k), axis=0))
     return value, {
         "prediction": prediction,
         "regularization": regularization,
