@@ -222,6 +222,57 @@ def cifar10_vit(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return c
 
 
+def text_preset(
+    c: ml_collections.ConfigDict, *, learning_rate: float, runlocal: bool = False
+) -> ml_collections.ConfigDict:
+    """The text setting the ``*_text`` configs share (on top of ``pretrain_defaults``): the
+    Brown corpus's ``train.jsonl`` / ``test.jsonl`` packed into 128-token sequences of 256, an
+    8k WordPiece vocabulary learned from the training split, BERT-Mini without dropout, AdamW
+    at ``learning_rate`` (betas 0.9, 0.999; weight decay 0.01; not scaled with the batch), one
+    warm-up epoch and a cosine decay over 20 epochs; the image evaluators off. ``runlocal``:
+    20 steps of 16 sequences of 64 tokens on 200 passages, BERT-Tiny, a 1k vocabulary, lr 1e-3.
+    """
+    c.epochs = 20
+    c.data.update(
+        dict(
+            name="jsonl",  # jsonl | text (a folder of .txt files)
+            path="../shared/data/text/brown",
+            batch_size=256,
+            seq_len=128,  # tokens per sequence; documents packed ([CLS] d1 [SEP] d2 [SEP] ...)
+            pack=True,
+            vocab_size=8000,  # of the tokenizer learned from the training split
+            lowercase=True,
+            tokenizer="",  # empty: WORKDIR/tokenizer.json, learned on the first run
+            text_unit="file",  # data.name=text: one document per file or per line
+            max_documents=placeholder(int),  # the first N documents only (quick runs)
+            workers=0,
+        )
+    )
+    c.model.update(
+        dict(backbone="bert_mini", vocab_size=8000, max_len=128, pool="cls", drop_rate=0.0)
+    )
+    c.optim.update(
+        name="adamw",
+        base_learning_rate=learning_rate,
+        lr_scaling="none",
+        weight_decay=0.01,
+        b2=0.999,
+    )
+    c.schedule.warmup_epochs = 1.0
+    for entry in c.evals.values():  # the evaluators take images only
+        entry.every_steps = 0
+    c.ckpt.every_steps = 500
+    c.log.every_steps = 20
+    if runlocal:
+        c.total_steps = 20
+        c.data.update(dict(max_documents=200, seq_len=64, vocab_size=1000, batch_size=16))
+        c.model.update(dict(backbone="bert_tiny", vocab_size=1000, max_len=64))
+        c.optim.base_learning_rate = 1e-3
+        c.ckpt.every_steps = 10
+        c.log.every_steps = 5
+    return c
+
+
 def pretext_preset(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The training setting the pretext-task configs share (on top of ``cifar10_preset`` or
     ``imagenet_preset``): one crop-and-flip view (the task makes its own input), SGD with
