@@ -44,6 +44,8 @@ DINO = {
     "augment.num_local_crops": 2,
     "export.network": "target",
 }
+# tests/methods/test_devices.py runs this 1 and 8 devices, dino_teacher the teacher.
+DEVICE_CONFIGS = {"dino_kd": {}}
 PROTOTYPES = dict(
     out_dim=OUT, hidden_dim=16, bottleneck_dim=8, num_layers=3, use_bn=False,
     norm_last_layer=True, teacher_temp=0.05,
@@ -66,7 +68,7 @@ def _save(workdir, step, encoder, spec):
     ckpt.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # shared with test_devices.py and test_protocol.py
 def dino_run(tmp_path_factory):
     """A DINO method's export written as pretraining writes it (its ``export`` and
     ``head_spec`` at step 2), from a state whose teacher differs from the student and whose
@@ -94,6 +96,12 @@ def dino_run(tmp_path_factory):
     sk_arrays = {**bare, "head": {k: encoder["head"][k] for k in ("params", "batch_stats")}}
     _save(runs["sk"], STEP, sk_arrays, {**spec, "head": sk_head})
     return method, params, state, runs
+
+
+@pytest.fixture(scope="session")
+def dino_teacher(dino_run):
+    """The directory of the DINO export with a prototype head (a teacher for dino_kd)."""
+    return dino_run[3]["dino"]
 
 
 @pytest.fixture(scope="module")
