@@ -11,6 +11,7 @@ from ssl_jax.augment import IMAGENET_MEAN, IMAGENET_STD
 from ssl_jax.checkpoint import Checkpointer
 from ssl_jax.data import make_digits_source
 from ssl_jax.export import (
+    check_head,
     check_spec,
     convert_input,
     load_export,
@@ -23,6 +24,8 @@ from ssl_jax.methods import get_method
 from ssl_jax.methods.networks import dino_head
 from ssl_jax.methods.registry import make_views
 from ssl_jax.programs import distill
+from tests.methods.test_dinov2 import DINOV2
+from tests.methods.test_ibot import IBOT
 from tests.programs.tiny import tiny_pretrain_config
 
 TOTAL, STEP, OUT = 10, 2, 32
@@ -196,6 +199,31 @@ def test_the_export_restores_the_teachers_head_center_and_temperature(dino_run, 
     head = dino_head(method.backbone.feature_dim, OUT, hidden_features=16, bottleneck_features=8)
     want, _ = head.apply(target["head"], target_stats["head"], features, train=False)
     np.testing.assert_allclose(export.logits(images), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "fields, centering",
+    [
+        (IBOT, "centering"),
+        (DINOV2, "sinkhorn_knopp"),
+        ({**DINOV2, "method.centering": "centering"}, "centering"),
+    ],
+    ids=["ibot", "dinov2", "dinov2_centering"],
+)
+def test_ibot_and_dinov2_export_their_cls_prototype_head(fields, centering):
+    config = tiny_pretrain_config(**{**fields, "export.network": "target"})
+    method = get_method(config, total_steps=TOTAL)
+    params, state = jax.eval_shape(method.init, jax.random.key(0))
+    arrays = jax.eval_shape(method.export, params, state)
+    head = check_head(method.head_spec(0))
+    assert (head["kind"], head["centering"], head["out_dim"]) == ("prototypes", centering, 32)
+    assert head["sinkhorn_iters"] == (3 if centering == "sinkhorn_knopp" else 0)
+    assert head["teacher_temp"] == pytest.approx(config.method.warmup_teacher_temp)
+    want = {"params", "batch_stats"} | ({"center"} if centering == "centering" else set())
+    assert set(arrays["head"]) == want
+    # The [CLS] head of the teacher, not the patch head.
+    shapes = jax.tree.map(lambda x: x.shape, arrays["head"]["params"])
+    assert shapes == jax.tree.map(lambda x: x.shape, state["target"]["head"])
 
 
 @pytest.mark.parametrize("run", ["dino", pytest.param("sk", marks=pytest.mark.slow)])
