@@ -12,11 +12,12 @@ with ``export.network=target``: the student, with a DINO head to the teacher's p
 learns the teacher's centred, sharpened prototype distribution at the export's teacher
 temperature, or its Sinkhorn-Knopp targets for DINOv2; student temperature 0.1), each also
 ``,runlocal`` (``:mse,runlocal``).
-DINOv2's recipe for its ViT-S/B/L (Oquab et al. 2023, section 5; unverified here, from the
-paper's text, not checked against facebookresearch/dinov2): the ViT-g as a frozen teacher, the
-same training loop otherwise (DINO and iBOT losses over multi-crop, on the two global crops for
-iBOT), masking and stochastic depth removed, a spare EMA of the student as the final model.
-``dino_kd`` keeps only its [CLS] term on one view: no iBOT patch term, no multi-crop, no EMA.
+DINOv2's recipe for its ViT-S/B/L: facebookresearch/dinov2's MODEL_CARD.md says distillation
+"follows the standard DINOv2 pretraining procedure, except the teacher is a pretrained ViT-g,
+frozen" (DINO multi-crop and iBOT losses, KoLeo); its released code has no distillation path.
+The paper's further details (section 5: masking and stochastic depth removed, the iBOT loss on
+the two global crops, a spare EMA of the student as the final model) are unverified here.
+``dino_kd`` keeps only the [CLS] term on one view: no iBOT patch term, no multi-crop, no EMA.
 One view per image: crop and flip with MoCo v2's colour jitter and grayscale, seen by both
 networks. SEED trains
 its students with SGD at lr 0.03 x batch/256 (momentum 0.9, weight decay 1e-4, cosine) for
