@@ -30,6 +30,10 @@ methods, which downstream programs never import (``tests/test_imports.py``).
   ``"online"`` (the network trained by gradients), ``"target"`` (the EMA network of BYOL, MoCo
   v2/v3 and DINO: the key encoder, DINO's teacher) or ``"student"`` (a distillation student).
 - ``backbone``: the :class:`~ssl_jax.models.ModuleDef`-like structure of the export.
+- ``head_spec(step) -> dict`` (optional): the spec ``head`` of the export at ``step`` when
+  ``export`` also returns ``"head": {"params", "batch_stats", ...}`` (DINO, iBOT and DINOv2:
+  the exported network's [CLS] prototype head, with the teacher temperature of that step and
+  its centering, :func:`ssl_jax.export.make_prototype_head_spec`); ``None``: no head.
 - ``project_params(params) -> params`` (optional): applied after every optimizer update,
   for parameters constrained to a set (SwAV's unit-length prototypes).
 - ``diagnose(metrics) -> str | None`` (optional): a warning when logged metrics show a
@@ -89,6 +93,7 @@ class Method(NamedTuple):
     input_spec: dict | None = None
     visualize: Callable[..., dict] | None = None
     batch_terms: str = UNCHECKED
+    head_spec: Callable[[int], dict] | None = None
 
 
 def method_factory(name: str, *, views: str) -> Callable[[Callable], Callable]:

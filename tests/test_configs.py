@@ -184,6 +184,7 @@ def test_every_config_builds_its_method_from_exactly_its_hyperparameters(path, v
 def test_the_distill_config_variant_names_the_method():
     module = load(os.path.join(REPO, "configs", "distill_cifar10.py"))
     names = {"kd": "kd", "mse,runlocal": "mse", None: "seed", "clusterfit": "clusterfit"}
+    names["dino_kd,runlocal"] = "dino_kd"
     for variant, name in names.items():
         assert module.get_config(variant).method.name == name
     assert module.get_config("kd").method.temperature == 4.0

@@ -7,7 +7,9 @@ architecture (the run's ``model`` section), the input it expects (size, channels
 space, mean, std), which network it is, the method, the feature dim, the step, whether a
 categorical head comes with it (``head``: ``false``, or :func:`make_head_spec`'s kind and
 number of classes; the arrays then hold ``"head": {"params", "batch_stats"}`` too: a
-fine-tuned classifier's, which knowledge distillation reads as the teacher's logits), and the
+fine-tuned classifier's, which knowledge distillation reads as the teacher's logits; or a
+DINO / iBOT / DINOv2 run's [CLS] prototype head, ``kind: "prototypes"``, with its teacher
+temperature, centering and center, which ``dino_kd`` distils), and the
 dataset it was trained on (``data``: the identifying fields of the run's data section,
 :func:`ssl_jax.data.identity.identify`, or ``null`` when unknown), which the adaptation
 programs evaluate on unless told otherwise.
@@ -35,22 +37,29 @@ from ssl_jax.export.load import (
 )
 from ssl_jax.export.preprocess import convert_input, preprocess
 from ssl_jax.export.spec import (
+    CENTERINGS,
     COLOR_SPACES,
     HEAD_KINDS,
     NETWORKS,
+    PROTOTYPES,
     SPEC_FORMAT,
+    check_head,
     check_spec,
     make_head_spec,
     make_input_spec,
+    make_prototype_head_spec,
     make_spec,
 )
 
 __all__ = [
+    "CENTERINGS",
     "COLOR_SPACES",
     "HEAD_KINDS",
     "NETWORKS",
+    "PROTOTYPES",
     "SPEC_FORMAT",
     "Export",
+    "check_head",
     "check_spec",
     "convert_input",
     "export_head",
@@ -60,6 +69,7 @@ __all__ = [
     "make_head_spec",
     "make_input_spec",
     "make_logits_fn",
+    "make_prototype_head_spec",
     "make_pixel_encode_fn",
     "make_spec",
     "preprocess",

@@ -26,16 +26,31 @@ from ssl_jax.checkpoint import (
     restore_encoder,
 )
 from ssl_jax.export.preprocess import preprocess
-from ssl_jax.export.spec import check_spec, make_head_spec, make_input_spec
-from ssl_jax.models import LinearClassifier, ModuleDef, make_backbone, module_def
+from ssl_jax.export.spec import PROTOTYPES, check_head, check_spec, make_input_spec
+from ssl_jax.models import DINOHead, LinearClassifier, ModuleDef, make_backbone, module_def
 from ssl_jax.parallel import replicated
 
 
 def make_head(head_spec: Mapping[str, Any], feature_dim: int) -> ModuleDef:
-    """The head of ``head_spec`` (:func:`make_head_spec`) on ``feature_dim`` features: a
-    zero-initialised :class:`~ssl_jax.models.LinearClassifier`, with ``bn_linear`` after an
-    affine-free BatchNorm."""
-    head_spec = make_head_spec(**head_spec)
+    """The head of ``head_spec`` on ``feature_dim`` features: for a categorical one
+    (:func:`make_head_spec`) a zero-initialised :class:`~ssl_jax.models.LinearClassifier`,
+    with ``bn_linear`` after an affine-free BatchNorm; for a prototype head
+    (:func:`~ssl_jax.export.spec.make_prototype_head_spec`) the
+    :class:`~ssl_jax.models.DINOHead` it describes."""
+    head_spec = check_head(head_spec)
+    if head_spec["kind"] == PROTOTYPES:
+        return module_def(
+            lambda rngs: DINOHead(
+                feature_dim,
+                head_spec["out_dim"],
+                hidden_features=head_spec["hidden_dim"],
+                bottleneck_features=head_spec["bottleneck_dim"],
+                num_layers=head_spec["num_layers"],
+                use_bn=head_spec["use_bn"],
+                norm_last_layer=head_spec["norm_last_layer"],
+                rngs=rngs,
+            )
+        )
     return module_def(
         lambda rngs: LinearClassifier(
             feature_dim,
@@ -47,7 +62,8 @@ def make_head(head_spec: Mapping[str, Any], feature_dim: int) -> ModuleDef:
 
 
 def export_head(spec: Mapping[str, Any]) -> ModuleDef | None:
-    """The categorical head a (validated) spec describes, or None when it has none."""
+    """The head (categorical or prototypes) a (validated) spec describes, or None when it has
+    none."""
     return make_head(spec["head"], spec["feature_dim"]) if spec["head"] else None
 
 
@@ -130,9 +146,10 @@ def make_pixel_encode_fn(input_spec: Mapping[str, Any]) -> Callable[[dict, jax.A
 def make_logits_fn(
     backbone: ModuleDef, head: ModuleDef, input_spec: Mapping[str, Any]
 ) -> Callable[[dict, jax.Array], jax.Array]:
-    """``logits(arrays, images_uint8) -> (N, num_classes)``: the export's categorical head on
-    its pooled features (:func:`make_encode_fn`), eval-mode BatchNorm, float32. ``arrays`` is
-    an export's ``{"params", "batch_stats", "head": {"params", "batch_stats"}}``. Not jitted."""
+    """``logits(arrays, images_uint8) -> (N, num_classes)``: the export's head on its pooled
+    features (:func:`make_encode_fn`), eval-mode BatchNorm, float32; a prototype head gives
+    its raw ``(N, out_dim)`` outputs (before centering and temperature). ``arrays`` is an
+    export's ``{"params", "batch_stats", "head": {"params", "batch_stats"}}``. Not jitted."""
     encode = make_encode_fn(backbone, input_spec)
 
     def logits(arrays: dict, images: jax.Array) -> jax.Array:
@@ -188,13 +205,17 @@ class Export:
         return self._jitted[layer](self.arrays, images)
 
     def logits(self, images: jax.typing.ArrayLike) -> jax.Array:
-        """The categorical head's logits ``(N, num_classes)`` of uint8 images, jitted;
-        ``ValueError`` when the export has no head, or for float images outside [0, 1]."""
+        """The head's logits ``(N, num_classes)`` of uint8 images, jitted (a DINO-family
+        teacher's prototype head: its raw ``(N, out_dim)`` outputs, to be centred with
+        ``arrays["head"]["center"]`` or Sinkhorn-Knopp and divided by the spec's
+        ``teacher_temp``); ``ValueError`` when the export has no head, or for float images
+        outside [0, 1]."""
         check_unit_range(images)
         if self.head is None:
             raise ValueError(
-                f"This {self.spec['method']} export has no categorical head (spec head: "
-                "false); a fine-tuning run's export has one (launch/finetune.py)."
+                f"This {self.spec['method']} export has no head (spec head: false); a "
+                "fine-tuning run's export has one (launch/finetune.py), and so has a DINO, "
+                "iBOT or DINOv2 pretraining run's (its teacher prototypes)."
             )
         if "logits" not in self._jitted:
             fn = make_logits_fn(self.backbone, self.head, self.spec["input"])
@@ -203,16 +224,30 @@ class Export:
 
     def random_init(self, seed: int) -> "Export":
         """The same architecture, spec and input with freshly initialised arrays (``seed``)."""
-        init = self._init or _init_fn(self.backbone, self.mesh, self.head)
+        init = self._init or _init_fn(self.backbone, self.mesh, self.head, _center_dim(self.spec))
         arrays = init(jax.random.key(seed))
         return dataclasses.replace(
             self, arrays=arrays, random_init_seed=seed, _jitted={}, _init=init
         )
 
 
-def _init_fn(backbone: ModuleDef, mesh: Mesh | None, head: ModuleDef | None = None):
-    """Jitted ``key -> {"params", "batch_stats"}`` (and ``"head"``: the same of ``head``),
-    replicated over ``mesh`` (else on the first local device)."""
+def _center_dim(spec: Mapping[str, Any]) -> int | None:
+    """The width of the center a prototype head with ``centering="centering"`` carries."""
+    head = spec["head"]
+    if head and head["kind"] == PROTOTYPES and head["centering"] == "centering":
+        return head["out_dim"]
+    return None
+
+
+def _init_fn(
+    backbone: ModuleDef,
+    mesh: Mesh | None,
+    head: ModuleDef | None = None,
+    center_dim: int | None = None,
+):
+    """Jitted ``key -> {"params", "batch_stats"}`` (and ``"head"``: the same of ``head``, with
+    a zero ``"center"`` ``(center_dim,)`` when given), replicated over ``mesh`` (else on the
+    first local device)."""
     sharding = (
         replicated(mesh) if mesh is not None else SingleDeviceSharding(jax.local_devices()[0])
     )
@@ -222,6 +257,8 @@ def _init_fn(backbone: ModuleDef, mesh: Mesh | None, head: ModuleDef | None = No
         if head is not None:
             head_key = jax.random.fold_in(key, 1)
             arrays["head"] = dict(zip(("params", "batch_stats"), head.init(head_key), strict=True))
+            if center_dim is not None:
+                arrays["head"]["center"] = jnp.zeros((center_dim,), jnp.float32)
         return arrays
 
     return jax.jit(init, out_shardings=sharding)
@@ -272,7 +309,7 @@ def load_export(
             f"{spec['feature_dim']}, but its model section builds {backbone.feature_dim}."
         )
     head = export_head(spec)
-    init = _init_fn(backbone, mesh, head)
+    init = _init_fn(backbone, mesh, head, _center_dim(spec))
     export = Export(spec=spec, arrays={}, backbone=backbone, mesh=mesh, head=head, _init=init)
     if random_init_seed is not None:
         return export.random_init(random_init_seed)

@@ -25,6 +25,10 @@ NETWORKS = ("online", "target", "student")
 # Categorical heads an export may carry: a linear classifier on the pooled features, after an
 # affine-free BatchNorm for ``bn_linear`` (the heads of ``launch/finetune.py``).
 HEAD_KINDS = ("linear", "bn_linear")
+# The other head an export may carry: a DINO-family teacher's [CLS] prototype head
+# (:func:`make_prototype_head_spec`), and how its outputs are centred into targets.
+PROTOTYPES = "prototypes"
+CENTERINGS = ("centering", "sinkhorn_knopp")
 
 
 def _positive_int(value, name: str) -> int:
@@ -39,6 +43,76 @@ def make_head_spec(kind: str, num_classes: int) -> dict:
     if kind not in HEAD_KINDS:
         raise ValueError(f"head kind={kind!r} is unknown; valid: {list(HEAD_KINDS)}.")
     return {"kind": kind, "num_classes": _positive_int(num_classes, "head num_classes")}
+
+
+def make_prototype_head_spec(
+    *,
+    out_dim: int,
+    hidden_dim: int,
+    bottleneck_dim: int,
+    num_layers: int,
+    use_bn: bool,
+    norm_last_layer: bool,
+    teacher_temp: float,
+    centering: str,
+    sinkhorn_iters: int = 0,
+) -> dict:
+    """The ``head`` section of a DINO / iBOT / DINOv2 export: the [CLS]
+    :class:`~ssl_jax.models.DINOHead` (MLP of ``num_layers`` layers of width ``hidden_dim``
+    to the ``bottleneck_dim`` bottleneck, then ``out_dim`` prototypes), the teacher
+    temperature at the export's step, and the centering of its outputs into targets:
+    ``"centering"`` (``softmax((t - c) / teacher_temp)``, the export's arrays then hold the
+    center ``head/center`` ``(out_dim,)``) or ``"sinkhorn_knopp"`` (``sinkhorn_iters``
+    Sinkhorn-Knopp iterations over the batch at ``epsilon = teacher_temp``, DINOv2's; no
+    center). Raises ``ValueError`` naming the offending field."""
+    if centering not in CENTERINGS:
+        raise ValueError(f"head centering={centering!r} is unknown; valid: {list(CENTERINGS)}.")
+    if not isinstance(use_bn, bool) or not isinstance(norm_last_layer, bool):
+        raise ValueError(
+            f"head use_bn and norm_last_layer must be booleans, got {use_bn!r}, "
+            f"{norm_last_layer!r}."
+        )
+    if isinstance(teacher_temp, bool) or not isinstance(teacher_temp, int | float):
+        raise ValueError(f"head teacher_temp must be a number, got {teacher_temp!r}.")
+    if not teacher_temp > 0:
+        raise ValueError(f"head teacher_temp must be > 0, got {teacher_temp}.")
+    if centering == "sinkhorn_knopp":
+        sinkhorn_iters = _positive_int(sinkhorn_iters, "head sinkhorn_iters")
+    elif sinkhorn_iters != 0:
+        raise ValueError(
+            f"head sinkhorn_iters={sinkhorn_iters!r} is for centering='sinkhorn_knopp'; "
+            "with centering='centering' it is 0."
+        )
+    return {
+        "kind": PROTOTYPES,
+        "out_dim": _positive_int(out_dim, "head out_dim"),
+        "hidden_dim": _positive_int(hidden_dim, "head hidden_dim"),
+        "bottleneck_dim": _positive_int(bottleneck_dim, "head bottleneck_dim"),
+        "num_layers": _positive_int(num_layers, "head num_layers"),
+        "use_bn": use_bn,
+        "norm_last_layer": norm_last_layer,
+        "teacher_temp": float(teacher_temp),
+        "centering": centering,
+        "sinkhorn_iters": sinkhorn_iters,
+    }
+
+
+def check_head(head: Mapping[str, Any] | bool) -> dict | bool:
+    """A spec's ``head`` validated: ``False``, a categorical head (:func:`make_head_spec`) or
+    a prototype head (:func:`make_prototype_head_spec`, ``kind: "prototypes"``)."""
+    if head is False:
+        return False
+    if not isinstance(head, Mapping):
+        raise ValueError(f"spec head must be false or a head section with a 'kind', got {head!r}.")
+    fields = {k: v for k, v in head.items() if k != "kind"}
+    if head.get("kind") == PROTOTYPES:
+        try:
+            return make_prototype_head_spec(**fields)
+        except TypeError as e:  # a missing or unknown field
+            raise ValueError(f"spec head {dict(head)!r} is not a prototype head: {e}.") from e
+    if set(head) != {"kind", "num_classes"}:
+        raise ValueError(f"spec head needs exactly 'kind' and 'num_classes', got {head!r}.")
+    return make_head_spec(**head)
 
 
 def make_input_spec(
@@ -118,8 +192,9 @@ def make_spec(
     (:func:`check_input`); ``network``: which network the arrays
     are (``online``, ``target``, ``teacher``, ``student``); ``method``: its name;
     ``feature_dim``: the width of the features; ``step``: the training step; ``head``:
-    ``False``, or the categorical head included with the arrays (:func:`make_head_spec`,
-    e.g. ``{"kind": "bn_linear", "num_classes": 10}`` for a fine-tuned classifier); ``data``:
+    ``False``, or the head included with the arrays: a categorical one (:func:`make_head_spec`,
+    e.g. ``{"kind": "bn_linear", "num_classes": 10}`` for a fine-tuned classifier) or a DINO
+    teacher's prototype head (:func:`make_prototype_head_spec`); ``data``:
     the dataset the arrays were trained on, the identifying fields of the run's data section
     (:func:`ssl_jax.data.identity.identify`), or None when unknown. Raises ``ValueError`` on
     an invalid field. Example (a width-4 ResNet-18 pretrained with SimCLR on the 8x8 digits)::
@@ -146,14 +221,7 @@ def make_spec(
         raise ValueError(f"spec method must be a method name, got {method!r}.")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError(f"spec step must be an int >= 0, got {step!r}.")
-    if isinstance(head, Mapping):
-        if set(head) != {"kind", "num_classes"}:
-            raise ValueError(f"spec head needs exactly 'kind' and 'num_classes', got {head!r}.")
-        head = make_head_spec(**head)
-    elif head is not False:
-        raise ValueError(
-            f"spec head must be false or a head section {{'kind', 'num_classes'}}, got {head!r}."
-        )
+    head = check_head(head)
     if data is not None:
         data = check_identity(data)
     spec = {
@@ -190,7 +258,10 @@ def check_spec(spec: Mapping[str, Any]) -> dict:
 
 
 __all__ = [
+    "CENTERINGS",
     "COLOR_SPACES",
+    "PROTOTYPES",
+    "check_head",
     "check_input",
     "HEAD_KINDS",
     "NETWORKS",
@@ -198,5 +269,6 @@ __all__ = [
     "check_spec",
     "make_head_spec",
     "make_input_spec",
+    "make_prototype_head_spec",
     "make_spec",
 ]

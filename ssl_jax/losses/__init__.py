@@ -34,7 +34,13 @@ from ssl_jax.losses.normalize import l2_normalize
 from ssl_jax.losses.reconstruction import masked_l1, masked_mse
 from ssl_jax.losses.redundancy import barlow_twins_loss, tico_loss, vicreg_loss, vicreg_terms
 from ssl_jax.losses.regression import byol_loss, simsiam_loss
-from ssl_jax.losses.teacher_student import embedding_cosine, embedding_mse, kd_loss, seed_loss
+from ssl_jax.losses.teacher_student import (
+    embedding_cosine,
+    embedding_mse,
+    kd_loss,
+    prototype_kd_loss,
+    seed_loss,
+)
 from ssl_jax.losses.whitening import cholesky_whiten, wmse_loss
 
 __all__ = [
@@ -58,6 +64,7 @@ __all__ = [
     "ijepa_loss",
     "info_nce",
     "kd_loss",
+    "prototype_kd_loss",
     "koleo_loss",
     "l2_normalize",
     "masked_lm_loss",

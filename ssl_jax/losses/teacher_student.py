@@ -1,5 +1,6 @@
 """Teacher-to-student distillation losses: softened-output KL (Hinton et al.), embedding
-regression, and similarity-distribution matching (SEED).
+regression, similarity-distribution matching (SEED) and a DINO-family teacher's prototype
+distribution (DINOv2's distillation).
 
 Each takes the student's outputs first and the teacher's second; the teacher is frozen, so the
 caller passes its outputs through ``jax.lax.stop_gradient`` (or computes them outside the
@@ -11,6 +12,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from ssl_jax.losses.clustering import sinkhorn_knopp
 from ssl_jax.losses.normalize import l2_normalize
 
 
@@ -111,3 +113,54 @@ def seed_loss(
     p_teacher = jax.nn.softmax(teacher_logits, axis=-1)
     log_p_student = jax.nn.log_softmax(student_logits / student_temperature, axis=-1)
     return -jnp.mean(jnp.sum(p_teacher * log_p_student, axis=-1))
+
+
+def prototype_kd_loss(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    center: ArrayLike | None = None,
+    *,
+    student_temp: float = 0.1,
+    teacher_temp: float = 0.04,
+    sinkhorn_iters: int = 0,
+) -> jax.Array:
+    r"""Cross-entropy from a frozen DINO-family teacher's prototype distribution to the
+    student's, the loss of DINOv2's distillation (Oquab et al. 2023, section 5) on one view:
+
+    .. math::
+        q = \mathrm{softmax}\Big(\frac{t - c}{\tau_t}\Big),\quad
+        L = -\frac{1}{N} \sum_n \sum_k q_{n,k} \log \mathrm{softmax}_k
+            \Big(\frac{s_n}{\tau_s}\Big)_k
+
+    with the teacher's exported ``center`` :math:`c` (DINO's centering); with
+    ``center=None`` and ``sinkhorn_iters >= 1``, :math:`q` is instead
+    :func:`~ssl_jax.losses.sinkhorn_knopp` of :math:`t` at :math:`\varepsilon = \tau_t` over
+    the batch (DINOv2's ``SinkhornKnoppTeacher``). ``student_logits`` and ``teacher_logits``:
+    ``(N, K)`` head outputs; the caller stops the teacher's gradient. A float32 scalar.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> round(float(prototype_kd_loss(jnp.zeros((2, 8)), jnp.zeros((2, 8)), jnp.zeros(8))), 4)
+      2.0794
+    """
+    s = jnp.asarray(student_logits, jnp.float32)
+    t = jnp.asarray(teacher_logits, jnp.float32)
+    _check_pair("prototype_kd_loss", s, t)
+    _check_temperature("prototype_kd_loss", "student_temp", student_temp)
+    _check_temperature("prototype_kd_loss", "teacher_temp", teacher_temp)
+    if center is None:
+        if sinkhorn_iters < 1:
+            raise ValueError(
+                "prototype_kd_loss needs a center (DINO's centering) or sinkhorn_iters >= 1 "
+                "(DINOv2's Sinkhorn-Knopp centering)."
+            )
+        q = sinkhorn_knopp(t, epsilon=teacher_temp, num_iters=sinkhorn_iters)
+    else:
+        c = jnp.asarray(center, jnp.float32)
+        if c.shape != t.shape[-1:]:
+            raise ValueError(f"prototype_kd_loss needs a ({t.shape[-1]},) center, got {c.shape}.")
+        if sinkhorn_iters:
+            raise ValueError("prototype_kd_loss takes a center or sinkhorn_iters, not both.")
+        q = jax.nn.softmax((t - c) / teacher_temp, axis=-1)
+    log_p = jax.nn.log_softmax(s / student_temp, axis=-1)
+    return -jnp.mean(jnp.sum(q * log_p, axis=-1))

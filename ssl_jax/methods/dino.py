@@ -20,6 +20,10 @@ Metrics: ``teacher_entropy``, the mean entropy of the centred, sharpened teacher
 ``diagnose`` warns about), and ``teacher_batch_entropy``, the entropy of their batch mean
 (near 0 for the other collapse, every image on one output); DINO's Fig. 7.
 
+The export carries the exported network's head, center and teacher temperature (spec head
+``kind: "prototypes"``, :func:`~ssl_jax.methods.momentum.prototype_export`): with
+``export_network="target"`` the teacher's prototype distribution, which ``dino_kd`` distils.
+
 https://arxiv.org/abs/2104.14294 ; code: https://github.com/facebookresearch/dino
 """
 
@@ -39,7 +43,7 @@ from ssl_jax.methods.momentum import (
     cosine_momentum,
     init_target,
     momentum_update,
-    target_export,
+    prototype_export,
 )
 from ssl_jax.methods.networks import dino_head, embed_crops, init_parts
 
@@ -84,20 +88,25 @@ def make_dino(
         )
     network = check_export_network(export_network, "DINO", "EMA teacher")
     out_dim = int(out_dim)
-    parts = {
-        "backbone": backbone,
-        "head": dino_head(
-            backbone.feature_dim,
-            out_dim,
-            hidden_features=proj_hidden_dim,
-            bottleneck_features=bottleneck_dim,
-            num_layers=int(head_layers),
-            use_bn=bool(head_use_bn),
-            norm_last_layer=bool(norm_last_layer),
-        ),
+    head_kwargs = {
+        "hidden_features": proj_hidden_dim,
+        "bottleneck_features": bottleneck_dim,
+        "num_layers": int(head_layers),
+        "use_bn": bool(head_use_bn),
+        "norm_last_layer": bool(norm_last_layer),
     }
+    parts = {"backbone": backbone, "head": dino_head(backbone.feature_dim, out_dim, **head_kwargs)}
     warmup_steps = min(int(warmup_teacher_temp_steps), total_steps)
     freeze_steps = int(freeze_last_layer_steps)
+
+    def temperature(step):
+        return dino_teacher_temperature(
+            step,
+            warmup_teacher_temp=warmup_teacher_temp,
+            teacher_temp=teacher_temp,
+            warmup_steps=warmup_steps,
+            total_steps=total_steps,
+        )
 
     def init(key):
         params, stats = init_parts(parts, key)
@@ -131,13 +140,7 @@ def make_dino(
         student = student.reshape(num_crops, n, -1)
         teacher = jax.lax.stop_gradient(teacher).reshape(2, n, -1)
         center = jax.lax.stop_gradient(method_state["center"])
-        temp = dino_teacher_temperature(
-            step,
-            warmup_teacher_temp=warmup_teacher_temp,
-            teacher_temp=teacher_temp,
-            warmup_steps=warmup_steps,
-            total_steps=total_steps,
-        )
+        temp = temperature(step)
         value = dino_loss(student, teacher, center, student_temp=student_temp, teacher_temp=temp)
         teacher_logits = (teacher - center) / temp
         new_state = {
@@ -166,12 +169,14 @@ def make_dino(
         "method.teacher_temp), BatchNorm in the head (method.head_use_bn=True), softer views "
         "(augment crop scales, jitter_prob, fewer local crops).",
     )
+    export, head_spec = prototype_export(network, out_dim, head_kwargs, temperature)
     return Method(
         name="dino",
         init=init,
         loss=loss,
         update_state=update_state,
-        export=target_export(network),
+        export=export,
+        head_spec=head_spec,
         backbone=backbone,
         network=network,
         diagnose=diagnose,

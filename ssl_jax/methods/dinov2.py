@@ -50,7 +50,7 @@ from ssl_jax.methods.momentum import (
     cosine_momentum,
     init_target,
     momentum_update,
-    target_export,
+    prototype_export,
 )
 from ssl_jax.methods.networks import dino_head, init_parts, vit_module
 from ssl_jax.pretext import block_masks, draw_mask_ratios
@@ -147,6 +147,15 @@ def make_dinov2(
         }
         return params, state
 
+    def temperature(step):
+        return dino_teacher_temperature(
+            step,
+            warmup_teacher_temp=warmup_teacher_temp,
+            teacher_temp=teacher_temp,
+            warmup_steps=warmup_steps,
+            total_steps=total_steps,
+        )
+
     def loss(params, method_state, batch, key, step, frozen):
         del frozen
         view_key, mask_key, drop_key = jax.random.split(key, 3)
@@ -179,13 +188,7 @@ def make_dinov2(
         masks = masks.reshape(NUM_GLOBAL, n, length)
         teacher_cls = teacher["cls"].reshape(NUM_GLOBAL, n, -1)
         teacher_patch = teacher["patch"].reshape(NUM_GLOBAL, n, length, -1)
-        temp = dino_teacher_temperature(
-            step,
-            warmup_teacher_temp=warmup_teacher_temp,
-            teacher_temp=teacher_temp,
-            warmup_steps=warmup_steps,
-            total_steps=total_steps,
-        )
+        temp = temperature(step)
         center = jax.lax.stop_gradient(method_state["center"])
         patch_center = jax.lax.stop_gradient(method_state["patch_center"])
         new_state = {
@@ -236,12 +239,21 @@ def make_dinov2(
         "Remedies: a lower teacher temperature (method.warmup_teacher_temp, "
         "method.teacher_temp), softer views (augment crop scales, fewer local crops).",
     )
+    export, head_spec = prototype_export(
+        network,
+        out_dim,
+        head_kwargs,
+        temperature,
+        centering=centering,
+        sinkhorn_iters=SINKHORN_ITERS,
+    )
     return Method(
         name="dinov2",
         init=init,
         loss=loss,
         update_state=update_state,
-        export=target_export(network),
+        export=export,
+        head_spec=head_spec,
         backbone=backbone,
         network=network,
         diagnose=diagnose,

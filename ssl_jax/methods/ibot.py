@@ -47,7 +47,7 @@ from ssl_jax.methods.momentum import (
     cosine_momentum,
     init_target,
     momentum_update,
-    target_export,
+    prototype_export,
 )
 from ssl_jax.methods.networks import dino_head, init_parts, vit_module
 from ssl_jax.pretext import block_masks, draw_mask_ratios
@@ -225,12 +225,19 @@ def make_ibot(
         "Remedies: a lower teacher temperature (method.warmup_teacher_temp, "
         "method.teacher_temp), softer views (augment crop scales, fewer local crops).",
     )
+    export, head_spec = prototype_export(
+        network,
+        out_dim,
+        head_kwargs,
+        lambda step: temperature(step, warmup_teacher_temp, teacher_temp),
+    )
     return Method(
         name="ibot",
         init=init,
         loss=loss,
         update_state=update_state,
-        export=target_export(network),
+        export=export,
+        head_spec=head_spec,
         backbone=backbone,
         network=network,
         diagnose=diagnose,

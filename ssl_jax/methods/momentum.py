@@ -3,7 +3,8 @@
 BYOL, MoCo v2/v3 and DINO keep a target network as an extra param tree of the online
 network's structure in ``method_state["target"]`` (and its BatchNorm statistics in
 ``method_state["target_batch_stats"]``), moved after every optimizer step by
-``target <- m target + (1 - m) online`` with a constant or cosine ``m``.
+``target <- m target + (1 - m) online`` with a constant or cosine ``m``. DINO, iBOT and
+DINOv2 export their [CLS] prototype head with the backbone (:func:`prototype_export`).
 """
 
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ssl_jax.export import make_prototype_head_spec
 from ssl_jax.methods.common import online_export
 
 MOMENTUM_SCHEDULES = ("constant", "cosine", "linear")
@@ -87,6 +89,52 @@ def target_export(network: str):
         return online_export(params, method_state)
 
     return export
+
+
+def prototype_export(
+    network: str,
+    out_dim: int,
+    head_kwargs: dict,
+    temperature: Callable,
+    *,
+    centering: str = "centering",
+    sinkhorn_iters: int = 0,
+) -> tuple[Callable, Callable]:
+    """``(export, head_spec)`` of a DINO-family method: :func:`target_export`'s backbone and,
+    under ``"head"``, the same network's [CLS] :class:`~ssl_jax.models.DINOHead` (part
+    ``head``; ``head_kwargs``: its :func:`~ssl_jax.methods.networks.dino_head` keywords) with
+    ``method_state["center"]`` when ``centering="centering"``; ``head_spec(step)`` is its spec
+    (:func:`~ssl_jax.export.make_prototype_head_spec`) with the teacher temperature
+    ``temperature(step)``. With ``network="target"`` this is the EMA teacher's head, whose
+    prototype distribution DINOv2 distils into smaller students."""
+    backbone_export = target_export(network)
+
+    def export(params, method_state):
+        if network == "target":
+            head = {
+                "params": method_state["target"]["head"],
+                "batch_stats": method_state["target_batch_stats"]["head"],
+            }
+        else:
+            head = {"params": params["head"], "batch_stats": method_state["batch_stats"]["head"]}
+        if centering == "centering":
+            head["center"] = method_state["center"]
+        return {**backbone_export(params, method_state), "head": head}
+
+    def head_spec(step: int) -> dict:
+        return make_prototype_head_spec(
+            out_dim=int(out_dim),
+            hidden_dim=int(head_kwargs["hidden_features"]),
+            bottleneck_dim=int(head_kwargs["bottleneck_features"]),
+            num_layers=int(head_kwargs["num_layers"]),
+            use_bn=bool(head_kwargs.get("use_bn", False)),
+            norm_last_layer=bool(head_kwargs.get("norm_last_layer", True)),
+            teacher_temp=float(temperature(step)),
+            centering=centering,
+            sinkhorn_iters=sinkhorn_iters if centering == "sinkhorn_knopp" else 0,
+        )
+
+    return export, head_spec
 
 
 def momentum_update(schedule: Callable, parts: tuple[str, ...]):

@@ -8,8 +8,9 @@ newest checkpoint then), so a resumed run distils from the same teacher only if 
 run has not written newer checkpoints meanwhile: set ``teacher_step`` to pin it for good.
 The teacher sees the student's view at its own input size, colour space and normalisation
 (its spec), in eval mode, under ``stop_gradient``. Its outputs are its pooled features
-(:func:`teacher_features`) or, for a teacher whose export includes a categorical head (a
-fine-tuning run's), that head's logits (:func:`teacher_logits`).
+(:func:`teacher_features`) or, for a teacher whose export includes a head (a fine-tuning
+run's categorical one, a DINO-family run's prototypes), that head's logits
+(:func:`teacher_logits`).
 """
 
 from typing import NamedTuple
@@ -18,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from ssl_jax.export import convert_input, export_head, load_export, read_spec
+from ssl_jax.export import PROTOTYPES, convert_input, export_head, load_export, read_spec
 from ssl_jax.methods.networks import mlp_head
 from ssl_jax.models import ModuleDef, make_backbone
 
@@ -36,7 +37,15 @@ class Teacher(NamedTuple):
 
     @property
     def num_classes(self) -> int | None:
-        return self.spec["head"]["num_classes"] if self.spec["head"] else None
+        """The categorical head's classes; None without one (or with a prototype head)."""
+        head = self.spec["head"]
+        return head["num_classes"] if head and head["kind"] != PROTOTYPES else None
+
+    @property
+    def prototypes(self) -> dict | None:
+        """The spec of a DINO-family prototype head (``kind: "prototypes"``), else None."""
+        head = self.spec["head"]
+        return head if head and head["kind"] == PROTOTYPES else None
 
 
 def make_teacher(path: str, step: int | None = None) -> Teacher:
@@ -82,8 +91,9 @@ def teacher_features(teacher: Teacher, arrays: dict, x: jax.Array) -> jax.Array:
 
 
 def teacher_logits(teacher: Teacher, arrays: dict, x: jax.Array) -> jax.Array:
-    """The teacher's categorical head's logits ``(N, num_classes)`` of its features
-    (:func:`teacher_features`), eval mode, stop-gradient."""
+    """The teacher's head's logits ``(N, num_classes)`` (a prototype head: its raw
+    ``(N, out_dim)`` outputs) of its features (:func:`teacher_features`), eval mode,
+    stop-gradient."""
     head = arrays["head"]
     logits, _ = teacher.head.apply(
         head["params"], head["batch_stats"], teacher_features(teacher, arrays, x), train=False

@@ -114,6 +114,12 @@ def _holds_state(run_dir: str) -> bool:
     return has_state(run_dir, step)
 
 
+def _head_at(method, step: int) -> dict:
+    """The spec ``head`` of the export at ``step`` (its teacher temperature follows a
+    schedule), or nothing to change when the method exports no head."""
+    return {"head": method.head_spec(step)} if method.head_spec else {}
+
+
 def graft_encoder(tree, encoder: dict) -> tuple[Any, list[str]]:
     """``tree`` with every ``backbone`` entry whose arrays have the shapes of
     ``encoder["params"]`` (or of a non-empty ``encoder["batch_stats"]``) replaced by those
@@ -333,6 +339,7 @@ def run(
         method=method.name,
         feature_dim=method.backbone.feature_dim,
         step=start,
+        head=method.head_spec(start) if method.head_spec else False,
         data=identify(config.data),
     )
     evaluators = Evaluators(
@@ -345,7 +352,7 @@ def run(
             step,
             state=state,
             encoder=method.export(state.params, state.method_state),
-            encoder_spec={**encoder_spec, "step": step},
+            encoder_spec={**encoder_spec, "step": step, **_head_at(method, step)},
             config=config_json,
             data=iterator.get_state(step),
             force=force,

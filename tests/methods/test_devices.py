@@ -22,11 +22,14 @@ from ssl_jax.methods.registry import DISTILL_METHODS
 from ssl_jax.optim import make_optimizer, make_schedule
 from ssl_jax.parallel import global_batch, make_mesh
 from ssl_jax.train_step import make_init_fn, make_train_step, state_sharding
+from tests.methods.test_dino_kd import dino_run, dino_teacher
 from tests.methods.test_distill import classifier_teacher, distill_config
 from tests.programs.tiny import tiny_pretrain_config
 
 STEPS = 3
-__all__ = ["classifier_teacher"]  # a fixture of tests/methods/test_distill.py used here too
+# Fixtures of tests/methods/test_distill.py and test_dino_kd.py used here too.
+__all__ = ["classifier_teacher", "dino_run", "dino_teacher"]
+TEACHERS = {"kd": "classifier_teacher", "dino_kd": "dino_teacher"}  # else: "pretrained"
 
 
 @functools.cache
@@ -82,7 +85,7 @@ def test_every_method_is_covered():
 
 def method_config(name, request):
     if name in DISTILL_METHODS:
-        fixture = "classifier_teacher" if name == "kd" else "pretrained"
+        fixture = TEACHERS.get(name, "pretrained")
         teacher = request.getfixturevalue(fixture)
         teacher = teacher[0] if fixture == "pretrained" else teacher
         fields = {"method.num_clusters": 5} if name == "clusterfit" else {}

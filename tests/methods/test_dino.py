@@ -11,6 +11,7 @@ import pytest
 from ssl_jax.augment.from_config import eval_settings, multicrop_from_config
 from ssl_jax.augment.multicrop import make_multicrop_fn
 from ssl_jax.data import make_digits_source
+from ssl_jax.export import load_export
 from ssl_jax.losses import dino_loss, dino_teacher_temperature
 from ssl_jax.methods import get_method
 from ssl_jax.methods.momentum import cosine_momentum
@@ -212,3 +213,9 @@ def test_one_pretrain_step_runs(tmp_path):
     results = pretrain.run(config, str(tmp_path))
     assert results["final_step"] == 1 and np.isfinite(results["loss"])
     np.testing.assert_allclose(results["teacher_temp"], 0.04, rtol=1e-5)
+    # The export carries the teacher's prototype head (tests/methods/test_dino_kd.py).
+    export = load_export(str(tmp_path))
+    assert export.spec["head"]["kind"] == "prototypes" and export.spec["head"]["out_dim"] == 32
+    assert export.arrays["head"]["center"].shape == (32,)
+    images, _ = make_digits_source("train", image_size=8).get(np.arange(16))
+    assert export.logits(images).shape == (16, 32)

@@ -12,9 +12,11 @@ import pytest
 
 from ssl_jax.methods import METHODS, get_method
 from tests.methods.test_devices import STEPS, device_configs, method_config
+from tests.methods.test_dino_kd import dino_run, dino_teacher
 from tests.methods.test_distill import classifier_teacher
 
-__all__ = ["classifier_teacher"]  # a fixture of tests/methods/test_distill.py used here too
+# Fixtures of tests/methods/test_distill.py and test_dino_kd.py used here too.
+__all__ = ["classifier_teacher", "dino_run", "dino_teacher"]
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

@@ -39,7 +39,7 @@ def test_the_registry_is_every_declared_factory_of_the_package():
         assert factory.method_name == name and factory.views in VIEW_KINDS, name
     assert METHODS["dino"].views == "multicrop" and METHODS["byol"].views == "two_views"
     assert METHODS["mae"].views == "one_raw_view" == METHODS["kd"].views
-    assert DISTILL_METHODS == ("clusterfit", "cosine", "kd", "mse", "seed")  # they take a teacher
+    assert DISTILL_METHODS == ("clusterfit", "cosine", "dino_kd", "kd", "mse", "seed")  # teachers
     with pytest.raises(ValueError, match="views='three_views' is not one of"):
         method_factory("x", views="three_views")
 
