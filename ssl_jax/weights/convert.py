@@ -31,7 +31,7 @@ import numpy as np
 from etils import epath
 
 from ssl_jax.checkpoint import save_export
-from ssl_jax.export import load_export, make_head, make_head_spec, make_spec
+from ssl_jax.export import PROTOTYPES, load_export, make_head, make_head_spec, make_spec
 from ssl_jax.models import make_backbone
 from ssl_jax.weights.io import read_safetensors_metadata, read_state_dict, write_safetensors
 from ssl_jax.weights.layouts import VIT_SHAPES, Arch, get_arch, resnet_rules, vit_rules
@@ -302,12 +302,18 @@ def export_tensors(run_dir: epath.PathLike, *, format: str, step: int | None = N
     if format not in FORMATS:
         raise ValueError(f"format={format!r} is unknown; valid: {list(FORMATS)}.")
     export = load_export(run_dir, step)
-    paths, leaves, _ = _flat_paths(export.arrays)
+    arrays, spec = export.arrays, export.spec
+    if spec["head"] and spec["head"]["kind"] == PROTOTYPES:
+        # A DINO-family prototype head is for distillation (dino_kd), not a PyTorch model's.
+        arrays = {k: v for k, v in arrays.items() if k != "head"}
+        spec = {**spec, "head": False}
+        log.info("%s: the prototype head is not written (the encoder only).", run_dir)
+    paths, leaves, _ = _flat_paths(arrays)
     flat = {p: np.asarray(leaf) for p, leaf in zip(paths, leaves, strict=True)}
     if format == "safetensors":
-        return flat, export.spec
+        return flat, spec
     tensors = {}
-    for name, (path, kind) in _timm_rules(export.spec).items():
+    for name, (path, kind) in _timm_rules(spec).items():
         if kind == "count":
             tensors[name] = np.zeros((), np.int64)
             continue
@@ -321,7 +327,7 @@ def export_tensors(run_dir: epath.PathLike, *, format: str, step: int | None = N
             else (value.transpose(3, 2, 0, 1) if kind == "conv" else value)
         )
     assert not flat, f"export arrays without a timm name: {sorted(flat)}"
-    return tensors, export.spec
+    return tensors, spec
 
 
 def export_weights(

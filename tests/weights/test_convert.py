@@ -25,7 +25,7 @@ pytest.importorskip(
 )
 
 from ssl_jax.checkpoint import save_export  # noqa: E402
-from ssl_jax.export import load_export, make_spec  # noqa: E402
+from ssl_jax.export import load_export, make_spec, read_spec  # noqa: E402
 from ssl_jax.models import make_backbone  # noqa: E402
 from ssl_jax.weights import (  # noqa: E402
     convert_state_dict,
@@ -352,3 +352,18 @@ def test_graft_encoder_sets_every_backbone(tmp_path):
     other = make_backbone(ml_collections.ConfigDict(model | {"width": 8}))
     _, none = graft_encoder({"backbone": zeros(other)[0]}, export)
     assert none == []
+
+
+from tests.methods.test_dino_kd import dino_run, dino_teacher  # noqa: E402, F401, F811
+
+
+@pytest.mark.parametrize("format", ["timm", "safetensors"])
+def test_a_prototype_head_is_left_out_of_the_weights(dino_teacher, format):  # noqa: F811
+    """A DINO export's prototype head (for dino_kd) is not a PyTorch model's head: the file
+    holds the encoder only and its spec says no head."""
+
+    assert read_spec(dino_teacher)["head"]["kind"] == "prototypes"
+    tensors, spec = export_tensors(dino_teacher, format=format)
+    assert spec["head"] is False
+    assert not [name for name in tensors if name.startswith("head")]
+    assert tensors  # the encoder is written
