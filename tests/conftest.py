@@ -55,7 +55,7 @@ def pretrained(tmp_path_factory):
 # PyTorch equality of imported weights): `pytest -m extended` runs them; CI's slow job leaves
 # them out to stay within its time (.ci/run), so run them before landing a change near them.
 EXTENDED_METHODS = {
-    "data2vec", "dinov2", "electra", "ibot", "ijepa", "lejepa", "mlm", "mmcr", "msn",
+    "data2vec", "dino_kd", "dinov2", "electra", "ibot", "ijepa", "lejepa", "mlm", "mmcr", "msn",
     "simmim", "tico", "wmse",
 }  # fmt: skip
 EXTENDED_FILES = {
